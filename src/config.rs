@@ -1,0 +1,112 @@
+//! Service configuration: command-line flags, each also read from the legacy `REFEREE_*`
+//! environment variable of the same meaning, gathered in one struct.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args};
+
+/// Everything `ai-referee serve` needs, from flags or the legacy environment variables.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "REFEREE_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one; the chosen address is logged).
+    #[arg(long, env = "REFEREE_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// The YOLO-pose TorchScript to load (an Ultralytics `export(format="torchscript")`).
+    #[arg(long, env = "REFEREE_YOLO_MODEL", default_value = "models/yolo11n-pose.torchscript")]
+    pub model: PathBuf,
+
+    /// Where each phrase's artifact directory is created.
+    #[arg(long, env = "REFEREE_OUTPUT_DIR", default_value = "results/processed_phrases")]
+    pub output_dir: PathBuf,
+
+    /// Log level: ERROR, WARN, INFO, DEBUG or TRACE (any case), or a tracing filter directive.
+    #[arg(long, env = "REFEREE_LOG_LEVEL", default_value = "INFO")]
+    pub log_level: String,
+
+    /// Where pose runs: `auto` (CUDA when present, else CPU), `cpu` or `cuda`.
+    #[arg(long, env = "REFEREE_DEVICE", default_value = "auto")]
+    pub device: String,
+
+    /// Correct the fisheye lens before pose.
+    #[arg(long, env = "REFEREE_FISHEYE_ENABLED", default_value = "true",
+          value_parser = legacy_bool, action = ArgAction::Set)]
+    pub fisheye_enabled: bool,
+
+    /// Fisheye distortion coefficient k1 of the synthetic camera.
+    #[arg(long, env = "REFEREE_FISHEYE_STRENGTH", default_value_t = -0.18, allow_negative_numbers = true)]
+    pub fisheye_strength: f64,
+
+    /// Balance passed to OpenCV's new-camera-matrix estimate (0 crops, 1 keeps every pixel).
+    #[arg(long, env = "REFEREE_FISHEYE_BALANCE", default_value_t = 0.0, allow_negative_numbers = true)]
+    pub fisheye_balance: f64,
+
+    /// Copy the input's audio into the corrected video.
+    #[arg(long, env = "REFEREE_FISHEYE_KEEP_AUDIO", default_value = "true",
+          value_parser = legacy_bool, action = ArgAction::Set)]
+    pub fisheye_keep_audio: bool,
+
+    /// Log progress while correcting a video.
+    #[arg(long, env = "REFEREE_FISHEYE_PROGRESS", default_value = "false",
+          value_parser = legacy_bool, action = ArgAction::Set)]
+    pub fisheye_progress: bool,
+}
+
+impl ServeConfig {
+    /// The socket address to bind, from `host` and `port`.
+    pub fn bind_addr(&self) -> Result<SocketAddr, String> {
+        let host = self.host.trim_matches(|c| c == '[' || c == ']');
+        let ip: std::net::IpAddr = if host == "localhost" {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            host.parse().map_err(|_| format!("invalid host address {:?}", self.host))?
+        };
+        Ok(SocketAddr::new(ip, self.port))
+    }
+}
+
+/// The legacy service's boolean rule: `0`, `false`, `no` and `off` (any case, trimmed) are false,
+/// anything else is true.
+pub fn legacy_bool(value: &str) -> Result<bool, String> {
+    let v = value.trim().to_ascii_lowercase();
+    Ok(!matches!(v.as_str(), "0" | "false" | "no" | "off"))
+}
+
+/// Turns the legacy log level (`INFO`, `WARNING`, …) into a tracing filter directive.
+pub fn tracing_directive(level: &str) -> String {
+    match level.trim().to_ascii_uppercase().as_str() {
+        "CRITICAL" | "FATAL" | "ERROR" => "error".into(),
+        "WARNING" | "WARN" => "warn".into(),
+        "INFO" => "info".into(),
+        "DEBUG" => "debug".into(),
+        "TRACE" | "NOTSET" => "trace".into(),
+        _ => level.trim().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_booleans() {
+        for f in ["0", "false", "FALSE", "no", "Off", " off "] {
+            assert_eq!(legacy_bool(f), Ok(false), "{f:?}");
+        }
+        for t in ["1", "true", "yes", "on", "", "anything"] {
+            assert_eq!(legacy_bool(t), Ok(true), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn log_levels() {
+        assert_eq!(tracing_directive("INFO"), "info");
+        assert_eq!(tracing_directive("warning"), "warn");
+        assert_eq!(tracing_directive("ai_referee=debug"), "ai_referee=debug");
+    }
+}

@@ -1,0 +1,98 @@
+//! The service's error type and its mapping to HTTP: the only place that knows status codes.
+//!
+//! Every handler returns `Result<_, ApiError>`; an error becomes its status and a
+//! `{"detail": ...}` body, the shape the legacy service's clients read.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{header, Response, StatusCode};
+
+/// An error a request can end in, each kind with its HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request: bad multipart, bad id, missing filename (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such route or session (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The method is not served on this path (405).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The request's target already finished (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A part or the whole body is over its limit (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A content type or a video the service cannot read (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Well-formed input the referee cannot decide on (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The model is not loaded yet, or the service is at its limit (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else: a bug or an I/O failure (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The response: the status and `{"detail": "<message>"}`.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let body = serde_json::json!({ "detail": self.to_string() });
+        let mut response = json_response(status, &body);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(err: std::io::Error) -> Self {
+        ApiError::Internal(format!("I/O error: {err}"))
+    }
+}
+
+/// A JSON response with the given status.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).expect("a serde_json::Value always serialises");
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .expect("static status and header are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_status_and_detail() {
+        let response = ApiError::Unprocessable("Not a double-touch phrase".into()).into_response();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let response = ApiError::Unavailable("warming up".into()).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+    }
+}

@@ -1,0 +1,168 @@
+//! The HTTP server: accepts connections, routes requests to handlers, and owns the shared state
+//! (configuration and the one pose model). Handlers return `Result<_, ApiError>`; statuses are
+//! decided in `error.rs`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tracing::{debug, error, info, warn};
+
+use crate::analysis::pose::{DeviceChoice, PoseModel};
+use crate::config::ServeConfig;
+use crate::error::{json_response, ApiError};
+
+/// What every request handler can see.
+#[derive(Debug)]
+pub struct AppState {
+    /// The settings the server was started with.
+    pub config: ServeConfig,
+    /// The pose model, set once it is loaded and warmed up.
+    pub model: OnceLock<Arc<PoseModel>>,
+}
+
+/// Why `serve` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration cannot be used.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The pose model could not be loaded or warmed up.
+    #[error("pose model: {0}")]
+    Model(#[from] crate::analysis::pose::PoseError),
+}
+
+/// Number of blank forward passes run before the model is reported ready.
+const WARM_UP_ROUNDS: usize = 3;
+
+/// Runs the service until Ctrl-C or SIGTERM; returns an error (and the caller exits non-zero)
+/// when the socket cannot be opened or the model cannot be loaded.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let addr = config.bind_addr().map_err(ServeError::Config)?;
+    let device: DeviceChoice = config.device.parse()?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+    info!(addr = %local, model = %config.model.display(), "listening");
+    info!(
+        output_dir = %config.output_dir.display(),
+        device = %config.device,
+        fisheye_enabled = config.fisheye_enabled,
+        fisheye_strength = config.fisheye_strength,
+        fisheye_balance = config.fisheye_balance,
+        fisheye_keep_audio = config.fisheye_keep_audio,
+        "configuration"
+    );
+
+    let state = Arc::new(AppState { config, model: OnceLock::new() });
+    let (model_failed_tx, model_failed_rx) = oneshot::channel();
+    spawn_model_loader(state.clone(), device, model_failed_tx);
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    tokio::pin!(model_failed_rx);
+    let mut model_pending = true;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req| handle(state.clone(), req));
+                        if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                            debug!(%peer, %err, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(err) => warn!(%err, "accept failed"),
+            },
+            failed = &mut model_failed_rx, if model_pending => {
+                // The loader drops the sender once the model is in: only an error ends serving.
+                model_pending = false;
+                if let Ok(err) = failed {
+                    return Err(err);
+                }
+            }
+            () = &mut shutdown => {
+                info!("shutting down");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Loads and warms the model on a blocking thread; reports failure through `failed`.
+fn spawn_model_loader(state: Arc<AppState>, device: DeviceChoice, failed: oneshot::Sender<ServeError>) {
+    tokio::task::spawn_blocking(move || {
+        let path = state.config.model.clone();
+        let loaded = PoseModel::load(&path, device).and_then(|model| {
+            let ms = model.warm_up(WARM_UP_ROUNDS)?;
+            Ok((model, ms))
+        });
+        match loaded {
+            Ok((model, ms)) => {
+                info!(device = ?model.device(), layout = ?model.layout(), warm_forward_ms = format!("{ms:.1}"), "model ready");
+                let _ = state.model.set(Arc::new(model));
+            }
+            Err(err) => {
+                error!(%err, "model not loaded");
+                let _ = failed.send(err.into());
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+/// Routes one request; every error becomes `{"detail": ...}` with its status.
+async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let result = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/health") => Ok(health(&state)),
+        (_, "/health") => Err(ApiError::MethodNotAllowed),
+        (_, path) => Err(ApiError::NotFound(format!("no route for {path}"))),
+    };
+    Ok(result.unwrap_or_else(ApiError::into_response))
+}
+
+/// `GET /health`, in the legacy shape.
+fn health(state: &AppState) -> Response<Full<Bytes>> {
+    let loaded = state.model.get().is_some();
+    let body = serde_json::json!({
+        "status": if loaded { "ok" } else { "model_not_loaded" },
+        "model_path": state.config.model.display().to_string(),
+        "model_loaded": loaded,
+    });
+    json_response(StatusCode::OK, &body)
+}

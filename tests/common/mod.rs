@@ -1,0 +1,264 @@
+//! Helpers shared by the integration tests: the real `ai-referee` binary started on an
+//! ephemeral port, and a minimal HTTP/1.1 client over a real TCP socket.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The default pose model that `scripts/setup.sh` exports.
+pub fn default_model() -> PathBuf {
+    let model = repo().join("models/yolo11n-pose.torchscript");
+    assert!(model.is_file(), "{} is missing: run ./scripts/setup.sh first", model.display());
+    model
+}
+
+/// The venv's Python, which has torch and Ultralytics.
+pub fn venv_python() -> PathBuf {
+    let python = repo().join(".venv/bin/python");
+    assert!(python.is_file(), "{} is missing: run ./scripts/setup.sh first", python.display());
+    python
+}
+
+/// A running `ai-referee serve`, killed on drop; its stderr lines arrive on a channel.
+pub struct Server {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every stderr line seen so far.
+    pub log: Vec<String>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// How long a server may take to log what we wait for (model load and warm-up on 2 CPU cores).
+pub const STARTUP: Duration = Duration::from_secs(180);
+
+impl Server {
+    /// Starts `ai-referee serve` with these extra arguments and environment variables, on
+    /// 127.0.0.1 and a free port unless they say otherwise, and waits for it to listen.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut child = spawn_serve(args, envs);
+        let lines = stderr_lines(&mut child);
+        let mut server = Server { child, lines, log: Vec::new(), addr: "0.0.0.0:0".parse().unwrap() };
+        let line = server.wait_for("listening", STARTUP);
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .unwrap_or_else(|| panic!("no addr= in {line:?}"));
+        server.addr = addr.parse().expect("a socket address");
+        server
+    }
+
+    /// Starts the server with the default model and waits until the model is warm.
+    pub fn start_ready(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let model = default_model();
+        let mut all = vec!["--model", model.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let mut server = Server::start(&all, envs);
+        server.wait_for("model ready", STARTUP);
+        server
+    }
+
+    /// Blocks until a stderr line contains `needle`; panics (with the log) when the server exits
+    /// or `timeout` passes first.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("no {needle:?} within {timeout:?}; log:\n{}", self.log.join("\n")),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("server exited before {needle:?}; log:\n{}", self.log.join("\n"))
+                }
+            }
+        }
+    }
+
+    /// Sends one request and returns the response.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        http_request(self.addr, method, path, headers, body)
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `ai-referee serve` to its end and returns its exit status and everything it wrote on
+/// stderr (for configurations that must make it stop).
+pub fn serve_until_exit(args: &[&str], envs: &[(&str, &str)], timeout: Duration) -> (ExitStatus, String) {
+    let mut child = spawn_serve(args, envs);
+    let lines = stderr_lines(&mut child);
+    let deadline = Instant::now() + timeout;
+    let mut log = Vec::new();
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => log.push(line),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("serve still running after {timeout:?}; log:\n{}", log.join("\n"));
+            }
+        }
+    }
+    let status = child.wait().expect("wait for serve");
+    (status, log.join("\n"))
+}
+
+fn spawn_serve(args: &[&str], envs: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ai-referee"));
+    cmd.arg("serve")
+        .env_remove("RUST_LOG")
+        .env("REFEREE_HOST", "127.0.0.1")
+        .env("REFEREE_PORT", "0")
+        .envs(envs.iter().copied())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd.spawn().expect("start ai-referee serve")
+}
+
+fn stderr_lines(child: &mut Child) -> Receiver<String> {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lower-cased) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The body parsed as JSON; panics with the body when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The first header of that name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`), the whole response read back.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding")) {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked")) {
+        body = dechunk(&body);
+    }
+    HttpResponse { status, headers, body }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else { break };
+        let size_text = String::from_utf8_lossy(&data[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 2 + size + 2..];
+    }
+    out
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory under the system's temp dir.
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ai-referee-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
