@@ -20,11 +20,14 @@ struct Cli {
 enum Command {
     /// Run the HTTP service (settings from flags or the legacy REFEREE_* variables).
     Serve(ServeConfig),
+    /// Run the pose model on images, videos or folders: one JSON line per frame.
+    Pose(ai_referee::cli::pose::PoseArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Pose(args) => report(ai_referee::cli::pose::run(args)),
         Command::Serve(config) => {
             init_logging(&config.log_level);
             let runtime = match tokio::runtime::Runtime::new() {
@@ -42,6 +45,17 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Exit status of a tool subcommand: its error on stderr and failure, or success.
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ai-referee: {err}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,3 @@
+//! The implementations of `ai-referee`'s tool subcommands (everything but `serve`).
+
+pub mod pose;

@@ -1,0 +1,145 @@
+//! The pose pipeline against Ultralytics' own `predict`, on the real pretrained yolo11n-pose and
+//! real frames of a real two-person video (Sports2D's demo clip, fetched by setup).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{default_model, repo, venv_python, TempDir};
+use serde_json::Value;
+
+fn demo_video() -> std::path::PathBuf {
+    let video = repo().join("data/demo.mp4");
+    assert!(video.is_file(), "{} is missing: run ./scripts/setup.sh first", video.display());
+    video
+}
+
+/// Runs `ai-referee pose` and returns its JSON lines and its stderr.
+fn ai_referee_pose(args: &[&str]) -> (Vec<Value>, String) {
+    let model = default_model();
+    let out = Command::new(env!("CARGO_BIN_EXE_ai-referee"))
+        .args(["pose", "--device", "cpu", "--model", model.to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("run ai-referee pose");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "ai-referee pose failed:\n{stderr}");
+    let lines = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (lines, stderr)
+}
+
+/// Every 23rd frame of the demo video, saved losslessly (PNG) so that both sides decode the same
+/// pixels.
+fn demo_frames(dir: &Path) -> Vec<String> {
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(demo_video())
+        .args(["-vf", "select=not(mod(n\\,23))", "-vsync", "0"])
+        .arg(dir.join("frame%03d.png"))
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success());
+    let mut frames: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().to_str().unwrap().to_owned())
+        .collect();
+    frames.sort();
+    assert_eq!(frames.len(), 10);
+    frames
+}
+
+fn close(a: &Value, b: &Value, tolerance: f64) -> bool {
+    (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= tolerance
+}
+
+#[test]
+fn detections_match_ultralytics_predict_on_real_frames() {
+    let dir = TempDir::new("pose-parity");
+    let frames = demo_frames(dir.path());
+
+    let reference_file = dir.path().join("ultralytics.jsonl");
+    let mut python = Command::new(venv_python());
+    python
+        .arg(repo().join("tests/parity/ultralytics_pose.py"))
+        .arg(default_model())
+        .arg(&reference_file)
+        .args(&frames);
+    let reference_run = python.output().expect("run Ultralytics");
+    let reference_log = String::from_utf8_lossy(&reference_run.stderr);
+    assert!(reference_run.status.success(), "Ultralytics failed:\n{reference_log}");
+    let reference: Vec<Value> = std::fs::read_to_string(&reference_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+
+    let (ours, our_log) = ai_referee_pose(&frames.iter().map(String::as_str).collect::<Vec<_>>());
+    eprintln!("{}", our_log.trim());
+    eprintln!("{}", reference_log.lines().last().unwrap_or_default());
+
+    assert_eq!(ours.len(), reference.len());
+    let (mut people, mut worst_px, mut worst_score) = (0, 0f64, 0f64);
+    for (mine, theirs) in ours.iter().zip(&reference) {
+        assert_eq!(mine["width"], theirs["width"]);
+        assert_eq!(mine["height"], theirs["height"]);
+        let (a, b) = (mine["detections"].as_array().unwrap(), theirs["detections"].as_array().unwrap());
+        assert_eq!(a.len(), b.len(), "detections on {}", mine["source"]);
+        for (d, e) in a.iter().zip(b) {
+            people += 1;
+            assert!(close(&d["score"], &e["score"], 0.01), "score {} vs {}", d["score"], e["score"]);
+            worst_score = worst_score.max((d["score"].as_f64().unwrap() - e["score"].as_f64().unwrap()).abs());
+            for (p, q) in d["box"].as_array().unwrap().iter().zip(e["box"].as_array().unwrap()) {
+                assert!(close(p, q, 1.0), "box {} vs {}", d["box"], e["box"]);
+                worst_px = worst_px.max((p.as_f64().unwrap() - q.as_f64().unwrap()).abs());
+            }
+            for (p, q) in d["keypoints"].as_array().unwrap().iter().zip(e["keypoints"].as_array().unwrap()) {
+                assert!(close(&p[0], &q[0], 1.0) && close(&p[1], &q[1], 1.0), "keypoint {p} vs {q}");
+                assert!(close(&p[2], &q[2], 0.01), "visibility {p} vs {q}");
+                worst_px = worst_px.max((p[0].as_f64().unwrap() - q[0].as_f64().unwrap()).abs());
+                worst_px = worst_px.max((p[1].as_f64().unwrap() - q[1].as_f64().unwrap()).abs());
+            }
+        }
+    }
+    eprintln!("pose parity: {people} people on {} frames, worst {worst_px:.4} px, worst score {worst_score:.2e}", ours.len());
+    assert!(people >= 10, "the real model should find people in the demo frames");
+}
+
+#[test]
+fn people_are_found_on_most_frames_of_the_real_video() {
+    let (lines, log) = ai_referee_pose(&["--batch", "4", demo_video().to_str().unwrap()]);
+    eprintln!("{}", log.trim());
+    assert_eq!(lines.len(), 230, "the demo clip has 230 frames");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["frame"], i);
+        assert_eq!((line["width"].as_u64(), line["height"].as_u64()), (Some(1768), Some(994)));
+    }
+    let with_person = lines.iter().filter(|l| !l["detections"].as_array().unwrap().is_empty()).count();
+    let with_two = lines.iter().filter(|l| l["detections"].as_array().unwrap().len() >= 2).count();
+    assert!(with_person * 10 >= 230 * 9, "people on only {with_person}/230 frames");
+    assert!(with_two * 2 >= 230, "two people on only {with_two}/230 frames");
+    // Best score first, boxes inside the frame, keypoints clipped to it.
+    for line in &lines {
+        let dets = line["detections"].as_array().unwrap();
+        for pair in dets.windows(2) {
+            assert!(pair[0]["score"].as_f64() >= pair[1]["score"].as_f64());
+        }
+        for d in dets {
+            let b: Vec<f64> = d["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            assert!(b[0] >= 0.0 && b[2] <= 1768.0 && b[1] >= 0.0 && b[3] <= 994.0 && b[0] <= b[2] && b[1] <= b[3]);
+            assert!(d["score"].as_f64().unwrap() > 0.25);
+            assert_eq!(d["keypoints"].as_array().unwrap().len(), 17);
+        }
+    }
+}
+
+#[test]
+fn a_missing_input_fails_clearly() {
+    let model = default_model();
+    let out = Command::new(env!("CARGO_BIN_EXE_ai-referee"))
+        .args(["pose", "--device", "cpu", "--model", model.to_str().unwrap(), "/nonexistent/clip.avi"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/clip.avi does not exist"));
+}
