@@ -80,4 +80,9 @@ if [ ! -s models/yolo11n-pose.torchscript ]; then
     || { cat .cache/export.log >&2; exit 1; }
 fi
 
+# The marker model that finds the keypoints `ai-referee render` paints (recorded phrases).
+if [ ! models/marker-pose.torchscript -nt scripts/make-marker-model.py ]; then
+  python scripts/make-marker-model.py models/marker-pose.torchscript
+fi
+
 say "ready (. scripts/env.sh to use the toolchain by hand)"

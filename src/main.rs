@@ -22,12 +22,15 @@ enum Command {
     Serve(ServeConfig),
     /// Run the pose model on images, videos or folders: one JSON line per frame.
     Pose(ai_referee::cli::pose::PoseArgs),
+    /// Paint a recorded phrase's keypoints as markers (for the marker pose model).
+    Render(ai_referee::cli::render::RenderArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Pose(args) => report(ai_referee::cli::pose::run(args)),
+        Command::Render(args) => report(ai_referee::cli::render::run(args)),
         Command::Serve(config) => {
             init_logging(&config.log_level);
             let runtime = match tokio::runtime::Runtime::new() {

@@ -1,3 +1,4 @@
 //! The implementations of `ai-referee`'s tool subcommands (everything but `serve`).
 
 pub mod pose;
+pub mod render;

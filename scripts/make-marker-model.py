@@ -1,0 +1,67 @@
+"""Writes the marker pose model: a TorchScript with a YOLO-pose export's input and output
+([B, 3, 640, 640] RGB in 0..1 -> [B, 56, 2]) that finds keypoints painted as coloured markers
+by `ai-referee render`, so recorded phrases (keypoints, no video) can go through the whole
+pipeline. Usage: python scripts/make-marker-model.py OUT.torchscript
+
+The code (mirrored in src/cli/render.rs): fencer f (0 = left, 1 = right), keypoint k (0..16),
+c = k + 1: red = (c // 4) * 255 / 4, green = (c % 4) * 255 / 3, blue = 255 * f. The background is
+black; letterbox grey (114) is rejected by the blue test.
+"""
+import sys
+
+import torch
+from torch import nn
+
+
+
+class MarkerPose(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fencers, keypoints = 2, 17
+        labels = fencers * keypoints  # the label `labels` means "no marker"
+        min_pixels = 3.0
+        b, _, h, w = x.shape
+        r, g, bl = x[:, 0] * 4.0, x[:, 1] * 3.0, x[:, 2]
+        ri, gi, bi = torch.round(r), torch.round(g), torch.round(bl)
+        code = ri * 4.0 + gi
+        ok = ((r - ri).abs() < 0.35) & ((g - gi).abs() < 0.35) & ((bl - bi).abs() < 0.3)
+        ok = ok & (code >= 1.0) & (code <= float(keypoints))
+        label = torch.where(ok, bi * keypoints + code - 1.0, torch.full_like(code, float(labels))).long()
+        # Keep pixels whose four neighbours carry the same label: drops the blended rims that
+        # resizing leaves around each marker, which can pass for another code.
+        padded = nn.functional.pad(label, (1, 1, 1, 1), value=float(labels))
+        same = (padded[:, 1:-1, :-2] == label) & (padded[:, 1:-1, 2:] == label)
+        same = same & (padded[:, :-2, 1:-1] == label) & (padded[:, 2:, 1:-1] == label)
+        label = torch.where(same, label, torch.full_like(label, labels)).view(b, -1)
+
+        ys = torch.arange(h, dtype=x.dtype, device=x.device).view(h, 1).expand(h, w).reshape(1, -1).expand(b, -1)
+        xs = torch.arange(w, dtype=x.dtype, device=x.device).view(1, w).expand(h, w).reshape(1, -1).expand(b, -1)
+        zeros = torch.zeros(b, labels + 1, dtype=x.dtype, device=x.device)
+        count = zeros.scatter_add(1, label, torch.ones_like(xs))[:, :labels]
+        sx = zeros.scatter_add(1, label, xs + 0.5)[:, :labels]
+        sy = zeros.scatter_add(1, label, ys + 0.5)[:, :labels]
+        seen = count >= min_pixels
+        kx = torch.where(seen, sx / count.clamp(min=1.0), torch.zeros_like(sx)).view(b, fencers, keypoints)
+        ky = torch.where(seen, sy / count.clamp(min=1.0), torch.zeros_like(sy)).view(b, fencers, keypoints)
+        vis = seen.to(x.dtype).view(b, fencers, keypoints)
+
+        big = torch.full_like(kx, 1e9)
+        x1 = torch.where(vis > 0, kx, big).amin(2)
+        y1 = torch.where(vis > 0, ky, big).amin(2)
+        x2 = torch.where(vis > 0, kx, -big).amax(2)
+        y2 = torch.where(vis > 0, ky, -big).amax(2)
+        found = vis.sum(2) >= 2.0
+        x1, y1 = torch.where(found, x1, torch.zeros_like(x1)), torch.where(found, y1, torch.zeros_like(y1))
+        x2, y2 = torch.where(found, x2, torch.zeros_like(x2)), torch.where(found, y2, torch.zeros_like(y2))
+        box = torch.stack(((x1 + x2) / 2.0, (y1 + y2) / 2.0, x2 - x1 + 4.0, y2 - y1 + 4.0), 2)
+        score = torch.where(found, torch.full_like(x1, 0.9), torch.zeros_like(x1)).unsqueeze(2)
+        points = torch.stack((kx, ky, vis), 3).view(b, fencers, keypoints * 3)
+        return torch.cat((box, score, points), 2).transpose(1, 2).contiguous()
+
+
+if __name__ == "__main__":
+    out = sys.argv[1]
+    model = torch.jit.script(MarkerPose().eval())
+    y = model(torch.zeros(1, 3, 640, 640))
+    assert list(y.shape) == [1, 56, 2], y.shape
+    model.save(out)
+    print(f"make-marker-model: wrote {out}", file=sys.stderr)
