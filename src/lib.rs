@@ -9,4 +9,5 @@ pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod form;
 pub mod server;
