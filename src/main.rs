@@ -24,6 +24,12 @@ enum Command {
     Pose(ai_referee::cli::pose::PoseArgs),
     /// Paint a recorded phrase's keypoints as markers (for the marker pose model).
     Render(ai_referee::cli::render::RenderArgs),
+    /// Decide phrases from normalised keypoints (JSON lines, or a log and a keypoints workbook).
+    Decide(ai_referee::cli::engine::DecideArgs),
+    /// Parse scoring-box logs (JSON lines): the phrase, or the legacy's refusal.
+    ParseSignal(ai_referee::cli::engine::ParseSignalArgs),
+    /// Run the tracker and normalisation on detection sequences (JSON lines).
+    Track(ai_referee::cli::engine::TrackArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +37,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Pose(args) => report(ai_referee::cli::pose::run(args)),
         Command::Render(args) => report(ai_referee::cli::render::run(args)),
+        Command::Decide(args) => report(ai_referee::cli::engine::run_decide(args)),
+        Command::ParseSignal(args) => report(ai_referee::cli::engine::run_parse_signal(args)),
+        Command::Track(args) => report(ai_referee::cli::engine::run_track(args)),
         Command::Serve(config) => {
             init_logging(&config.log_level);
             let runtime = match tokio::runtime::Runtime::new() {

@@ -1,4 +1,5 @@
 //! The implementations of `ai-referee`'s tool subcommands (everything but `serve`).
 
+pub mod engine;
 pub mod pose;
 pub mod render;

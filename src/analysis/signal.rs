@@ -1,0 +1,235 @@
+//! The scoring-box log (`signal`): one event a line, written by the recorder beside the piste.
+//! Parsed as the legacy service parsed it, into the phrase the rules need; logs it refuses give
+//! the legacy's messages.
+
+use serde::Serialize;
+
+/// Frames per second the legacy assumed for every log time.
+pub const LOG_FPS: f64 = 15.0;
+
+/// A blade-to-blade contact reported by the box.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BladeContact {
+    /// Seconds since the phrase started recording.
+    pub time: f64,
+    /// `int(time × 15)`.
+    pub frame: i64,
+}
+
+/// A double-touch phrase, as the rules read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Phrase {
+    /// When recording started (seconds, on the log's clock).
+    pub start_time: f64,
+    /// `int(start_time × 15)`.
+    pub start_frame: i64,
+    /// When the box reported the simultaneous hit (or, without one, the first hit).
+    pub simultaneous_hit_time: f64,
+    /// `int(simultaneous_hit_time × 15)`.
+    pub simultaneous_hit_frame: i64,
+    /// Every blade-to-blade contact, in log order.
+    pub blade_contacts: Vec<BladeContact>,
+    /// When the lockout window started, if the log says.
+    pub lockout_start: Option<f64>,
+    /// The referee's call from the log: `left`, `right` or `unknown`.
+    pub declared_winner: String,
+    /// Always 15.
+    pub fps: f64,
+}
+
+/// Why a log is not a phrase the referee can decide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignalError {
+    /// No `Phrase recording started` line.
+    #[error("Could not find start time")]
+    MissingStartTime,
+    /// The lights were not both on.
+    #[error("Not a double-touch phrase (Fencer 1: {fencer1}, Fencer 2: {fencer2})")]
+    NotDoubleTouch {
+        /// Fencer 1 (the right fencer): `HIT`, `MISS`, … or `None` when the log has no scores.
+        fencer1: String,
+        /// Fencer 2 (the left fencer).
+        fencer2: String,
+    },
+    /// Both lights on, but no `HIT:` line to time them.
+    #[error("Could not find any hit time")]
+    MissingHit,
+}
+
+impl SignalError {
+    /// The message the legacy service logged for this error about the file at `path`.
+    pub fn legacy_message(&self, path: &str) -> String {
+        match self {
+            SignalError::MissingStartTime => format!("Could not find start time in {path}"),
+            SignalError::NotDoubleTouch { .. } => format!("Skipping {path}: {self}"),
+            SignalError::MissingHit => format!("{self} in {path}"),
+        }
+    }
+}
+
+/// Parses a scoring-box log.
+pub fn parse(text: &str) -> Result<Phrase, SignalError> {
+    let mut start = None;
+    let mut simultaneous = None;
+    let mut blade_contacts = Vec::new();
+    let mut lockout_start = None;
+    let mut hits = Vec::new();
+    let mut scores: (Option<String>, Option<String>) = (None, None);
+    let mut declared_winner = "unknown".to_owned();
+
+    for line in text.lines() {
+        let time = line_time(line);
+        if let Some(t) = time {
+            if line.contains("Phrase recording started") && start.is_none() {
+                start = Some(t);
+            }
+            if line.contains("Simultaneous valid hits") && simultaneous.is_none() {
+                simultaneous = Some(t);
+            }
+            if line.contains("Off-Target: Blade-to-blade contact") {
+                blade_contacts.push(BladeContact { time: t, frame: frame_of(t) });
+            }
+            if line.contains("Lockout period started") && lockout_start.is_none() {
+                lockout_start = Some(t);
+            }
+            if line.contains("HIT:") {
+                hits.push(t);
+            }
+        }
+        if line.contains("Scores ->") {
+            scores = (word_after(line, "fencer 1:"), word_after(line, "fencer 2:"));
+        }
+        if let Some(call) = referee_call(line) {
+            declared_winner = call;
+        }
+    }
+
+    let start_time = start.ok_or(SignalError::MissingStartTime)?;
+    let (fencer1, fencer2) = scores;
+    if fencer1.as_deref() != Some("HIT") || fencer2.as_deref() != Some("HIT") {
+        let show = |s: Option<String>| s.unwrap_or_else(|| "None".to_owned());
+        return Err(SignalError::NotDoubleTouch { fencer1: show(fencer1), fencer2: show(fencer2) });
+    }
+    let simultaneous_hit_time = simultaneous.or_else(|| hits.first().copied()).ok_or(SignalError::MissingHit)?;
+    Ok(Phrase {
+        start_time,
+        start_frame: frame_of(start_time),
+        simultaneous_hit_time,
+        simultaneous_hit_frame: frame_of(simultaneous_hit_time),
+        blade_contacts,
+        lockout_start,
+        declared_winner,
+        fps: LOG_FPS,
+    })
+}
+
+/// `int(time × 15)`: truncation, as the legacy converted log times to frames.
+pub fn frame_of(time: f64) -> i64 {
+    (time * LOG_FPS).trunc() as i64
+}
+
+/// The first `<digits>.<digits>s` on the line (the regex `(\d+\.\d+)s`).
+fn line_time(line: &str) -> Option<f64> {
+    let b = line.as_bytes();
+    let digits_from = |i: usize| b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let int_end = i + digits_from(i);
+            if b.get(int_end) == Some(&b'.') {
+                let frac_end = int_end + 1 + digits_from(int_end + 1);
+                if frac_end > int_end + 1 && b.get(frac_end) == Some(&b's') {
+                    return line[i..frac_end].parse().ok();
+                }
+            }
+            // Any later start inside this run of digits fails the same way.
+            i = int_end.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// The word (`\w+`) after `label` and optional spaces, found case-insensitively, upper-cased.
+fn word_after(line: &str, label: &str) -> Option<String> {
+    let lower = line.to_lowercase();
+    let at = lower.find(label)? + label.len();
+    let rest = line.get(at..)?.trim_start();
+    let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    (!word.is_empty()).then(|| word.to_uppercase())
+}
+
+/// `(Confirmed result winner|Manual selection winner):\s*(Right|Left)`, case-insensitive →
+/// `right`/`left`.
+fn referee_call(line: &str) -> Option<String> {
+    let lower = line.to_lowercase();
+    for label in ["confirmed result winner:", "manual selection winner:"] {
+        let mut from = 0;
+        while let Some(pos) = lower[from..].find(label) {
+            let rest = lower[from + pos + label.len()..].trim_start();
+            for side in ["right", "left"] {
+                if rest.starts_with(side) {
+                    return Some(side.to_owned());
+                }
+            }
+            from += pos + label.len();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "Phrase 1 initialized at 2025-10-20 20:59:20\n\
+        Recording started at 2025-10-20 20:59:20\n 0.000s | Phrase recording started\n\
+         1.947s | Off-Target: Blade-to-blade contact.\n 3.345s | HIT: Left scores on Right!\n\
+         3.368s | Lockout period started (0.200s window)\n 3.528s | HIT: Simultaneous valid hits!\n\
+         3.570s | Phrase recording ended\nScores -> Fencer 1: HIT, Fencer 2: HIT\n\
+        [2025-10-20 20:59:27] Manual selection winner: Right Fencer (Green Lamp)\n";
+
+    #[test]
+    fn parses_the_spec_example() {
+        let p = parse(LOG).unwrap();
+        assert_eq!(p.start_frame, 0);
+        assert_eq!(p.simultaneous_hit_time, 3.528);
+        assert_eq!(p.simultaneous_hit_frame, 52);
+        assert_eq!(p.blade_contacts, vec![BladeContact { time: 1.947, frame: 29 }]);
+        assert_eq!(p.lockout_start, Some(3.368));
+        assert_eq!(p.declared_winner, "right");
+    }
+
+    #[test]
+    fn without_a_simultaneous_line_the_first_hit_counts() {
+        let log = LOG.replace(" 3.528s | HIT: Simultaneous valid hits!\n", "");
+        assert_eq!(parse(&log).unwrap().simultaneous_hit_time, 3.345);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let single = LOG.replace("Fencer 2: HIT", "Fencer 2: miss");
+        let err = parse(&single).unwrap_err();
+        assert_eq!(err.to_string(), "Not a double-touch phrase (Fencer 1: HIT, Fencer 2: MISS)");
+        assert_eq!(
+            err.legacy_message("<path>"),
+            "Skipping <path>: Not a double-touch phrase (Fencer 1: HIT, Fencer 2: MISS)"
+        );
+        let no_start = LOG.replace("Phrase recording started", "Phrase began");
+        assert_eq!(parse(&no_start).unwrap_err().legacy_message("x.txt"), "Could not find start time in x.txt");
+        let no_scores = LOG.replace("Scores -> Fencer 1: HIT, Fencer 2: HIT\n", "");
+        assert!(parse(&no_scores).unwrap_err().to_string().contains("Fencer 1: None"));
+        let no_hits = LOG.replace("HIT: ", "hit ").replace("Simultaneous valid hits", "both");
+        assert_eq!(parse(&no_hits).unwrap_err(), SignalError::MissingHit);
+    }
+
+    #[test]
+    fn times_follow_the_regex() {
+        assert_eq!(line_time(" 12.5s | x"), Some(12.5));
+        assert_eq!(line_time("Lockout active (0.130s window)"), Some(0.13));
+        assert_eq!(line_time("v1.2.3s 4.5s"), Some(2.3));
+        assert_eq!(line_time("12s 3.s 4.25s"), Some(4.25));
+        assert_eq!(line_time("no time"), None);
+    }
+}

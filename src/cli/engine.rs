@@ -1,0 +1,196 @@
+//! The engine's command-line tools, one JSON line out per line in: `decide` (phrases, or one
+//! phrase from a log and a keypoints workbook), `parse-signal` and `track`. A bad line gives an
+//! `error` line, never a stop.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::analysis::decision::Engine;
+use crate::analysis::kinematics::{normalise, Keypoints, Row};
+use crate::analysis::signal;
+use crate::analysis::tracker::{Points, Tracker, KEYPOINTS};
+use crate::analysis::workbook;
+
+/// Arguments of `ai-referee decide`.
+#[derive(Debug, Clone, Args)]
+pub struct DecideArgs {
+    /// JSON lines with `id`, `signal`, `keypoints` and `normalisation_constant`.
+    #[arg(long, conflicts_with_all = ["signal", "keypoints"], required_unless_present_all = ["signal", "keypoints"])]
+    pub phrases: Option<PathBuf>,
+    /// A scoring-box log (with --keypoints).
+    #[arg(long, requires = "keypoints")]
+    pub signal: Option<PathBuf>,
+    /// A legacy keypoints workbook (.xlsx; with --signal).
+    #[arg(long, requires = "signal")]
+    pub keypoints: Option<PathBuf>,
+    /// c in pixels, for the lunge flag (with --keypoints).
+    #[arg(long)]
+    pub normalisation_constant: Option<f64>,
+    /// Which rules decide.
+    #[arg(long, default_value = "legacy")]
+    pub engine: Engine,
+}
+
+/// Arguments of `ai-referee parse-signal`.
+#[derive(Debug, Clone, Args)]
+pub struct ParseSignalArgs {
+    /// JSON lines with `id` and `signal`.
+    #[arg(long)]
+    pub signals: PathBuf,
+}
+
+/// Arguments of `ai-referee track`.
+#[derive(Debug, Clone, Args)]
+pub struct TrackArgs {
+    /// JSON lines with `id`, `frame_width`, `frame_height` and `detections`.
+    #[arg(long)]
+    pub cases: PathBuf,
+}
+
+/// Phrase keypoints as JSON carries them: rows of 17 numbers or nulls (NaN).
+#[derive(Debug, Deserialize)]
+struct JsonKeypoints {
+    left_x: Vec<Vec<Option<f64>>>,
+    left_y: Vec<Vec<Option<f64>>>,
+    right_x: Vec<Vec<Option<f64>>>,
+    right_y: Vec<Vec<Option<f64>>>,
+}
+
+impl JsonKeypoints {
+    fn into_keypoints(self) -> Result<Keypoints, String> {
+        let rows = |v: Vec<Vec<Option<f64>>>, name: &str| -> Result<Vec<Row>, String> {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    if r.len() != KEYPOINTS {
+                        return Err(format!("{name}[{i}] has {} values, expected {KEYPOINTS}", r.len()));
+                    }
+                    let mut row = [f64::NAN; KEYPOINTS];
+                    for (k, v) in r.into_iter().enumerate() {
+                        row[k] = v.unwrap_or(f64::NAN);
+                    }
+                    Ok(row)
+                })
+                .collect()
+        };
+        let k = Keypoints {
+            left_x: rows(self.left_x, "left_x")?,
+            left_y: rows(self.left_y, "left_y")?,
+            right_x: rows(self.right_x, "right_x")?,
+            right_y: rows(self.right_y, "right_y")?,
+        };
+        let n = k.left_x.len();
+        if [k.left_y.len(), k.right_x.len(), k.right_y.len()].iter().any(|&m| m != n) {
+            return Err("keypoint arrays have different numbers of frames".into());
+        }
+        Ok(k)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PhraseLine {
+    signal: String,
+    keypoints: JsonKeypoints,
+    normalisation_constant: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SignalLine {
+    signal: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TrackLine {
+    frame_width: u32,
+    frame_height: u32,
+    detections: Vec<Vec<Vec<[f32; 2]>>>,
+}
+
+/// `decide`: a decision per phrase line, or one from `--signal` and `--keypoints`.
+pub fn run_decide(args: DecideArgs) -> Result<(), String> {
+    if let Some(phrases) = &args.phrases {
+        let engine = args.engine;
+        return for_each_line(phrases, |line| {
+            let p: PhraseLine = serde_json::from_value(line).map_err(|e| format!("bad phrase line: {e}"))?;
+            let phrase = signal::parse(&p.signal).map_err(|e| e.to_string())?;
+            let keypoints = p.keypoints.into_keypoints()?;
+            let decision = engine.decide(&keypoints, &phrase, p.normalisation_constant);
+            Ok(json!({ "decision": decision }))
+        });
+    }
+    let (Some(log), Some(book)) = (&args.signal, &args.keypoints) else {
+        return Err("give --phrases FILE, or --signal LOG --keypoints WORKBOOK".into());
+    };
+    let text = std::fs::read_to_string(log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
+    let phrase = signal::parse(&text).map_err(|e| e.legacy_message(&log.display().to_string()))?;
+    let keypoints = workbook::read(book).map_err(|e| e.to_string())?;
+    let decision = args.engine.decide(&keypoints, &phrase, args.normalisation_constant);
+    println!("{}", serde_json::to_string_pretty(&decision).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+/// `parse-signal`: the parsed phrase per line, or the legacy's message (path shown as `<path>`).
+pub fn run_parse_signal(args: ParseSignalArgs) -> Result<(), String> {
+    for_each_line(&args.signals, |line| {
+        let s: SignalLine = serde_json::from_value(line).map_err(|e| format!("bad signal line: {e}"))?;
+        let phrase = signal::parse(&s.signal).map_err(|e| e.legacy_message("<path>"))?;
+        Ok(json!({ "phrase": phrase }))
+    })
+}
+
+/// `track`: the tracker's slots per frame and the normalised arrays, per case.
+pub fn run_track(args: TrackArgs) -> Result<(), String> {
+    for_each_line(&args.cases, |line| {
+        let case: TrackLine = serde_json::from_value(line).map_err(|e| format!("bad track case: {e}"))?;
+        let mut tracker = Tracker::new(case.frame_width, case.frame_height);
+        let mut frames = Vec::with_capacity(case.detections.len());
+        for (i, dets) in case.detections.iter().enumerate() {
+            let points: Vec<Points> = dets
+                .iter()
+                .map(|d| d.as_slice().try_into().map_err(|_| format!("frame {i}: a detection has {} points, expected 17", d.len())))
+                .collect::<Result<_, _>>()?;
+            frames.push(tracker.push(&points));
+        }
+        let tracks: Vec<Value> = frames
+            .iter()
+            .map(|f| json!([f[0].as_ref().map(|s| s.keypoints), f[1].as_ref().map(|s| s.keypoints)]))
+            .collect();
+        let normalised = normalise(&frames).map_err(|e| e.to_string())?;
+        Ok(json!({ "tracks": tracks, "normalised": normalised }))
+    })
+}
+
+/// Reads JSON lines from `path`, writes `{"id", ...answer}` or `{"id", "error"}` per line.
+fn for_each_line(path: &PathBuf, mut answer: impl FnMut(Value) -> Result<Value, String>) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let reply = match serde_json::from_str::<Value>(&line) {
+            Ok(value) => {
+                let id = value.get("id").cloned().unwrap_or(Value::Null);
+                match answer(value) {
+                    Ok(Value::Object(fields)) => {
+                        let mut obj = serde_json::Map::new();
+                        obj.insert("id".into(), id);
+                        obj.extend(fields);
+                        Value::Object(obj)
+                    }
+                    Ok(other) => json!({ "id": id, "result": other }),
+                    Err(error) => json!({ "id": id, "error": error }),
+                }
+            }
+            Err(e) => json!({ "id": null, "error": format!("line {} is not JSON: {e}", n + 1) }),
+        };
+        writeln!(out, "{reply}").map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())
+}
