@@ -5,7 +5,9 @@ pipeline. Usage: python scripts/make-marker-model.py OUT.torchscript
 
 The code (mirrored in src/cli/render.rs): fencer f (0 = left, 1 = right), keypoint k (0..16),
 c = k + 1: red = (c // 4) * 255 / 4, green = (c % 4) * 255 / 3, blue = 255 * f. The background is
-black; letterbox grey (114) is rejected by the blue test.
+black; letterbox grey (114) is rejected by the blue test. Markers are antialiased discs: the
+model finds each one's core by its colour, then takes the coverage-weighted centroid of every lit
+pixel nearest to that core, which recovers sub-pixel positions (about 0.04 px at 640).
 """
 import sys
 
@@ -19,6 +21,7 @@ class MarkerPose(nn.Module):
         fencers, keypoints = 2, 17
         labels = fencers * keypoints  # the label `labels` means "no marker"
         min_pixels = 3.0
+        reach = 8.0  # pixels (model input) around a marker's core that can belong to it
         b, _, h, w = x.shape
         r, g, bl = x[:, 0] * 4.0, x[:, 1] * 3.0, x[:, 2]
         ri, gi, bi = torch.round(r), torch.round(g), torch.round(bl)
@@ -37,12 +40,39 @@ class MarkerPose(nn.Module):
         xs = torch.arange(w, dtype=x.dtype, device=x.device).view(1, w).expand(h, w).reshape(1, -1).expand(b, -1)
         zeros = torch.zeros(b, labels + 1, dtype=x.dtype, device=x.device)
         count = zeros.scatter_add(1, label, torch.ones_like(xs))[:, :labels]
-        sx = zeros.scatter_add(1, label, xs + 0.5)[:, :labels]
-        sy = zeros.scatter_add(1, label, ys + 0.5)[:, :labels]
+        sx = zeros.scatter_add(1, label, xs)[:, :labels]
+        sy = zeros.scatter_add(1, label, ys)[:, :labels]
         seen = count >= min_pixels
-        kx = torch.where(seen, sx / count.clamp(min=1.0), torch.zeros_like(sx)).view(b, fencers, keypoints)
-        ky = torch.where(seen, sy / count.clamp(min=1.0), torch.zeros_like(sy)).view(b, fencers, keypoints)
-        vis = seen.to(x.dtype).view(b, fencers, keypoints)
+        cx = sx / count.clamp(min=1.0)
+        cy = sy / count.clamp(min=1.0)
+
+        # Refine: every lit pixel near a found marker belongs to the nearest one, weighted by its
+        # coverage (brightness over the marker colour's), so the antialiased rims that carry the
+        # sub-pixel position count too.
+        code_r = torch.arange(labels, device=x.device) % keypoints + 1
+        code_sum = (torch.div(code_r, 4, rounding_mode="floor").to(x.dtype) * 0.25
+                    + (code_r % 4).to(x.dtype) / 3.0
+                    + (torch.arange(labels, device=x.device) >= keypoints).to(x.dtype))
+        brightness = x.sum(1).view(b, -1)
+        lit = (brightness > 0.15).nonzero()
+        bi, pi = lit[:, 0], lit[:, 1]
+        px = (pi % w).to(x.dtype)
+        py = torch.div(pi, w, rounding_mode="floor").to(x.dtype)
+        dx = px.unsqueeze(1) - cx[bi]
+        dy = py.unsqueeze(1) - cy[bi]
+        d2 = torch.where(seen[bi], dx * dx + dy * dy, torch.full_like(dx, 1e12))
+        nearest_d2, nearest = d2.min(1)
+        near = nearest_d2 <= reach * reach
+        alpha = (brightness[bi, pi] / code_sum[nearest]).clamp(0.0, 1.0) * near.to(x.dtype)
+        slot = bi * labels + nearest
+        flat = torch.zeros(b * labels, dtype=x.dtype, device=x.device)
+        wsum = flat.scatter_add(0, slot, alpha).view(b, labels)
+        wx = flat.scatter_add(0, slot, alpha * px).view(b, labels)
+        wy = flat.scatter_add(0, slot, alpha * py).view(b, labels)
+        refined = seen & (wsum > 0.0)
+        kx = torch.where(refined, wx / wsum.clamp(min=1e-6) + 0.5, torch.zeros_like(wx)).view(b, fencers, keypoints)
+        ky = torch.where(refined, wy / wsum.clamp(min=1e-6) + 0.5, torch.zeros_like(wy)).view(b, fencers, keypoints)
+        vis = refined.to(x.dtype).view(b, fencers, keypoints)
 
         big = torch.full_like(kx, 1e9)
         x1 = torch.where(vis > 0, kx, big).amin(2)

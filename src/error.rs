@@ -28,6 +28,9 @@ pub enum ApiError {
     /// A content type or a video the service cannot read (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Required form fields are missing (422, in FastAPI's list shape).
+    #[error("missing form fields: {0:?}")]
+    MissingFields(Vec<String>),
     /// Well-formed input the referee cannot decide on (422).
     #[error("{0}")]
     Unprocessable(String),
@@ -49,7 +52,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::MissingFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -58,7 +61,16 @@ impl ApiError {
     /// The response: the status and `{"detail": "<message>"}`.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
-        let body = serde_json::json!({ "detail": self.to_string() });
+        let detail = match &self {
+            ApiError::MissingFields(fields) => serde_json::Value::Array(
+                fields
+                    .iter()
+                    .map(|f| serde_json::json!({"type": "missing", "loc": ["body", f], "msg": "Field required", "input": null}))
+                    .collect(),
+            ),
+            other => other.to_string().into(),
+        };
+        let body = serde_json::json!({ "detail": detail });
         let mut response = json_response(status, &body);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
@@ -81,6 +93,16 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<F
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(bytes)))
         .expect("static status and header are valid")
+}
+
+impl From<crate::analysis::pipeline::PipelineError> for ApiError {
+    fn from(err: crate::analysis::pipeline::PipelineError) -> Self {
+        use crate::analysis::pipeline::PipelineError;
+        match err {
+            PipelineError::Kinematics(e) => ApiError::Unprocessable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
 }
 
 #[cfg(test)]

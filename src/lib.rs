@@ -6,6 +6,7 @@
 //! knows HTTP statuses.
 
 pub mod analysis;
+pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod error;

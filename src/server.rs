@@ -151,6 +151,11 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
     let result = match (req.method(), req.uri().path()) {
         (&Method::GET, "/health") => Ok(health(&state)),
         (_, "/health") => Err(ApiError::MethodNotAllowed),
+        (&Method::POST, "/analyze") => match state.model.get().cloned() {
+            Some(model) => crate::analyze::analyze(&state.config, model, req).await,
+            None => Err(ApiError::Unavailable("the pose model is still loading".into())),
+        },
+        (_, "/analyze") => Err(ApiError::MethodNotAllowed),
         (_, path) => Err(ApiError::NotFound(format!("no route for {path}"))),
     };
     Ok(result.unwrap_or_else(ApiError::into_response))

@@ -11,6 +11,7 @@ pub mod fisheye;
 pub mod frames;
 pub mod kinematics;
 pub mod letterbox;
+pub mod pipeline;
 pub mod pose;
 pub mod signal;
 pub mod tracker;

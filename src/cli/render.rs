@@ -110,7 +110,7 @@ pub fn run(args: RenderArgs) -> Result<(), String> {
                 }
                 let one = f64::from(1 << SHIFT);
                 let centre = Point::new((x * pixels_per_unit * one).round() as i32, (y * pixels_per_unit * one).round() as i32);
-                imgproc::circle(&mut frame, centre, (radius * one).round() as i32, marker_colour(fencer, kp), -1, imgproc::LINE_8, SHIFT)
+                imgproc::circle(&mut frame, centre, (radius * one).round() as i32, marker_colour(fencer, kp), -1, imgproc::LINE_AA, SHIFT)
                     .map_err(|e| e.to_string())?;
             }
         }

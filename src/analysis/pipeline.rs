@@ -1,0 +1,184 @@
+//! The phrase pipeline: decoded frames go in one at a time (fisheye → pose → tracker, with the
+//! corrected and overlay videos written as they pass), and once the log is known, `finish` runs
+//! normalisation and the decision and writes the workbook. `/analyze` feeds it from a video
+//! file; the streaming route feeds it frames as they arrive. Nothing here knows HTTP.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use opencv::core::Mat;
+use opencv::prelude::*;
+
+use crate::analysis::artifacts::{draw_overlay, VideoOut};
+use crate::analysis::decision::{Decision, Engine};
+use crate::analysis::fisheye::{Fisheye, FisheyeSettings};
+use crate::analysis::kinematics::{normalise, KinematicsError, Normalised};
+use crate::analysis::letterbox::letterbox;
+use crate::analysis::pose::{PoseError, PoseModel};
+use crate::analysis::signal::Phrase;
+use crate::analysis::tracker::{FrameTracks, Points, Tracker};
+use crate::analysis::workbook;
+
+/// What a phrase's pipeline writes and how it corrects frames.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Fisheye correction before pose (`None`: frames are used as they come).
+    pub fisheye: Option<FisheyeSettings>,
+    /// Write `<stem>_overlay.mp4` (tracked skeletons on the corrected frames).
+    pub overlay: bool,
+    /// Frame rate of the written videos.
+    pub fps: f64,
+    /// The artifact directory.
+    pub dir: PathBuf,
+    /// The stem of the artifact names (the uploaded video's stem).
+    pub stem: String,
+}
+
+/// Why a phrase could not be analysed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The pose model failed.
+    #[error(transparent)]
+    Pose(#[from] PoseError),
+    /// No frame showed both fencers.
+    #[error(transparent)]
+    Kinematics(#[from] KinematicsError),
+    /// OpenCV failed on a frame or a video file.
+    #[error("video processing failed: {0}")]
+    Video(String),
+    /// Writing an artifact failed.
+    #[error("cannot write {path}: {reason}")]
+    Artifact {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<opencv::Error> for PipelineError {
+    fn from(e: opencv::Error) -> Self {
+        PipelineError::Video(e.to_string())
+    }
+}
+
+/// The files a finished phrase left (absent when not written).
+#[derive(Debug, Clone, Default)]
+pub struct PipelineFiles {
+    /// The fisheye-corrected video.
+    pub corrected_video: Option<PathBuf>,
+    /// The overlay video.
+    pub overlay_video: Option<PathBuf>,
+    /// The keypoints workbook.
+    pub workbook: Option<PathBuf>,
+}
+
+/// A finished phrase.
+#[derive(Debug, Clone)]
+pub struct PhraseOutcome {
+    /// The decision.
+    pub decision: Decision,
+    /// c, the video angle and the normalised keypoints.
+    pub normalised: Normalised,
+    /// Frames that went through pose.
+    pub frames_processed: usize,
+    /// What was written.
+    pub files: PipelineFiles,
+}
+
+/// One phrase on its way through: push frames, then finish with the log.
+pub struct PhrasePipeline {
+    model: Arc<PoseModel>,
+    options: PipelineOptions,
+    fisheye: Option<Fisheye>,
+    tracker: Option<Tracker>,
+    frames: Vec<FrameTracks>,
+    corrected: Option<VideoOut>,
+    overlay: Option<VideoOut>,
+}
+
+impl PhrasePipeline {
+    /// A pipeline writing into `options.dir`.
+    pub fn new(model: Arc<PoseModel>, options: PipelineOptions) -> PhrasePipeline {
+        PhrasePipeline { model, options, fisheye: None, tracker: None, frames: Vec::new(), corrected: None, overlay: None }
+    }
+
+    /// Frames pushed so far.
+    pub fn frames_processed(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// The tracker's view of the frames so far.
+    pub fn tracks(&self) -> &[FrameTracks] {
+        &self.frames
+    }
+
+    /// Runs one decoded BGR frame through fisheye, pose and the tracker, and writes it to the
+    /// corrected and overlay videos.
+    pub fn push(&mut self, frame: &Mat) -> Result<(), PipelineError> {
+        let corrected = self.correct(frame)?;
+        let (input, geometry) = letterbox(&corrected).map_err(|e| PipelineError::Video(e.to_string()))?;
+        let detections = self.model.detect(&[input], &[geometry])?.pop().unwrap_or_default();
+        let points: Vec<Points> = detections.iter().map(|d| d.visible_points()).collect();
+        let (w, h) = (corrected.cols(), corrected.rows());
+        let tracker = self.tracker.get_or_insert_with(|| Tracker::new(w as u32, h as u32));
+        let tracks = tracker.push(&points);
+        if self.options.overlay {
+            let mut drawn = corrected.try_clone()?;
+            let slots = [tracks[0].as_ref().map(|s| s.keypoints), tracks[1].as_ref().map(|s| s.keypoints)];
+            draw_overlay(&mut drawn, &slots)?;
+            let path = self.artifact("overlay.mp4");
+            let fps = self.options.fps;
+            let out = open_video(&mut self.overlay, &path, fps, w, h)?;
+            out.write(&drawn).map_err(|reason| PipelineError::Artifact { path, reason })?;
+        }
+        self.frames.push(tracks);
+        Ok(())
+    }
+
+    fn correct(&mut self, frame: &Mat) -> Result<Mat, PipelineError> {
+        let Some(settings) = self.options.fisheye else { return Ok(frame.clone()) };
+        let (w, h) = (frame.cols(), frame.rows());
+        if !self.fisheye.as_ref().is_some_and(|f| f.fits(w, h)) {
+            self.fisheye = Some(Fisheye::new(settings, w, h)?);
+        }
+        let fisheye = self.fisheye.as_ref().expect("set above");
+        let corrected = fisheye.correct(frame)?;
+        let path = self.artifact("corrected.mp4");
+        let (cw, ch) = fisheye.output_size();
+        let fps = self.options.fps;
+        let out = open_video(&mut self.corrected, &path, fps, cw, ch)?;
+        out.write(&corrected).map_err(|reason| PipelineError::Artifact { path, reason })?;
+        Ok(corrected)
+    }
+
+    fn artifact(&self, suffix: &str) -> PathBuf {
+        self.options.dir.join(format!("{}_{suffix}", self.options.stem))
+    }
+
+    /// Normalises, decides and writes the workbook; closes the videos.
+    pub fn finish(self, phrase: &Phrase, engine: Engine) -> Result<PhraseOutcome, PipelineError> {
+        let mut files = PipelineFiles::default();
+        let finish_video = |video: Option<VideoOut>| -> Result<Option<PathBuf>, PipelineError> {
+            video
+                .map(|v| v.finish().map_err(|reason| PipelineError::Artifact { path: PathBuf::from("video"), reason }))
+                .transpose()
+        };
+        files.corrected_video = finish_video(self.corrected)?;
+        files.overlay_video = finish_video(self.overlay)?;
+        let normalised = normalise(&self.frames)?;
+        let decision = engine.decide(&normalised.keypoints, phrase, Some(normalised.normalisation_constant));
+        let book = self.options.dir.join(format!("{}_keypoints.xlsx", self.options.stem));
+        workbook::write(&book, &normalised.keypoints)
+            .map_err(|e| PipelineError::Artifact { path: book.clone(), reason: e.to_string() })?;
+        files.workbook = Some(book);
+        Ok(PhraseOutcome { decision, normalised, frames_processed: self.frames.len(), files })
+    }
+}
+
+fn open_video<'a>(slot: &'a mut Option<VideoOut>, path: &Path, fps: f64, w: i32, h: i32) -> Result<&'a mut VideoOut, PipelineError> {
+    if slot.is_none() {
+        *slot = Some(VideoOut::create(path, fps, w, h).map_err(|reason| PipelineError::Artifact { path: path.to_owned(), reason })?);
+    }
+    Ok(slot.as_mut().expect("set above"))
+}

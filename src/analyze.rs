@@ -1,0 +1,202 @@
+//! `POST /analyze`, the legacy drop-in: the form (`video`, `signal` or `txt`,
+//! `include_keypoints`, `save_overlay`) streamed to disk, the video decoded frame by frame into
+//! the phrase pipeline, and the legacy JSON (also saved as `analysis_result.json`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::{BodyStream, Full};
+use hyper::body::Incoming;
+use hyper::{header, Request, Response, StatusCode};
+use opencv::core::Mat;
+use opencv::prelude::*;
+use opencv::videoio;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::analysis::artifacts::{artifact_dir_name, carry_audio, create_artifact_dir, has_audio, write_atomically};
+use crate::analysis::decision::Engine;
+use crate::analysis::fisheye::FisheyeSettings;
+use crate::analysis::frames::open_video;
+use crate::analysis::pipeline::{PhraseOutcome, PhrasePipeline, PipelineOptions};
+use crate::analysis::pose::PoseModel;
+use crate::analysis::signal;
+use crate::config::ServeConfig;
+use crate::error::{json_response, ApiError};
+use crate::form::{base_name, form_boundary, read_form, Form, SavedFile};
+
+/// Frame rate assumed when a video does not say.
+const DEFAULT_FPS: f64 = 15.0;
+
+/// Where a finished phrase's files are, for the response.
+#[derive(Debug, Clone)]
+pub struct PhraseFiles {
+    /// The artifact directory.
+    pub dir: PathBuf,
+    /// The uploaded (or stored) video.
+    pub video: PathBuf,
+    /// The stored log.
+    pub signal: PathBuf,
+}
+
+/// Handles `POST /analyze`.
+pub async fn analyze(config: &ServeConfig, model: Arc<PoseModel>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let started = Instant::now();
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let boundary = form_boundary(content_type.as_deref())?;
+    let staging = config.output_dir.join(".incoming").join(unique_name());
+    let body = BodyStream::new(req.into_body()).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
+    let form = read_form(body, boundary, &staging).await;
+    let result = match form {
+        Ok(form) => accept(config, model, form, started).await,
+        Err(err) => Err(err),
+    };
+    let _ = tokio::fs::remove_dir_all(&staging).await;
+    result
+}
+
+/// A name no other upload in this process has.
+fn unique_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn accept(config: &ServeConfig, model: Arc<PoseModel>, form: Form, started: Instant) -> Result<Response<Full<Bytes>>, ApiError> {
+    let video = form.file(&["video"]);
+    let signal = form.file(&["signal", "txt"]);
+    let missing: Vec<&str> = [("video", video.is_none()), ("signal", signal.is_none())]
+        .iter()
+        .filter(|(_, gone)| *gone)
+        .map(|(name, _)| *name)
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::MissingFields(missing.iter().map(|s| s.to_string()).collect()));
+    }
+    let (video, signal) = (video.expect("checked"), signal.expect("checked"));
+    let video_name = named(video, "Video file must have a filename")?;
+    let signal_name = named(signal, "Signal file must have a filename")?;
+    let include_keypoints = form_bool(&form, "include_keypoints", false)?;
+    let save_overlay = form_bool(&form, "save_overlay", true)?;
+
+    let signal_text = String::from_utf8_lossy(&tokio::fs::read(&signal.path).await?).into_owned();
+    let phrase = signal::parse(&signal_text).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+
+    let dir = create_artifact_dir(&config.output_dir, &artifact_dir_name(&signal_name, SystemTime::now()))?;
+    let video_path = dir.join(&video_name);
+    let signal_path = dir.join(&signal_name);
+    tokio::fs::rename(&video.path, &video_path).await?;
+    tokio::fs::rename(&signal.path, &signal_path).await?;
+    info!(dir = %dir.display(), video = %video_name, bytes = video.bytes, "analysing upload");
+
+    let options = PipelineOptions {
+        fisheye: config.fisheye_enabled.then_some(FisheyeSettings { strength: config.fisheye_strength, balance: config.fisheye_balance }),
+        overlay: save_overlay,
+        fps: DEFAULT_FPS,
+        dir: dir.clone(),
+        stem: stem_of(&video_name),
+    };
+    let keep_audio = config.fisheye_keep_audio;
+    let input = video_path.clone();
+    let outcome = tokio::task::spawn_blocking(move || analyse_video(model, options, &input, &phrase, keep_audio))
+        .await
+        .map_err(|e| ApiError::Internal(format!("analysis task failed: {e}")))??;
+
+    let files = PhraseFiles { dir, video: video_path, signal: signal_path };
+    let body = phrase_result(&files, &outcome, include_keypoints, started, None)?;
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Decodes the video frame by frame into the pipeline, then decides.
+fn analyse_video(model: Arc<PoseModel>, mut options: PipelineOptions, video: &Path, phrase: &signal::Phrase, keep_audio: bool) -> Result<PhraseOutcome, ApiError> {
+    let mut capture = open_video(video).map_err(|e| ApiError::UnsupportedMediaType(format!("cannot read the video: {e}")))?;
+    let fps = capture.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
+    if fps.is_finite() && fps > 0.0 {
+        options.fps = fps;
+    }
+    let mut pipeline = PhrasePipeline::new(model, options);
+    let mut frame = Mat::default();
+    while capture.read(&mut frame).map_err(|e| ApiError::Internal(e.to_string()))? && !frame.empty() {
+        pipeline.push(&frame)?;
+    }
+    if pipeline.frames_processed() == 0 {
+        return Err(ApiError::UnsupportedMediaType("the video has no frames OpenCV can decode".into()));
+    }
+    let outcome = pipeline.finish(phrase, Engine::Legacy)?;
+    if let Some(corrected) = &outcome.files.corrected_video {
+        if keep_audio && has_audio(video) {
+            if let Err(e) = carry_audio(corrected, video) {
+                warn!(%e, "corrected video kept without audio");
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// The legacy response (and `analysis_result.json`, written whole before it is returned).
+/// `stream` adds the streaming route's counters.
+pub fn phrase_result(files: &PhraseFiles, outcome: &PhraseOutcome, include_keypoints: bool, started: Instant, stream: Option<Value>) -> Result<Value, ApiError> {
+    let show = |p: &Path| p.display().to_string();
+    let result_json = files.dir.join("analysis_result.json");
+    let mut artifacts = serde_json::Map::new();
+    if let Some(p) = &outcome.files.corrected_video {
+        artifacts.insert("corrected_video".into(), show(p).into());
+    }
+    if let Some(p) = &outcome.files.workbook {
+        artifacts.insert("excel".into(), show(p).into());
+    }
+    if let Some(p) = &outcome.files.overlay_video {
+        artifacts.insert("analysis_video".into(), show(p).into());
+    }
+    let shown_video = outcome.files.overlay_video.as_ref().or(outcome.files.corrected_video.as_ref()).unwrap_or(&files.video);
+    artifacts.insert("video".into(), show(shown_video).into());
+    artifacts.insert("signal".into(), show(&files.signal).into());
+    artifacts.insert("result_json".into(), show(&result_json).into());
+    let mut body = json!({
+        "input_video": show(&files.video),
+        "input_signal": show(&files.signal),
+        "decision": outcome.decision,
+        "artifacts": artifacts,
+        "metadata": {
+            "video_angle": outcome.normalised.video_angle,
+            "normalisation_constant": outcome.normalised.normalisation_constant,
+            "frames_processed": outcome.frames_processed,
+        },
+        "artifact_dir": show(&files.dir),
+        "wall_time_seconds": started.elapsed().as_secs_f64(),
+    });
+    if include_keypoints {
+        body["keypoints"] = serde_json::to_value(&outcome.normalised.keypoints).map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    if let Some(stream) = stream {
+        body["stream"] = stream;
+    }
+    let bytes = serde_json::to_vec_pretty(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    write_atomically(&result_json, &bytes)?;
+    Ok(body)
+}
+
+fn named(file: &SavedFile, message: &str) -> Result<String, ApiError> {
+    match file.filename.as_deref().map(base_name) {
+        Some(name) if !name.is_empty() && name != "." && name != ".." => Ok(name),
+        _ => Err(ApiError::BadRequest(message.into())),
+    }
+}
+
+fn stem_of(name: &str) -> String {
+    Path::new(name).file_stem().and_then(|s| s.to_str()).unwrap_or("video").to_owned()
+}
+
+/// A boolean form field as FastAPI reads one: true/false, 1/0, yes/no, on/off, t/f, y/n.
+fn form_bool(form: &Form, name: &str, default: bool) -> Result<bool, ApiError> {
+    let Some(text) = form.field(name) else { return Ok(default) };
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "t" | "y" => Ok(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Ok(false),
+        other => Err(ApiError::Unprocessable(format!("{name} must be a boolean, got {other:?}"))),
+    }
+}

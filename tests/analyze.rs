@@ -1,0 +1,296 @@
+//! `POST /analyze`, the legacy drop-in, on the real server over real sockets: recorded phrases
+//! rendered as marker videos and posted with curl give the legacy's winner; the legacy client's
+//! exact upload works; the artifacts open; every error has its status and `{"detail"}`; and the
+//! pretrained model analyses a real two-person video.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use common::{repo, venv_python, Server, TempDir, STARTUP};
+use serde_json::Value;
+
+fn marker_model() -> PathBuf {
+    let model = repo().join("models/marker-pose.torchscript");
+    assert!(model.is_file(), "{} is missing: run ./scripts/setup.sh first", model.display());
+    model
+}
+
+/// A server with the marker model and no fisheye (rendered phrases are already "corrected").
+fn marker_server(output: &Path) -> Server {
+    let model = marker_model();
+    let mut server = Server::start(
+        &["--model", model.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", output.to_str().unwrap()],
+        &[],
+    );
+    server.wait_for("model ready", STARTUP);
+    server
+}
+
+fn phrases() -> Vec<Value> {
+    std::fs::read_to_string(repo().join("tests/fixtures/phrases.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Renders a recorded phrase to `dir/<id>.avi` and its log to `dir/<id>.txt`.
+fn render(id: &str, dir: &Path) -> (PathBuf, PathBuf) {
+    let (video, log) = (dir.join(format!("{id}.avi")), dir.join(format!("{id}.txt")));
+    let out = Command::new(env!("CARGO_BIN_EXE_ai-referee"))
+        .args(["render", "--phrases", repo().join("tests/fixtures/phrases.jsonl").to_str().unwrap(), "--id", id])
+        .args(["--out", video.to_str().unwrap(), "--signal-out", log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "render {id}: {}", String::from_utf8_lossy(&out.stderr));
+    (video, log)
+}
+
+/// `curl -F` upload; returns (status, JSON body).
+fn curl_analyze(base_url: &str, fields: &[String]) -> (u16, Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-w", "\n%{http_code}"]);
+    for f in fields {
+        cmd.arg("-F").arg(f);
+    }
+    let out = cmd.arg(format!("{base_url}/analyze")).output().expect("run curl");
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")))
+}
+
+fn frame_count(video: &Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(video)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn recorded_phrases_get_the_legacy_winner_end_to_end() {
+    let out = TempDir::new("analyze-all");
+    let server = marker_server(&out.path().join("results"));
+    let url = server.url();
+    let phrases = phrases();
+    let queue = Mutex::new(phrases.iter().collect::<Vec<_>>());
+    let results = Mutex::new(Vec::new());
+    // Two at a time: rendering and analysis share the machine's two cores.
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let Some(phrase) = queue.lock().unwrap().pop() else { break };
+                let id = phrase["id"].as_str().unwrap();
+                let (video, log) = render(id, out.path());
+                let (status, body) = curl_analyze(&url, &[
+                    format!("video=@{}", video.display()),
+                    format!("signal=@{}", log.display()),
+                    "save_overlay=false".into(),
+                ]);
+                assert_eq!(status, 200, "{id}: {body}");
+                let frames = phrase["keypoints"]["left_x"].as_array().unwrap().len() as u64;
+                assert_eq!(body["metadata"]["frames_processed"], frames, "{id}: every frame analysed");
+                results.lock().unwrap().push((id.to_owned(), body["decision"]["winner"].clone(), phrase["legacy_decision"].clone()));
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    let misses: Vec<String> = results
+        .iter()
+        .filter(|(_, winner, legacy)| *winner != legacy["winner"])
+        .map(|(id, winner, legacy)| format!("{id}: {winner} vs legacy {} ({})", legacy["winner"], legacy["reason"]))
+        .collect();
+    let agree = results.len() - misses.len();
+    eprintln!("end to end: {agree}/{} phrases give the legacy winner", results.len());
+    for m in &misses {
+        eprintln!("  differs: {m}");
+    }
+    assert_eq!(results.len(), 100);
+    assert!(agree * 100 >= results.len() * 95, "only {agree}/{} agree:\n{}", results.len(), misses.join("\n"));
+}
+
+#[test]
+fn a_curl_upload_answers_in_the_legacy_shape_with_its_artifacts() {
+    let out = TempDir::new("analyze-shape");
+    let server = marker_server(&out.path().join("results"));
+    let url = server.url();
+    let phrase = &phrases()[0];
+    let id = phrase["id"].as_str().unwrap();
+    let (video, log) = render(id, out.path());
+    let (status, body) = curl_analyze(&url, &[
+        format!("video=@{};type=video/x-msvideo", video.display()),
+        format!("signal=@{};type=text/plain", log.display()),
+        "include_keypoints=true".into(),
+    ]);
+    assert_eq!(status, 200, "{body}");
+    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["input_video", "input_signal", "decision", "artifacts", "metadata", "artifact_dir", "wall_time_seconds", "keypoints"]);
+    let decision_keys: Vec<&str> = body["decision"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(decision_keys, ["winner", "reason", "left_pauses", "right_pauses", "blade_analysis", "blade_details", "speed_comparison", "lunge_detected"]);
+    let frames = phrase["keypoints"]["left_x"].as_array().unwrap().len();
+    assert_eq!(body["metadata"]["frames_processed"], frames);
+    assert_eq!(body["keypoints"]["left_x"].as_array().unwrap().len(), frames);
+    // Rendering keeps the phrase's geometry: c comes back scaled by 1280/1920.
+    let c = body["metadata"]["normalisation_constant"].as_f64().unwrap();
+    let expected_c = phrase["normalisation_constant"].as_f64().unwrap() * 2.0 / 3.0;
+    assert!((c - expected_c).abs() < 0.01 * expected_c, "c {c} vs {expected_c}");
+
+    // The artifact dir: <output>/<signal stem>_<UTC stamp>/ with the uploads under their names.
+    let dir = PathBuf::from(body["artifact_dir"].as_str().unwrap());
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with(&format!("{}_", id)) && name.ends_with('Z'), "{name}");
+    assert_eq!(body["input_video"], dir.join(format!("{id}.avi")).to_str().unwrap());
+    assert_eq!(std::fs::read(dir.join(format!("{id}.avi"))).unwrap(), std::fs::read(&video).unwrap());
+    let artifacts = body["artifacts"].as_object().unwrap();
+    assert!(artifacts.get("corrected_video").is_none(), "fisheye is off");
+    let overlay = PathBuf::from(artifacts["analysis_video"].as_str().unwrap());
+    assert_eq!(artifacts["video"], artifacts["analysis_video"]);
+    assert_eq!(frame_count(&overlay), frames as u64, "the overlay has every frame");
+    let book = ai_referee::analysis::workbook::read(Path::new(artifacts["excel"].as_str().unwrap())).unwrap();
+    assert_eq!(book.frames(), frames);
+    let saved: Value = serde_json::from_slice(&std::fs::read(artifacts["result_json"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(saved, body, "analysis_result.json is the response");
+    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("partial")));
+}
+
+#[test]
+fn the_legacy_client_upload_and_the_recorder_field_name_work() {
+    let out = TempDir::new("analyze-legacy");
+    let server = marker_server(&out.path().join("results"));
+    let url = server.url();
+    let id = phrases()[1]["id"].as_str().unwrap().to_owned();
+    let (video, log) = render(&id, out.path());
+    // Exactly what the legacy CLI sends, with Python requests.
+    let script = r#"
+import json, sys, requests
+url, video, signal = sys.argv[1:4]
+with open(video, "rb") as v, open(signal, "rb") as s:
+    files = {"video": (video.split("/")[-1], v, "video/x-msvideo"), "signal": (signal.split("/")[-1], s, "text/plain")}
+    r = requests.post(url + "/analyze", files=files, data={"save_overlay": "false"}, timeout=300)
+print(json.dumps({"status": r.status_code, "body": r.json()}))
+"#;
+    let run = Command::new(venv_python())
+        .args(["-c", script, &server.url(), video.to_str().unwrap(), log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let reply: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(reply["status"], 200, "{reply}");
+    let artifacts = &reply["body"]["artifacts"];
+    assert!(artifacts.get("analysis_video").is_none(), "save_overlay=false writes no overlay");
+    assert_eq!(artifacts["video"], reply["body"]["input_video"], "no overlay, no fisheye: the upload itself");
+
+    // The newer recorder names the log part `txt`.
+    let (status, body) = curl_analyze(&url, &[format!("video=@{}", video.display()), format!("txt=@{}", log.display())]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["decision"]["winner"], reply["body"]["decision"]["winner"]);
+}
+
+/// A multipart/form-data body from (name, filename, content type, bytes) parts.
+fn form_body(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, filename, content_type, bytes) in parts {
+        body.extend_from_slice(b"--XyZ\r\n");
+        let disposition = match filename {
+            Some(f) => format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n"),
+            None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n"),
+        };
+        body.extend_from_slice(disposition.as_bytes());
+        if let Some(ct) = content_type {
+            body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--XyZ--\r\n");
+    body
+}
+
+#[test]
+fn bad_uploads_get_a_status_and_a_detail() {
+    let out = TempDir::new("analyze-errors");
+    let server = marker_server(&out.path().join("results"));
+    let phrase = &phrases()[2];
+    let (video, log) = render(phrase["id"].as_str().unwrap(), out.path());
+    let video_bytes = std::fs::read(&video).unwrap();
+    let log_bytes = std::fs::read(&log).unwrap();
+    let form = [("Content-Type", "multipart/form-data; boundary=XyZ")];
+    let post = |parts: &[(&str, Option<&str>, Option<&str>, &[u8])]| server.request("POST", "/analyze", &form, &form_body(parts));
+
+    let r = post(&[("video", Some("clip.avi"), Some("video/x-msvideo"), &video_bytes)]);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["detail"][0]["loc"], serde_json::json!(["body", "signal"]));
+
+    let r = post(&[("video", Some(""), Some("video/x-msvideo"), &video_bytes), ("signal", Some("p.txt"), Some("text/plain"), &log_bytes)]);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["detail"], "Video file must have a filename");
+    let r = post(&[("video", Some("clip.avi"), Some("video/x-msvideo"), &video_bytes), ("signal", Some(""), Some("text/plain"), &log_bytes)]);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["detail"], "Signal file must have a filename");
+
+    let single = "Phrase 1\n 0.000s | Phrase recording started\n 1.0s | HIT: Right scores on Left!\nScores -> Fencer 1: HIT, Fencer 2: MISS\n";
+    let r = post(&[("video", Some("clip.avi"), None, &video_bytes), ("signal", Some("p.txt"), None, single.as_bytes())]);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["detail"], "Not a double-touch phrase (Fencer 1: HIT, Fencer 2: MISS)");
+
+    let r = post(&[("video", Some("notes.avi"), None, b"this is not a video"), ("signal", Some("p.txt"), None, &log_bytes)]);
+    assert_eq!(r.status, 415, "{:?}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["detail"].as_str().unwrap().contains("cannot read the video"));
+
+    // A real video in which the marker model finds nobody: no frame shows both fencers.
+    let real = std::fs::read(repo().join("data/demo.mp4")).unwrap();
+    let r = post(&[("video", Some("demo.mp4"), None, &real), ("signal", Some("p.txt"), None, &log_bytes)]);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["detail"], "No valid frame with keypoints for both tracks found in the video");
+
+    let r = post(&[("video", Some("clip.avi"), None, &video_bytes), ("signal", Some("p.txt"), None, &log_bytes), ("save_overlay", None, None, b"maybe")]);
+    assert_eq!(r.status, 422);
+
+    let r = server.request("POST", "/analyze", &[("Content-Type", "application/json")], b"{}");
+    assert_eq!(r.status, 415);
+    assert!(r.json()["detail"].is_string());
+    let r = server.request("POST", "/analyze", &form, b"--XyZ\r\nContent-Disposition: form-data; name=\"video\"; filename=\"a\"\r\n\r\ntruncated");
+    assert_eq!(r.status, 400);
+    assert!(r.json()["detail"].as_str().unwrap().contains("multipart"));
+    assert_eq!(server.get("/analyze").status, 405);
+}
+
+#[test]
+fn the_pretrained_model_analyses_a_real_two_person_video() {
+    let out = TempDir::new("analyze-real");
+    let mut server = Server::start_ready(&["--output-dir", out.path().join("results").to_str().unwrap()], &[]);
+    let url = server.url();
+    let log = out.path().join("double.txt");
+    let phrase = &phrases()[0];
+    std::fs::write(&log, phrase["signal"].as_str().unwrap()).unwrap();
+    let (status, body) = curl_analyze(&url, &[
+        format!("video=@{}", repo().join("data/demo.mp4").display()),
+        format!("signal=@{}", log.display()),
+        "include_keypoints=true".into(),
+    ]);
+    assert_eq!(status, 200, "{body}\n{}", server.log.join("\n"));
+    assert_eq!(body["metadata"]["frames_processed"], 230);
+    assert!(body["metadata"]["normalisation_constant"].as_f64().unwrap() > 0.0);
+    // Both fencers tracked: each side has its ankles on most frames.
+    for side in ["left_x", "right_x"] {
+        let seen = body["keypoints"][side].as_array().unwrap().iter().filter(|row| row[16].is_number()).count();
+        assert!(seen * 10 >= 230 * 6, "{side}: front ankle on only {seen}/230 frames");
+    }
+    let artifacts = &body["artifacts"];
+    let corrected = PathBuf::from(artifacts["corrected_video"].as_str().unwrap());
+    assert_eq!(frame_count(&corrected), 230);
+    let streams = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0"])
+        .arg(&corrected)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&streams.stdout).contains("audio"), "the input's audio is carried over");
+    assert_eq!(frame_count(Path::new(artifacts["analysis_video"].as_str().unwrap())), 230);
+    server.wait_for("analysing upload", STARTUP);
+}
