@@ -11,4 +11,5 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod form;
+pub mod mjpeg;
 pub mod server;

@@ -117,8 +117,10 @@ fn spawn_model_loader(state: Arc<AppState>, device: DeviceChoice, failed: onesho
         });
         match loaded {
             Ok((model, ms)) => {
-                info!(device = ?model.device(), layout = ?model.layout(), warm_forward_ms = format!("{ms:.1}"), "model ready");
+                let (device, layout) = (model.device(), model.layout());
+                // Set before saying so: whoever reads "model ready" must find /health ok.
                 let _ = state.model.set(Arc::new(model));
+                info!(?device, ?layout, warm_forward_ms = format!("{ms:.1}"), "model ready");
             }
             Err(err) => {
                 error!(%err, "model not loaded");

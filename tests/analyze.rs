@@ -151,7 +151,7 @@ fn a_curl_upload_answers_in_the_legacy_shape_with_its_artifacts() {
     let overlay = PathBuf::from(artifacts["analysis_video"].as_str().unwrap());
     assert_eq!(artifacts["video"], artifacts["analysis_video"]);
     assert_eq!(frame_count(&overlay), frames as u64, "the overlay has every frame");
-    let book = ai_referee::analysis::workbook::read(Path::new(artifacts["excel"].as_str().unwrap())).unwrap();
+    let book = ai_referee::analysis::workbook::read_workbook(Path::new(artifacts["excel"].as_str().unwrap())).unwrap();
     assert_eq!(book.frames(), frames);
     let saved: Value = serde_json::from_slice(&std::fs::read(artifacts["result_json"].as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(saved, body, "analysis_result.json is the response");

@@ -159,7 +159,7 @@ fn a_phrase_from_a_keypoints_workbook_gets_the_same_decision() {
     for w in lines("phrases.jsonl").iter().step_by(17) {
         let book = dir.path().join("phrase_keypoints.xlsx");
         let log = dir.path().join("phrase.txt");
-        workbook::write(&book, &keypoints(&w["keypoints"])).unwrap();
+        workbook::write_workbook(&keypoints(&w["keypoints"]), &book).unwrap();
         std::fs::write(&log, w["signal"].as_str().unwrap()).unwrap();
         let c = w["normalisation_constant"].as_f64().unwrap().to_string();
         let out = Command::new(env!("CARGO_BIN_EXE_ai-referee"))

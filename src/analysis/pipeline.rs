@@ -169,7 +169,7 @@ impl PhrasePipeline {
         let normalised = normalise(&self.frames)?;
         let decision = engine.decide(&normalised.keypoints, phrase, Some(normalised.normalisation_constant));
         let book = self.options.dir.join(format!("{}_keypoints.xlsx", self.options.stem));
-        workbook::write(&book, &normalised.keypoints)
+        workbook::write_workbook(&normalised.keypoints, &book)
             .map_err(|e| PipelineError::Artifact { path: book.clone(), reason: e.to_string() })?;
         files.workbook = Some(book);
         Ok(PhraseOutcome { decision, normalised, frames_processed: self.frames.len(), files })

@@ -1,143 +1,290 @@
-//! The keypoints workbook: the legacy's `.xlsx` of normalised keypoints (sheets `Left_X`,
-//! `Left_Y`, `Right_X`, `Right_Y`; columns `0`..`16`; one row per frame; empty cells for NaN),
-//! written for each phrase and read back by `ai-referee decide --keypoints`.
+//! The legacy keypoints workbook: sheets `Left_X`, `Left_Y`, `Right_X`, `Right_Y`, a header row of columns
+//! `0`..`16`, one row per frame of normalised values, empty cells for NaN. Written with rust_xlsxwriter, read
+//! back with calamine. Only the xlsx container: no decision logic here.
 
+use std::io::{Cursor, Read, Seek};
 use std::path::Path;
 
-use calamine::{open_workbook_auto, Data, Reader};
-use rust_xlsxwriter::Workbook;
+use calamine::{DataRef, Reader, Xlsx};
+use rust_xlsxwriter::{Format, Workbook, XlsxError};
 
-use crate::analysis::kinematics::{Keypoints, Row};
-use crate::analysis::tracker::KEYPOINTS;
+use crate::analysis::kinematics::{Keypoints, Row as Frame17};
+use crate::analysis::tracker::KEYPOINTS as NUM_KEYPOINTS;
 
 /// Sheet names, in the order the legacy wrote them.
-const SHEETS: [&str; 4] = ["Left_X", "Left_Y", "Right_X", "Right_Y"];
+pub const SHEETS: [&str; 4] = ["Left_X", "Left_Y", "Right_X", "Right_Y"];
 
 /// Why a workbook could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkbookError {
-    /// Writing failed.
-    #[error("cannot write the keypoints workbook: {0}")]
-    Write(#[from] rust_xlsxwriter::XlsxError),
-    /// The file could not be opened as a spreadsheet.
-    #[error("cannot read {path}: {reason}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        reason: String,
+    /// rust_xlsxwriter refused to write.
+    #[error("could not write the keypoints workbook: {0}")]
+    Write(#[from] XlsxError),
+    /// The file is not a readable xlsx workbook.
+    #[error("could not read the keypoints workbook: {0}")]
+    Read(#[from] calamine::XlsxError),
+    /// Opening the file failed.
+    #[error("could not open the keypoints workbook: {0}")]
+    Io(#[from] std::io::Error),
+    /// A sheet is missing (names are matched case-insensitively).
+    #[error("the keypoints workbook has no sheet {0} (expected Left_X, Left_Y, Right_X, Right_Y)")]
+    MissingSheet(&'static str),
+    /// A keypoint column is missing from a sheet's header row.
+    #[error("sheet {sheet} has no column for keypoint {keypoint} (expected a header `{keypoint}` or `kp_{keypoint}`)")]
+    MissingColumn {
+        /// The sheet.
+        sheet: &'static str,
+        /// The keypoint index, 0..16.
+        keypoint: usize,
     },
-    /// A sheet is missing or malformed.
-    #[error("{0}")]
-    Shape(String),
+    /// A cell holds something other than a number or nothing.
+    #[error("sheet {sheet}, row {row}, column {column}: not a number")]
+    BadCell {
+        /// The sheet.
+        sheet: &'static str,
+        /// 1-based row, as Excel shows it.
+        row: u32,
+        /// 1-based column.
+        column: u32,
+    },
+    /// The four sheets do not have the same number of frames.
+    #[error("the keypoint sheets have different numbers of frames")]
+    LengthMismatch,
 }
 
-/// Writes the four sheets to `path`.
-pub fn write(path: &Path, keypoints: &Keypoints) -> Result<(), WorkbookError> {
+/// The workbook as xlsx bytes.
+pub fn workbook_bytes(kp: &Keypoints) -> Result<Vec<u8>, WorkbookError> {
     let mut book = Workbook::new();
-    for (name, rows) in SHEETS.iter().zip(sheets(keypoints)) {
-        let sheet = book.add_worksheet().set_name(*name)?;
-        for k in 0..KEYPOINTS {
-            sheet.write_string(0, k as u16, k.to_string())?;
+    // Blank-but-formatted cells keep trailing all-NaN frames inside the sheet's declared dimensions, so
+    // the frame count survives a round trip; every reader still sees them as empty.
+    let blank = Format::new().set_num_format("General");
+    for (name, frames) in SHEETS
+        .iter()
+        .zip([&kp.left_x, &kp.left_y, &kp.right_x, &kp.right_y])
+    {
+        let sheet = book.add_worksheet();
+        sheet.set_name(*name)?;
+        for k in 0..NUM_KEYPOINTS {
+            sheet.write_number(0, k as u16, k as f64)?;
         }
-        for (r, row) in rows.iter().enumerate() {
-            for (k, v) in row.iter().enumerate() {
+        for (r, frame) in frames.iter().enumerate() {
+            let row = r as u32 + 1;
+            for (k, v) in frame.iter().enumerate() {
                 if v.is_finite() {
-                    sheet.write_number(r as u32 + 1, k as u16, *v)?;
+                    sheet.write_number(row, k as u16, *v)?;
+                } else {
+                    sheet.write_blank(row, k as u16, &blank)?;
                 }
             }
         }
     }
-    book.save(path)?;
+    Ok(book.save_to_buffer()?)
+}
+
+/// Writes the workbook to `path`.
+pub fn write_workbook(kp: &Keypoints, path: &Path) -> Result<(), WorkbookError> {
+    std::fs::write(path, workbook_bytes(kp)?)?;
     Ok(())
 }
 
-fn sheets(k: &Keypoints) -> [&Vec<Row>; 4] {
-    [&k.left_x, &k.left_y, &k.right_x, &k.right_y]
+/// Reads a workbook from `path`.
+pub fn read_workbook(path: &Path) -> Result<Keypoints, WorkbookError> {
+    read_from(std::io::BufReader::new(std::fs::File::open(path)?))
 }
 
-/// Reads a keypoints workbook: sheets `Left_X`… or `left_x`…, columns `0`..`16` or
-/// `kp_0`..`kp_16` (any order), empty or non-numeric cells as NaN.
-pub fn read(path: &Path) -> Result<Keypoints, WorkbookError> {
-    let read_err = |reason: String| WorkbookError::Read { path: path.display().to_string(), reason };
-    let mut book = open_workbook_auto(path).map_err(|e| read_err(e.to_string()))?;
+/// Reads a workbook from its bytes.
+pub fn read_workbook_bytes(bytes: &[u8]) -> Result<Keypoints, WorkbookError> {
+    read_from(Cursor::new(bytes))
+}
+
+fn read_from<R: Read + Seek>(reader: R) -> Result<Keypoints, WorkbookError> {
+    let mut book: Xlsx<R> = Xlsx::new(reader)?;
     let names = book.sheet_names();
-    let mut out: Vec<Vec<Row>> = Vec::new();
-    for wanted in SHEETS {
+    let mut found = Vec::with_capacity(4);
+    for want in SHEETS {
         let name = names
             .iter()
-            .find(|n| n.eq_ignore_ascii_case(wanted))
-            .ok_or_else(|| WorkbookError::Shape(format!("{} has no sheet {wanted}", path.display())))?
-            .clone();
-        let range = book.worksheet_range(&name).map_err(|e| read_err(e.to_string()))?;
-        let mut rows = range.rows();
-        let header = rows.next().ok_or_else(|| WorkbookError::Shape(format!("sheet {name} is empty")))?;
-        let mut columns = [None; KEYPOINTS];
-        for (c, cell) in header.iter().enumerate() {
-            if let Some(k) = column_keypoint(cell) {
-                columns[k] = Some(c);
-            }
-        }
-        if let Some(k) = columns.iter().position(Option::is_none) {
-            return Err(WorkbookError::Shape(format!("sheet {name} has no column {k} (or kp_{k})")));
-        }
-        let rows: Vec<Row> = rows
-            .map(|cells| {
-                let mut row = [f64::NAN; KEYPOINTS];
-                for (k, c) in columns.iter().enumerate() {
-                    row[k] = cells.get(c.unwrap_or(usize::MAX)).and_then(number).unwrap_or(f64::NAN);
-                }
-                row
-            })
-            .collect();
-        out.push(rows);
+            .find(|n| n.eq_ignore_ascii_case(want))
+            .ok_or(WorkbookError::MissingSheet(want))?;
+        found.push((name, want));
     }
-    let lengths: Vec<usize> = out.iter().map(Vec::len).collect();
-    if lengths.iter().any(|&n| n != lengths[0]) {
-        return Err(WorkbookError::Shape(format!("sheets have different numbers of frames: {lengths:?}")));
+    let mut sheets = Vec::with_capacity(4);
+    for (name, want) in found {
+        sheets.push(read_sheet(&mut book, name, want)?);
     }
-    let mut it = out.into_iter();
+    let n = sheets[0].len();
+    if sheets.iter().any(|s| s.len() != n) {
+        return Err(WorkbookError::LengthMismatch);
+    }
+    let mut it = sheets.into_iter();
     let mut next = || it.next().unwrap_or_default();
-    Ok(Keypoints { left_x: next(), left_y: next(), right_x: next(), right_y: next() })
+    Ok(Keypoints {
+        left_x: next(),
+        left_y: next(),
+        right_x: next(),
+        right_y: next(),
+    })
 }
 
-fn column_keypoint(cell: &Data) -> Option<usize> {
-    let text = match cell {
-        Data::String(s) => s.trim().trim_start_matches("kp_").to_owned(),
-        Data::Int(i) => i.to_string(),
-        Data::Float(f) if f.fract() == 0.0 => (*f as i64).to_string(),
+/// Header text → keypoint index: `3`, `3.0`, `kp_3`.
+fn header_index(cell: &DataRef<'_>) -> Option<usize> {
+    let k = match cell {
+        DataRef::Int(i) => usize::try_from(*i).ok()?,
+        DataRef::Float(f) if f.fract() == 0.0 && *f >= 0.0 => *f as usize,
+        DataRef::String(s) => parse_header(s)?,
+        DataRef::SharedString(s) => parse_header(s)?,
         _ => return None,
     };
-    text.parse::<usize>().ok().filter(|&k| k < KEYPOINTS)
+    (k < NUM_KEYPOINTS).then_some(k)
 }
 
-fn number(cell: &Data) -> Option<f64> {
-    match cell {
-        Data::Float(f) => Some(*f),
-        Data::Int(i) => Some(*i as f64),
-        Data::String(s) => s.trim().parse().ok(),
-        _ => None,
+fn parse_header(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let digits = s
+        .strip_prefix("kp_")
+        .or_else(|| s.strip_prefix("KP_"))
+        .unwrap_or(s);
+    digits.parse().ok()
+}
+
+/// One sheet: the first non-empty row is the header, every later row up to the declared end is a frame.
+fn read_sheet<R: Read + Seek>(
+    book: &mut Xlsx<R>,
+    name: &str,
+    label: &'static str,
+) -> Result<Vec<Frame17>, WorkbookError> {
+    let mut reader = book.worksheet_cells_reader(name)?;
+    let declared_end = reader.dimensions().end.0;
+    let mut cells = Vec::new();
+    while let Some(cell) = reader.next_cell()? {
+        if !matches!(cell.get_value(), DataRef::Empty) {
+            let (r, c) = cell.get_position();
+            cells.push((r, c, cell.get_value().clone()));
+        }
     }
+    let Some(header_row) = cells.iter().map(|c| c.0).min() else {
+        return Err(WorkbookError::MissingColumn {
+            sheet: label,
+            keypoint: 0,
+        });
+    };
+    let mut column_of = [None; NUM_KEYPOINTS];
+    for (_, c, v) in cells.iter().filter(|c| c.0 == header_row) {
+        if let Some(k) = header_index(v) {
+            column_of[k].get_or_insert(*c);
+        }
+    }
+    let mut kp_of_column = std::collections::HashMap::new();
+    for (k, col) in column_of.iter().enumerate() {
+        let col = col.ok_or(WorkbookError::MissingColumn {
+            sheet: label,
+            keypoint: k,
+        })?;
+        kp_of_column.insert(col, k);
+    }
+    let last_row = cells
+        .iter()
+        .map(|c| c.0)
+        .max()
+        .unwrap_or(header_row)
+        .max(declared_end);
+    let mut frames = vec![[f64::NAN; NUM_KEYPOINTS]; (last_row - header_row) as usize];
+    for (r, c, v) in cells.iter().filter(|c| c.0 > header_row) {
+        let Some(&k) = kp_of_column.get(c) else {
+            continue;
+        };
+        let value = match v {
+            DataRef::Float(f) => *f,
+            DataRef::Int(i) => *i as f64,
+            DataRef::String(s) if s.trim().is_empty() || s.eq_ignore_ascii_case("nan") => f64::NAN,
+            _ => {
+                return Err(WorkbookError::BadCell {
+                    sheet: label,
+                    row: r + 1,
+                    column: c + 1,
+                })
+            }
+        };
+        frames[(r - header_row - 1) as usize][k] = value;
+    }
+    Ok(frames)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn sample() -> Keypoints {
+        let mut kp = Keypoints::default();
+        for i in 0..5 {
+            let mut f = [0.0; NUM_KEYPOINTS];
+            for (k, v) in f.iter_mut().enumerate() {
+                *v = i as f64 + k as f64 / 17.0 + 1e-13;
+            }
+            f[3] = f64::NAN;
+            kp.left_x.push(f);
+            kp.left_y.push(f.map(|v| v * 2.0));
+            kp.right_x.push(f.map(|v| v * 3.0));
+            kp.right_y.push(f.map(|v| v * 4.0));
+        }
+        // Trailing all-NaN frames must survive.
+        for _ in 0..2 {
+            for sheet in [&mut kp.left_x, &mut kp.left_y, &mut kp.right_x, &mut kp.right_y] {
+                sheet.push([f64::NAN; NUM_KEYPOINTS]);
+            }
+        }
+        kp
+    }
+
+    fn same(a: &Keypoints, b: &Keypoints) -> bool {
+        let eq = |x: &Vec<Frame17>, y: &Vec<Frame17>| {
+            x.len() == y.len()
+                && x.iter()
+                    .flatten()
+                    .zip(y.iter().flatten())
+                    .all(|(p, q)| p == q || (p.is_nan() && q.is_nan()))
+        };
+        eq(&a.left_x, &b.left_x)
+            && eq(&a.left_y, &b.left_y)
+            && eq(&a.right_x, &b.right_x)
+            && eq(&a.right_y, &b.right_y)
+    }
+
     #[test]
-    fn round_trip_keeps_values_and_nans() {
-        let mut row = [f64::NAN; KEYPOINTS];
-        row[16] = 3.1175196170806885;
-        row[0] = -0.5;
-        let k = Keypoints { left_x: vec![row, [1.0; KEYPOINTS]], left_y: vec![row; 2], right_x: vec![row; 2], right_y: vec![row; 2] };
-        let path = std::env::temp_dir().join(format!("workbook-test-{}.xlsx", std::process::id()));
-        write(&path, &k).unwrap();
-        let back = read(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(back.frames(), 2);
-        assert_eq!(back.left_x[0][16], 3.1175196170806885);
-        assert_eq!(back.left_x[0][0], -0.5);
-        assert!(back.left_x[0][1].is_nan());
-        assert_eq!(back.left_x[1], [1.0; KEYPOINTS]);
+    fn round_trip_keeps_values_nan_and_frame_count() {
+        let kp = sample();
+        let back = read_workbook_bytes(&workbook_bytes(&kp).unwrap()).unwrap();
+        assert_eq!(back.frames(), 7);
+        assert!(same(&kp, &back));
+    }
+
+    #[test]
+    fn accepts_lower_case_sheets_and_kp_headers() {
+        let mut book = Workbook::new();
+        for name in ["left_x", "left_y", "right_x", "right_y"] {
+            let s = book.add_worksheet();
+            s.set_name(name).unwrap();
+            for k in 0..NUM_KEYPOINTS {
+                s.write_string(0, k as u16, format!("kp_{k}")).unwrap();
+                s.write_number(1, k as u16, k as f64).unwrap();
+            }
+            s.write_number(2, 5, 1.5).unwrap();
+        }
+        let kp = read_workbook_bytes(&book.save_to_buffer().unwrap()).unwrap();
+        assert_eq!(kp.frames(), 2);
+        assert_eq!(kp.right_y[0][16], 16.0);
+        assert_eq!(kp.left_x[1][5], 1.5);
+        assert!(kp.left_x[1][4].is_nan());
+    }
+
+    #[test]
+    fn missing_sheet_is_an_error() {
+        let mut book = Workbook::new();
+        book.add_worksheet().set_name("Left_X").unwrap();
+        let err = read_workbook_bytes(&book.save_to_buffer().unwrap()).unwrap_err();
+        assert!(
+            matches!(err, WorkbookError::MissingSheet("Left_Y")),
+            "{err}"
+        );
     }
 }

@@ -127,7 +127,7 @@ pub fn run_decide(args: DecideArgs) -> Result<(), String> {
     };
     let text = std::fs::read_to_string(log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
     let phrase = signal::parse(&text).map_err(|e| e.legacy_message(&log.display().to_string()))?;
-    let keypoints = workbook::read(book).map_err(|e| e.to_string())?;
+    let keypoints = workbook::read_workbook(book).map_err(|e| e.to_string())?;
     let decision = args.engine.decide(&keypoints, &phrase, args.normalisation_constant);
     println!("{}", serde_json::to_string_pretty(&decision).map_err(|e| e.to_string())?);
     Ok(())

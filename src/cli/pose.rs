@@ -9,6 +9,7 @@ use clap::Args;
 use crate::analysis::frames::{Frame, FrameSource};
 use crate::analysis::letterbox::letterbox;
 use crate::analysis::pose::{DeviceChoice, PoseModel};
+use tch::Tensor;
 
 /// Arguments of `ai-referee pose`.
 #[derive(Debug, Clone, Args)]
@@ -22,6 +23,10 @@ pub struct PoseArgs {
     /// Frames per forward pass.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Also save the letterboxed frames (`frames.ot`) and these detections (`reference.jsonl`)
+    /// here, for `pose-bench` to replay on another device.
+    #[arg(long)]
+    pub save_tensors: Option<PathBuf>,
     /// Images, videos, or folders of images (taken in name order).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
@@ -37,6 +42,7 @@ pub fn run(args: PoseArgs) -> Result<(), String> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let batch_size = args.batch.max(1);
     let (mut frames_done, mut seconds) = (0usize, 0f64);
+    let mut saved = SavedFrames::default();
     for input in &args.inputs {
         let mut source = FrameSource::open(input).map_err(|e| e.to_string())?;
         loop {
@@ -53,6 +59,10 @@ pub fn run(args: PoseArgs) -> Result<(), String> {
                 geometry.push(g);
             }
             let detections = model.detect(&tensors, &geometry).map_err(|e| e.to_string())?;
+            if args.save_tensors.is_some() {
+                saved.inputs.extend(tensors.iter().map(Tensor::shallow_clone));
+                saved.sizes.extend(geometry.iter().map(|g| [i64::from(g.width), i64::from(g.height)]));
+            }
             seconds += start.elapsed().as_secs_f64();
             frames_done += batch.len();
             for ((frame, geometry), detections) in batch.iter().zip(&geometry).zip(detections) {
@@ -64,10 +74,16 @@ pub fn run(args: PoseArgs) -> Result<(), String> {
                     "detections": detections,
                 });
                 writeln!(out, "{line}").map_err(|e| e.to_string())?;
+                if args.save_tensors.is_some() {
+                    saved.reference.push(line.to_string());
+                }
             }
         }
     }
     out.flush().map_err(|e| e.to_string())?;
+    if let Some(dir) = &args.save_tensors {
+        saved.write(dir)?;
+    }
     if frames_done > 0 {
         eprintln!(
             "pose: {frames_done} frames, {:.1} ms/frame (letterbox + forward + NMS) on {:?}",
@@ -76,4 +92,30 @@ pub fn run(args: PoseArgs) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Letterboxed frames and their CPU detections, kept for `pose-bench`.
+#[derive(Default)]
+struct SavedFrames {
+    inputs: Vec<Tensor>,
+    sizes: Vec<[i64; 2]>,
+    reference: Vec<String>,
+}
+
+impl SavedFrames {
+    /// Writes `frames.ot` (`inputs`: uint8 `[N, 640, 640, 3]`, `sizes`: `[N, 2]` width, height)
+    /// and `reference.jsonl`.
+    fn write(&self, dir: &std::path::Path) -> Result<(), String> {
+        if self.inputs.is_empty() {
+            return Err("no frames to save".into());
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let inputs = Tensor::stack(&self.inputs, 0);
+        let flat: Vec<i64> = self.sizes.iter().flatten().copied().collect();
+        let sizes = Tensor::from_slice(&flat).view([-1, 2]);
+        Tensor::save_multi(&[("inputs", &inputs), ("sizes", &sizes)], dir.join("frames.ot")).map_err(|e| e.to_string())?;
+        let mut text = self.reference.join("\n");
+        text.push('\n');
+        std::fs::write(dir.join("reference.jsonl"), text).map_err(|e| e.to_string())
+    }
 }

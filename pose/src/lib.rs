@@ -1,0 +1,446 @@
+//! The YOLO-pose model on libtorch: loading a TorchScript export, choosing the device, checking
+//! that it is a 17-keypoint pose model, warming it up, and turning its output into detections
+//! (decode, NMS, mapping back to frame pixels) exactly as Ultralytics' `predict` does.
+//!
+//! This module owns every tensor of the pose side and knows nothing of OpenCV or HTTP, so the
+//! same code runs on a GPU machine that has libtorch alone.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tch::{CModule, Device, IValue, Kind, Tensor};
+
+/// COCO keypoints per person.
+pub const KEYPOINTS: usize = 17;
+/// Side of the square network input, as Ultralytics exports by default.
+pub const INPUT_SIZE: i64 = 640;
+/// Channels per candidate in the raw export: box (4), score (1), keypoints (17 × x, y, visibility).
+pub const RAW_CHANNELS: i64 = 4 + 1 + 3 * KEYPOINTS as i64;
+/// Values per detection in the end-to-end export: box (4), score, class, keypoints (17 × 3).
+pub const END_TO_END_VALUES: i64 = 6 + 3 * KEYPOINTS as i64;
+
+/// Ultralytics' default confidence threshold: candidates must score strictly above it.
+pub const CONFIDENCE: f32 = 0.25;
+/// Ultralytics' default NMS threshold: a box overlapping a better one by more is dropped.
+pub const NMS_IOU: f32 = 0.7;
+/// Ultralytics' default cap on detections per frame.
+pub const MAX_DETECTIONS: usize = 300;
+/// Ultralytics' cap on candidates entering NMS.
+const MAX_NMS_CANDIDATES: usize = 30_000;
+/// Keypoints whose visibility is below this count as not seen, (0, 0), in the referee's rules.
+pub const VISIBLE: f32 = 0.5;
+
+/// One person found in a frame, in the frame's pixels.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PoseDetection {
+    /// `[x1, y1, x2, y2]`, clipped to the frame.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// The model's confidence that this is a person.
+    pub score: f32,
+    /// COCO keypoints `[x, y, visibility]`, clipped to the frame, raw (before the < 0.5 rule).
+    pub keypoints: [[f32; 3]; KEYPOINTS],
+}
+
+impl PoseDetection {
+    /// The keypoints as the tracker takes them: `[x, y]`, with those seen at visibility < 0.5
+    /// reported as `[0, 0]` (not seen).
+    pub fn visible_points(&self) -> [[f32; 2]; KEYPOINTS] {
+        self.keypoints.map(|[x, y, v]| if v < VISIBLE { [0.0, 0.0] } else { [x, y] })
+    }
+}
+
+/// How a frame was fitted into the square model input, as Ultralytics letterboxes: scaled to
+/// fit keeping its aspect (each side rounded), then padded evenly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+}
+
+impl Letterbox {
+    /// The geometry for a frame of this size.
+    pub fn new(width: u32, height: u32) -> Letterbox {
+        Letterbox { width, height }
+    }
+
+    fn gain(&self) -> f64 {
+        let side = INPUT_SIZE as f64;
+        (side / self.height as f64).min(side / self.width as f64)
+    }
+
+    /// The frame's size once scaled, before padding: `(width, height)`.
+    pub fn resized_size(&self) -> (i32, i32) {
+        let gain = self.gain();
+        let w = round_half_even(self.width as f64 * gain).max(1.0);
+        let h = round_half_even(self.height as f64 * gain).max(1.0);
+        (w as i32, h as i32)
+    }
+
+    /// Padding `(top, bottom, left, right)` in pixels around the scaled frame.
+    pub fn borders(&self) -> (i32, i32, i32, i32) {
+        let (w, h) = self.resized_size();
+        let dw = (INPUT_SIZE as f64 - w as f64) / 2.0;
+        let dh = (INPUT_SIZE as f64 - h as f64) / 2.0;
+        let r = |v: f64| round_half_even(v) as i32;
+        (r(dh - 0.1), r(dh + 0.1), r(dw - 0.1), r(dw + 0.1))
+    }
+
+    /// Maps a point of the model input back to frame pixels (unclipped).
+    fn to_frame(&self, x: f32, y: f32) -> (f32, f32) {
+        let (w, h) = self.resized_size();
+        let (top, _, left, _) = self.borders();
+        let gain_x = (w as f64 / self.width as f64) as f32;
+        let gain_y = (h as f64 / self.height as f64) as f32;
+        ((x - left as f32) / gain_x, (y - top as f32) / gain_y)
+    }
+
+    fn clip(&self, x: f32, y: f32) -> (f32, f32) {
+        (x.clamp(0.0, self.width as f32), y.clamp(0.0, self.height as f32))
+    }
+}
+
+/// Python's `round`: halves go to the even neighbour.
+fn round_half_even(v: f64) -> f64 {
+    let r = v.round();
+    if (v - v.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+        r - v.signum()
+    } else {
+        r
+    }
+}
+
+/// Where the model should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// CUDA when libtorch sees a GPU, else CPU.
+    Auto,
+    /// Always the CPU.
+    Cpu,
+    /// The first CUDA device; an error where there is none.
+    Cuda,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = PoseError;
+    fn from_str(s: &str) -> Result<Self, PoseError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" | "gpu" => Ok(DeviceChoice::Cuda),
+            other => Err(PoseError::Device(format!("unknown device {other:?} (use auto, cpu or cuda)"))),
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// The libtorch device this choice resolves to on this machine.
+    pub fn resolve(self) -> Result<Device, PoseError> {
+        match self {
+            DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            DeviceChoice::Cuda => Err(PoseError::Device("CUDA was asked for but libtorch sees no GPU".into())),
+        }
+    }
+}
+
+/// How the model lays out its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputLayout {
+    /// `[batch, 56, candidates]`: every anchor's box, score and keypoints; NMS is ours to do.
+    Raw,
+    /// `[batch, detections, 57]`: already filtered (Ultralytics' end-to-end export).
+    EndToEnd,
+}
+
+/// Why a pose model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum PoseError {
+    /// The model file does not exist.
+    #[error("model file {0} does not exist (run ./scripts/setup.sh, or point REFEREE_YOLO_MODEL at a TorchScript export)")]
+    Missing(PathBuf),
+    /// libtorch could not read the file as TorchScript.
+    #[error("{path} is not a loadable TorchScript module: {reason}")]
+    NotTorchScript {
+        /// The file.
+        path: PathBuf,
+        /// libtorch's first line.
+        reason: String,
+    },
+    /// The module runs but its output is not that of a 17-keypoint YOLO pose model.
+    #[error("{path} is not a YOLO pose model: its output is {shape:?}, expected [1, 56, N] or [1, N, 57]")]
+    NotPoseModel {
+        /// The file.
+        path: PathBuf,
+        /// The output shape it gave for a 640×640 input.
+        shape: Vec<i64>,
+    },
+    /// A device was asked for that is not there.
+    #[error("{0}")]
+    Device(String),
+    /// A forward pass failed.
+    #[error("forward pass failed: {0}")]
+    Forward(String),
+}
+
+/// A loaded, checked YOLO-pose TorchScript on its device.
+pub struct PoseModel {
+    module: CModule,
+    device: Device,
+    layout: OutputLayout,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for PoseModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoseModel")
+            .field("path", &self.path)
+            .field("device", &self.device)
+            .field("layout", &self.layout)
+            .finish()
+    }
+}
+
+impl PoseModel {
+    /// Loads the TorchScript at `path` onto the chosen device and checks its output shape with
+    /// one forward pass on a blank 640×640 image.
+    pub fn load(path: &Path, choice: DeviceChoice) -> Result<PoseModel, PoseError> {
+        if !path.is_file() {
+            return Err(PoseError::Missing(path.to_owned()));
+        }
+        let device = choice.resolve()?;
+        let mut module = CModule::load_on_device(path, device).map_err(|e| PoseError::NotTorchScript {
+            path: path.to_owned(),
+            reason: first_line(&e.to_string()),
+        })?;
+        module.set_eval();
+        let mut model = PoseModel { module, device, layout: OutputLayout::Raw, path: path.to_owned() };
+        let output = model.forward(&model.blank_batch(1))?;
+        model.layout = match output.size().as_slice() {
+            [1, c, n] if *c == RAW_CHANNELS && *n > 0 => OutputLayout::Raw,
+            [1, _, v] if *v == END_TO_END_VALUES => OutputLayout::EndToEnd,
+            shape => return Err(PoseError::NotPoseModel { path: path.to_owned(), shape: shape.to_vec() }),
+        };
+        Ok(model)
+    }
+
+    /// Runs `rounds` forward passes on blank input (libtorch's first few are slow) and returns
+    /// the time of the last one, in milliseconds.
+    pub fn warm_up(&self, rounds: usize) -> Result<f64, PoseError> {
+        let input = self.blank_batch(1);
+        let mut last_ms = 0.0;
+        for _ in 0..rounds.max(1) {
+            let start = Instant::now();
+            let out = self.forward(&input)?;
+            // Copying one value back waits for asynchronous (CUDA) work to finish.
+            let _ = out.flatten(0, -1).double_value(&[0]);
+            last_ms = start.elapsed().as_secs_f64() * 1e3;
+        }
+        Ok(last_ms)
+    }
+
+    /// Finds people in a batch of letterboxed frames: `inputs` are `[640, 640, 3]` uint8 RGB
+    /// tensors (see `letterbox`), `frames` their geometry, in the same order. Per frame, the
+    /// detections best score first, as Ultralytics' `predict` gives them with its defaults.
+    pub fn detect(&self, inputs: &[Tensor], frames: &[Letterbox]) -> Result<Vec<Vec<PoseDetection>>, PoseError> {
+        assert_eq!(inputs.len(), frames.len(), "one geometry per input");
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = Tensor::stack(inputs, 0).to_device(self.device).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
+        let output = self.forward(&batch)?;
+        frames
+            .iter()
+            .enumerate()
+            .map(|(i, frame)| Ok(self.decode(&output.get(i as i64), frame)))
+            .collect()
+    }
+
+    /// One frame's output → its detections in frame pixels.
+    fn decode(&self, output: &Tensor, frame: &Letterbox) -> Vec<PoseDetection> {
+        // Rows of [x1|cx, y1|cy, x2|w, y2|h, score, (class,) 51 keypoint values].
+        let rows = match self.layout {
+            OutputLayout::Raw => output.transpose(0, 1),
+            OutputLayout::EndToEnd => output.shallow_clone(),
+        };
+        let score_col = 4;
+        let keep = rows.select(1, score_col).gt(CONFIDENCE as f64);
+        let rows = rows.index_select(0, &keep.nonzero().squeeze_dim(1)).to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+        let n = rows.size()[0] as usize;
+        let width = rows.size()[1] as usize;
+        let mut flat = vec![0f32; n * width];
+        rows.copy_data(&mut flat, n * width);
+        let keypoint_start = match self.layout {
+            OutputLayout::Raw => 5,
+            OutputLayout::EndToEnd => 6,
+        };
+        let mut candidates: Vec<PoseDetection> = flat
+            .chunks_exact(width)
+            .map(|row| {
+                let bbox = match self.layout {
+                    OutputLayout::Raw => {
+                        let (cx, cy, w, h) = (row[0], row[1], row[2], row[3]);
+                        [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
+                    }
+                    OutputLayout::EndToEnd => [row[0], row[1], row[2], row[3]],
+                };
+                let mut keypoints = [[0f32; 3]; KEYPOINTS];
+                for (k, point) in keypoints.iter_mut().enumerate() {
+                    let base = keypoint_start + 3 * k;
+                    *point = [row[base], row[base + 1], row[base + 2]];
+                }
+                PoseDetection { bbox, score: row[score_col as usize], keypoints }
+            })
+            .collect();
+        // Best first; a stable sort keeps the model's order among equal scores.
+        candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+        candidates.truncate(MAX_NMS_CANDIDATES);
+        let mut kept = match self.layout {
+            OutputLayout::Raw => non_max_suppression(candidates, NMS_IOU),
+            OutputLayout::EndToEnd => candidates,
+        };
+        kept.truncate(MAX_DETECTIONS);
+        for det in &mut kept {
+            let (x1, y1) = frame.to_frame(det.bbox[0], det.bbox[1]);
+            let (x2, y2) = frame.to_frame(det.bbox[2], det.bbox[3]);
+            let (x1, y1) = frame.clip(x1, y1);
+            let (x2, y2) = frame.clip(x2, y2);
+            det.bbox = [x1, y1, x2, y2];
+            for point in &mut det.keypoints {
+                let (x, y) = frame.to_frame(point[0], point[1]);
+                let (x, y) = frame.clip(x, y);
+                point[0] = x;
+                point[1] = y;
+            }
+        }
+        kept
+    }
+
+    /// The raw forward pass on a `[batch, 3, 640, 640]` float tensor in 0..1, RGB.
+    pub fn forward(&self, input: &Tensor) -> Result<Tensor, PoseError> {
+        let input = input.to_device(self.device);
+        let output = tch::no_grad(|| self.module.forward_is(&[IValue::Tensor(input)]))
+            .map_err(|e| PoseError::Forward(first_line(&e.to_string())))?;
+        first_tensor(output).ok_or_else(|| PoseError::Forward("the model returned no tensor".into()))
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The output layout found at load time.
+    pub fn layout(&self) -> OutputLayout {
+        self.layout
+    }
+
+    /// The file the model was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn blank_batch(&self, batch: i64) -> Tensor {
+        Tensor::zeros([batch, 3, INPUT_SIZE, INPUT_SIZE], (Kind::Float, self.device))
+    }
+}
+
+/// Greedy NMS over candidates sorted best first: a box is dropped when it overlaps a kept one
+/// by an IoU above `threshold` (torchvision's rule).
+fn non_max_suppression(sorted: Vec<PoseDetection>, threshold: f32) -> Vec<PoseDetection> {
+    let mut kept: Vec<PoseDetection> = Vec::new();
+    for candidate in sorted {
+        if kept.iter().all(|k| iou(&k.bbox, &candidate.bbox) <= threshold) {
+            kept.push(candidate);
+        }
+    }
+    kept
+}
+
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes.
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+    if union <= 0.0 {
+        0.0
+    } else {
+        inter / union
+    }
+}
+
+/// The first tensor of a module's output: the tensor itself, or the first of a tuple or list.
+fn first_tensor(value: IValue) -> Option<Tensor> {
+    match value {
+        IValue::Tensor(t) => Some(t),
+        IValue::Tuple(items) | IValue::GenericList(items) => items.into_iter().find_map(first_tensor),
+        IValue::TensorList(mut ts) if !ts.is_empty() => Some(ts.swap_remove(0)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_rounding() {
+        assert_eq!(round_half_even(0.5), 0.0);
+        assert_eq!(round_half_even(1.5), 2.0);
+        assert_eq!(round_half_even(2.5), 2.0);
+        assert_eq!(round_half_even(2.4), 2.0);
+        assert_eq!(round_half_even(139.9), 140.0);
+    }
+
+    #[test]
+    fn letterbox_geometry_matches_ultralytics() {
+        // 1768×994 (the demo clip): gain 640/1768, scaled to 640×360, 140 px above and below.
+        let lb = Letterbox::new(1768, 994);
+        assert_eq!(lb.resized_size(), (640, 360));
+        assert_eq!(lb.borders(), (140, 140, 0, 0));
+        // 1280×720 → 640×360; a tall frame pads left and right.
+        assert_eq!(Letterbox::new(1280, 720).borders(), (140, 140, 0, 0));
+        let tall = Letterbox::new(480, 640);
+        assert_eq!(tall.resized_size(), (480, 640));
+        assert_eq!(tall.borders(), (0, 0, 80, 80));
+        // An odd padding splits as Ultralytics splits it: 641-wide gap → 0.5 rounds down on top.
+        let odd = Letterbox::new(640, 639);
+        assert_eq!(odd.borders(), (0, 1, 0, 0));
+        let (x, y) = lb.to_frame(320.0, 320.0);
+        assert!((x - 884.0).abs() < 1e-3 && (y - 497.0).abs() < 0.01, "{x} {y}");
+    }
+
+    #[test]
+    fn nms_drops_overlaps_above_the_threshold_only() {
+        let det = |score: f32, bbox: [f32; 4]| PoseDetection { bbox, score, keypoints: [[0.0; 3]; KEYPOINTS] };
+        let kept = non_max_suppression(
+            vec![
+                det(0.9, [0.0, 0.0, 10.0, 10.0]),
+                det(0.8, [1.0, 0.0, 11.0, 10.0]), // IoU 0.818: dropped
+                det(0.7, [0.0, 0.0, 10.0, 7.0]),  // IoU 0.7 exactly: kept
+                det(0.6, [50.0, 50.0, 60.0, 60.0]),
+            ],
+            0.7,
+        );
+        let scores: Vec<f32> = kept.iter().map(|d| d.score).collect();
+        assert_eq!(scores, vec![0.9, 0.7, 0.6]);
+    }
+
+    #[test]
+    fn invisible_keypoints_become_zero() {
+        let mut keypoints = [[10.0, 20.0, 0.9]; KEYPOINTS];
+        keypoints[3] = [30.0, 40.0, 0.49];
+        let det = PoseDetection { bbox: [0.0; 4], score: 0.9, keypoints };
+        let points = det.visible_points();
+        assert_eq!(points[0], [10.0, 20.0]);
+        assert_eq!(points[3], [0.0, 0.0]);
+    }
+}
+
+/// libtorch errors carry a long C++ backtrace; the first line says what went wrong.
+fn first_line(message: &str) -> String {
+    message.lines().find(|l| !l.trim().is_empty()).unwrap_or(message).trim().to_owned()
+}
