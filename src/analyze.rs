@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
 use futures_util::TryStreamExt;
-use http_body_util::{BodyStream, Full};
+use http_body_util::BodyStream;
 use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
 use opencv::core::Mat;
@@ -25,7 +24,7 @@ use crate::analysis::pipeline::{PhraseOutcome, PhrasePipeline, PipelineOptions};
 use crate::analysis::pose::PoseModel;
 use crate::analysis::signal;
 use crate::config::ServeConfig;
-use crate::error::{json_response, ApiError};
+use crate::error::{json_response, ApiError, ResponseBody};
 use crate::form::{base_name, form_boundary, read_form, Form, SavedFile};
 
 /// Frame rate assumed when a video does not say.
@@ -43,7 +42,7 @@ pub struct PhraseFiles {
 }
 
 /// Handles `POST /analyze`.
-pub async fn analyze(config: &ServeConfig, model: Arc<PoseModel>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+pub async fn analyze(config: &ServeConfig, model: Arc<PoseModel>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
     let started = Instant::now();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let boundary = form_boundary(content_type.as_deref())?;
@@ -66,7 +65,7 @@ fn unique_name() -> String {
     format!("{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-async fn accept(config: &ServeConfig, model: Arc<PoseModel>, form: Form, started: Instant) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn accept(config: &ServeConfig, model: Arc<PoseModel>, form: Form, started: Instant) -> Result<Response<ResponseBody>, ApiError> {
     let video = form.file(&["video"]);
     let signal = form.file(&["signal", "txt"]);
     let missing: Vec<&str> = [("video", video.is_none()), ("signal", signal.is_none())]

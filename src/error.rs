@@ -4,8 +4,17 @@
 //! `{"detail": ...}` body, the shape the legacy service's clients read.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::{header, Response, StatusCode};
+
+/// Every response's body: whole (JSON) or streamed (events, files).
+pub type ResponseBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A whole body.
+pub fn full_body(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
 
 /// An error a request can end in, each kind with its HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +68,7 @@ impl ApiError {
     }
 
     /// The response: the status and `{"detail": "<message>"}`.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    pub fn into_response(self) -> Response<ResponseBody> {
         let status = self.status();
         let detail = match &self {
             ApiError::MissingFields(fields) => serde_json::Value::Array(
@@ -86,13 +95,26 @@ impl From<std::io::Error> for ApiError {
 }
 
 /// A JSON response with the given status.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ResponseBody> {
     let bytes = serde_json::to_vec(body).expect("a serde_json::Value always serialises");
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(bytes)))
+        .body(full_body(bytes))
         .expect("static status and header are valid")
+}
+
+impl From<crate::mjpeg::MjpegError> for ApiError {
+    fn from(err: crate::mjpeg::MjpegError) -> Self {
+        use crate::mjpeg::MjpegError as E;
+        match err {
+            E::UnsupportedContentType(_) | E::UnsupportedPart(_) => ApiError::UnsupportedMediaType(err.to_string()),
+            E::PartTooLarge(_) | E::PhraseTooLarge(_) => ApiError::PayloadTooLarge(err.to_string()),
+            E::MissingBoundary | E::BadHeader(_) | E::Malformed(_) | E::Truncated | E::Interrupted(_) => {
+                ApiError::BadRequest(err.to_string())
+            }
+        }
+    }
 }
 
 impl From<crate::analysis::pipeline::PipelineError> for ApiError {

@@ -13,3 +13,5 @@ pub mod error;
 pub mod form;
 pub mod mjpeg;
 pub mod server;
+pub mod session;
+pub mod stream;

@@ -90,8 +90,15 @@ pub enum MjpegError {
     Interrupted(String),
 }
 
-/// The boundary of a multipart Content-Type: quoted or not, a leading `--` removed.
+/// The boundary of a multipart Content-Type: quoted or not, a leading `--` removed (see
+/// [`settle_boundary`] for bodies that mean it).
 pub fn boundary_from_content_type(content_type: &str) -> Result<String, MjpegError> {
+    let declared = declared_boundary(content_type)?;
+    Ok(declared.strip_prefix("--").filter(|b| !b.is_empty()).unwrap_or(&declared).to_owned())
+}
+
+/// The boundary exactly as declared (unquoted).
+fn declared_boundary(content_type: &str) -> Result<String, MjpegError> {
     let mut pieces = content_type.split(';');
     let essence = pieces.next().unwrap_or_default().trim().to_ascii_lowercase();
     if !matches!(essence.as_str(), "multipart/x-mixed-replace" | "multipart/mixed" | "multipart/form-data") {
@@ -101,7 +108,6 @@ pub fn boundary_from_content_type(content_type: &str) -> Result<String, MjpegErr
         let Some((name, value)) = param.split_once('=') else { continue };
         if name.trim().eq_ignore_ascii_case("boundary") {
             let value = value.trim().trim_matches('"');
-            let value = value.strip_prefix("--").unwrap_or(value);
             if value.is_empty() {
                 return Err(MjpegError::MissingBoundary);
             }
@@ -109,6 +115,42 @@ pub fn boundary_from_content_type(content_type: &str) -> Result<String, MjpegErr
         }
     }
     Err(MjpegError::MissingBoundary)
+}
+
+/// A body whose first bytes were read to settle its boundary, then the rest.
+pub type PeekedBody<E> = Pin<Box<dyn Stream<Item = Result<Bytes, E>> + Send>>;
+
+/// The boundary a body really uses. A declared `--x` means parts delimited by `----x` (RFC 2046),
+/// but some cameras mean `--x`; the body's first line tells which. Returns it and the body, its
+/// first bytes put back.
+pub async fn settle_boundary<S, E>(content_type: &str, mut body: S) -> Result<(String, PeekedBody<E>), MjpegError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: Send + 'static,
+{
+    use futures_util::StreamExt;
+    let declared = declared_boundary(content_type)?;
+    if !declared.starts_with("--") || declared.len() == 2 {
+        return Ok((declared, Box::pin(body)));
+    }
+    let mut head = bytes::BytesMut::new();
+    let mut failure = None;
+    while head.len() < declared.len() + 6 {
+        match body.next().await {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Err(e)) => {
+                failure = Some(e);
+                break;
+            }
+            None => break,
+        }
+    }
+    let start = head.iter().position(|b| *b != b'\r' && *b != b'\n').unwrap_or(head.len());
+    let as_declared = head[start..].starts_with(format!("--{declared}").as_bytes());
+    let boundary = if as_declared { declared.clone() } else { declared[2..].to_owned() };
+    let mut first: Vec<Result<Bytes, E>> = vec![Ok(head.freeze())];
+    first.extend(failure.map(Err));
+    Ok((boundary, Box::pin(futures_util::stream::iter(first).chain(body))))
 }
 
 /// Shared between the gated input and the parser: how far the input may run ahead.
@@ -141,8 +183,10 @@ impl Gate {
 struct GatedBody<S> {
     inner: Option<S>,
     gate: Arc<Gate>,
-    closing: Option<Bytes>,
-    last_two: [u8; 2],
+    boundary: String,
+    closed: bool,
+    /// The body's last bytes, to see how it ended.
+    tail: Vec<u8>,
 }
 
 impl<S, E> Stream for GatedBody<S>
@@ -155,7 +199,7 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(this.closing.take().map(Ok));
+            return Poll::Ready(None);
         };
         {
             let mut s = this.gate.state.lock().expect("gate lock");
@@ -170,10 +214,10 @@ where
         }
         match Pin::new(inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                if chunk.len() >= 2 {
-                    this.last_two = [chunk[chunk.len() - 2], chunk[chunk.len() - 1]];
-                } else if chunk.len() == 1 {
-                    this.last_two = [this.last_two[1], chunk[0]];
+                this.tail.extend_from_slice(&chunk[chunk.len().saturating_sub(this.boundary.len() + 8)..]);
+                let keep = this.boundary.len() + 8;
+                if this.tail.len() > keep {
+                    this.tail.drain(..this.tail.len() - keep);
                 }
                 this.gate.state.lock().expect("gate lock").fed += chunk.len() as u64;
                 Poll::Ready(Some(Ok(chunk)))
@@ -182,20 +226,27 @@ where
                 let message = e.to_string();
                 this.gate.state.lock().expect("gate lock").error = Some(message.clone());
                 this.inner = None;
-                this.closing = None;
+                this.closed = true;
                 Poll::Ready(Some(Err(std::io::Error::other(message))))
             }
             Poll::Ready(None) => {
                 this.inner = None;
-                // A clean end: close the multipart body if the client did not.
-                let closing = this.closing.take().map(|c| {
-                    if this.last_two == *b"\r\n" {
-                        c.slice(2..)
-                    } else {
-                        c
-                    }
-                });
-                Poll::Ready(closing.map(Ok))
+                if this.closed {
+                    return Poll::Ready(None);
+                }
+                this.closed = true;
+                // A clean end: close the multipart body if the client did not. ffmpeg ends
+                // each part with CRLF and the next delimiter line, so its body stops on an
+                // opened part: give that one an empty header block and no data (skipped).
+                let delimiter_line = format!("--{}\r\n", this.boundary);
+                let closing = if this.tail.ends_with(delimiter_line.as_bytes()) {
+                    format!("\r\n\r\n\r\n--{}--\r\n", this.boundary)
+                } else if this.tail.ends_with(b"\r\n") {
+                    format!("--{}--\r\n", this.boundary)
+                } else {
+                    format!("\r\n--{}--\r\n", this.boundary)
+                };
+                Poll::Ready(Some(Ok(Bytes::from(closing))))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -222,8 +273,7 @@ impl MjpegStream {
         let gate = Arc::new(Gate::default());
         gate.allow(limits.read_ahead as u64);
         let boundary_len = boundary.len() as u64;
-        let closing = Bytes::from(format!("\r\n--{boundary}--\r\n"));
-        let gated = GatedBody { inner: Some(body), gate: gate.clone(), closing: Some(closing), last_two: [0, 0] };
+        let gated = GatedBody { inner: Some(body), gate: gate.clone(), boundary: boundary.clone(), closed: false, tail: Vec::new() };
         let constraints = multer::Constraints::new()
             .size_limit(multer::SizeLimit::new().whole_stream(limits.max_phrase_bytes).per_field(limits.max_part_bytes));
         let multipart = multer::Multipart::with_constraints(gated, boundary, constraints);
@@ -250,6 +300,18 @@ impl MjpegStream {
         let declared_length = header("content-length");
         let index = header("x-frame-index");
         let timestamp = header("x-timestamp");
+        if field.headers().is_empty() {
+            // The empty part that closes an ffmpeg-shaped body: nothing in it.
+            let mut empty = true;
+            while let Some(chunk) = field.chunk().await.map_err(|e| self.error(e))? {
+                empty &= chunk.iter().all(|b| *b == b'\r' || *b == b'\n');
+            }
+            if empty {
+                drop(field);
+                return Box::pin(self.next_part()).await;
+            }
+            return Err(MjpegError::UnsupportedPart("none".into()));
+        }
         let is_frame = matches!(content_type.as_deref(), Some("image/jpeg" | "image/jpg"));
         let is_signal = !is_frame
             && (content_type.as_deref().is_some_and(|t| t.starts_with("text/plain"))
@@ -368,6 +430,7 @@ mod tests {
         assert_eq!(boundary_from_content_type("Multipart/Mixed; charset=x; boundary=--ffmpeg"), Ok("ffmpeg".into()));
         assert_eq!(boundary_from_content_type("multipart/form-data; boundary=\"a b\""), Ok("a b".into()));
         assert_eq!(boundary_from_content_type("multipart/x-mixed-replace"), Err(MjpegError::MissingBoundary));
+        assert_eq!(boundary_from_content_type("multipart/x-mixed-replace; boundary=\"\""), Err(MjpegError::MissingBoundary));
         assert!(matches!(boundary_from_content_type("video/avi"), Err(MjpegError::UnsupportedContentType(_))));
     }
 
@@ -392,14 +455,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_declared_leading_dash_pair_is_settled_by_the_body() {
+        for (lines, expected) in [("----cam", "--cam"), ("--cam", "cam")] {
+            let body = format!("{lines}\r\nContent-Type: image/jpeg\r\n\r\nJ\r\n{lines}--\r\n");
+            let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(body))]);
+            let (boundary, body) = settle_boundary("multipart/x-mixed-replace; boundary=--cam", stream).await.unwrap();
+            assert_eq!(boundary, expected);
+            let mut parts = MjpegStream::new(body, boundary, Limits::default());
+            assert!(matches!(parts.next_part().await, Ok(Some(Part::Frame { .. }))));
+            assert_eq!(parts.next_part().await, Ok(None));
+        }
+    }
+
+    #[tokio::test]
     async fn the_ffmpeg_shape_without_a_closing_boundary_ends_cleanly() {
-        // What `ffmpeg -f mpjpeg` writes: lower-case header names, no closing boundary.
-        let mut body = Vec::new();
+        // What `ffmpeg -f mpjpeg` writes: lower-case header names, each part followed by CRLF
+        // and the next delimiter line, no closing boundary.
+        let mut body = b"--ffmpeg\r\n".to_vec();
         for i in 0..2u8 {
             let j = jpeg(i);
-            body.extend_from_slice(format!("--ffmpeg\r\nContent-type: image/jpeg\r\nContent-length: {}\r\n\r\n", j.len()).as_bytes());
+            body.extend_from_slice(format!("Content-type: image/jpeg\r\nContent-length: {}\r\n\r\n", j.len()).as_bytes());
             body.extend_from_slice(&j);
-            body.extend_from_slice(b"\r\n");
+            body.extend_from_slice(b"\r\n--ffmpeg\r\n");
         }
         let (parts, end) = parse_all(&body, "ffmpeg", 5, Limits::default()).await;
         assert_eq!(end, Ok(()));

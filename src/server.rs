@@ -6,8 +6,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -19,7 +17,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::analysis::pose::{DeviceChoice, PoseModel};
 use crate::config::ServeConfig;
-use crate::error::{json_response, ApiError};
+use crate::error::{json_response, ApiError, ResponseBody};
 
 /// What every request handler can see.
 #[derive(Debug)]
@@ -28,6 +26,14 @@ pub struct AppState {
     pub config: ServeConfig,
     /// The pose model, set once it is loaded and warmed up.
     pub model: OnceLock<Arc<PoseModel>>,
+    /// Streamed phrases.
+    pub sessions: crate::session::Sessions,
+}
+
+impl std::fmt::Debug for crate::session::Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sessions")
+    }
 }
 
 /// Why `serve` stopped with an error.
@@ -48,6 +54,9 @@ pub enum ServeError {
     #[error("pose model: {0}")]
     Model(#[from] crate::analysis::pose::PoseError),
 }
+
+/// Phrases that may stream at once (more get 503 with Retry-After).
+const MAX_ACTIVE_SESSIONS: usize = 16;
 
 /// Number of blank forward passes run before the model is reported ready.
 const WARM_UP_ROUNDS: usize = 3;
@@ -70,7 +79,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         "configuration"
     );
 
-    let state = Arc::new(AppState { config, model: OnceLock::new() });
+    let sessions = crate::session::Sessions::new(config.output_dir.clone(), MAX_ACTIVE_SESSIONS);
+    let state = Arc::new(AppState { config, model: OnceLock::new(), sessions });
     let (model_failed_tx, model_failed_rx) = oneshot::channel();
     spawn_model_loader(state.clone(), device, model_failed_tx);
 
@@ -85,7 +95,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                     let state = state.clone();
                     tokio::spawn(async move {
                         let service = service_fn(move |req| handle(state.clone(), req));
-                        if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                        // half_close: a client that shuts its side once the body is sent (ffmpeg does) still
+                        // gets its phrase analysed rather than cancelled.
+                        if let Err(err) = http1::Builder::new().half_close(true).serve_connection(TokioIo::new(stream), service).await {
                             debug!(%peer, %err, "connection ended with an error");
                         }
                     });
@@ -149,22 +161,31 @@ async fn shutdown_signal() {
 }
 
 /// Routes one request; every error becomes `{"detail": ...}` with its status.
-async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let result = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/health") => Ok(health(&state)),
-        (_, "/health") => Err(ApiError::MethodNotAllowed),
-        (&Method::POST, "/analyze") => match state.model.get().cloned() {
+async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = req.method().clone();
+    let result = match (&method, segments.as_slice()) {
+        (&Method::GET, ["health"]) => Ok(health(&state)),
+        (&Method::POST, ["analyze"]) => match state.model.get().cloned() {
             Some(model) => crate::analyze::analyze(&state.config, model, req).await,
             None => Err(ApiError::Unavailable("the pose model is still loading".into())),
         },
-        (_, "/analyze") => Err(ApiError::MethodNotAllowed),
-        (_, path) => Err(ApiError::NotFound(format!("no route for {path}"))),
+        (&Method::POST, ["stream"]) => crate::stream::post_stream(state.clone(), req).await,
+        (&Method::GET, ["sessions", id]) => crate::stream::get_session(&state, id),
+        (&Method::PUT, ["sessions", id, "signal"]) => crate::stream::put_signal(&state, id, req).await,
+        (&Method::GET, ["sessions", id, "events"]) => crate::stream::events(&state, id),
+        (&Method::GET, ["sessions", id, "artifacts", name]) => crate::stream::artifact(&state, id, name).await,
+        (_, ["health"] | ["analyze"] | ["stream"] | ["sessions", _] | ["sessions", _, "signal" | "events"] | ["sessions", _, "artifacts", _]) => {
+            Err(ApiError::MethodNotAllowed)
+        }
+        _ => Err(ApiError::NotFound(format!("no route for {path}"))),
     };
     Ok(result.unwrap_or_else(ApiError::into_response))
 }
 
 /// `GET /health`, in the legacy shape.
-fn health(state: &AppState) -> Response<Full<Bytes>> {
+fn health(state: &AppState) -> Response<ResponseBody> {
     let loaded = state.model.get().is_some();
     let body = serde_json::json!({
         "status": if loaded { "ok" } else { "model_not_loaded" },

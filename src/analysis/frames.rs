@@ -115,6 +115,16 @@ impl Iterator for FrameSource {
 pub fn open_video(path: &Path) -> Result<videoio::VideoCapture, FrameError> {
     let unreadable = |reason: String| FrameError::Unreadable { path: path.to_owned(), reason };
     let name = path.to_str().ok_or_else(|| unreadable("path is not UTF-8".into()))?;
+    // An MJPEG .avi goes to OpenCV's own MJPEG reader first: it decodes each JPEG as imdecode
+    // does, so a phrase gives the same pixels whether it is uploaded whole or streamed as JPEGs.
+    let is_avi = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("avi"));
+    if is_avi {
+        if let Ok(capture) = videoio::VideoCapture::from_file(name, videoio::CAP_OPENCV_MJPEG) {
+            if capture.is_opened().unwrap_or(false) {
+                return Ok(capture);
+            }
+        }
+    }
     let capture = videoio::VideoCapture::from_file(name, videoio::CAP_ANY).map_err(|e| unreadable(e.to_string()))?;
     if !capture.is_opened().unwrap_or(false) {
         return Err(unreadable("OpenCV cannot open it as a video".into()));

@@ -205,7 +205,8 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> HttpResponse {
+/// Parses a whole raw HTTP response.
+pub fn parse_response(raw: &[u8]) -> HttpResponse {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut lines = head.split("\r\n");

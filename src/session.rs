@@ -1,0 +1,447 @@
+//! Streamed phrases ("sessions"): frames appended to `<output>/<id>/frames.mjpeg` as they
+//! arrive, with an index (`frames.idx`: index, offset, length, timestamp), the log, and a worker
+//! thread per session that reads each stored frame back, decodes it and runs it through the
+//! phrase pipeline, so the upload never waits for pose and no frame is dropped when pose falls
+//! behind (the worker catches up from disk). Memory per session: the index and the tracker.
+//! Nothing here knows HTTP; `stream.rs` maps these errors to statuses.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use opencv::core::{Mat, Vector};
+use opencv::imgcodecs;
+use opencv::prelude::*;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::analysis::decision::Engine;
+use crate::analysis::pipeline::{PhrasePipeline, PipelineOptions};
+use crate::analysis::pose::PoseModel;
+use crate::analysis::signal::{self, Phrase};
+use crate::analyze::{phrase_result, PhraseFiles};
+use crate::error::ApiError;
+
+/// Where a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    /// An upload is coming in (or the log is awaited).
+    Receiving,
+    /// The connection dropped mid-phrase; post again with the same session to resume.
+    Interrupted,
+    /// All frames and the log are in; the verdict is being made.
+    Analysing,
+    /// The verdict is ready.
+    Done,
+    /// The phrase could not be decided (the reason is in `error`).
+    Failed,
+}
+
+/// What `GET /sessions/{id}` and the events show.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    /// The session id.
+    pub session: String,
+    /// Its state.
+    pub state: SessionState,
+    /// Frames stored.
+    pub frames_received: usize,
+    /// Frames through pose (corrupt ones included).
+    pub frames_analysed: usize,
+    /// The index the next new frame should have.
+    pub next_frame_index: u64,
+    /// Frames that were not decodable JPEGs (counted, skipped).
+    pub corrupt_frames: usize,
+    /// Frame bytes stored.
+    pub bytes: u64,
+    /// Whether the log is in.
+    pub signal_received: bool,
+    /// The verdict, once done.
+    pub result: Option<Value>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// One stored frame.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+struct FrameRecord {
+    index: u64,
+    offset: u64,
+    length: u64,
+    timestamp: Option<f64>,
+}
+
+struct Inner {
+    frames: Vec<FrameRecord>,
+    next_index: u64,
+    mjpeg: File,
+    index_file: File,
+    phrase: Option<Phrase>,
+    uploading: bool,
+    upload_done: bool,
+    started: Instant,
+    upload_seconds: f64,
+    last_byte: Instant,
+    progress: Progress,
+}
+
+/// One streamed phrase.
+pub struct Session {
+    /// Its id.
+    pub id: String,
+    /// `<output>/<id>`.
+    pub dir: PathBuf,
+    inner: Mutex<Inner>,
+    wake_worker: Condvar,
+    progress: watch::Sender<Progress>,
+}
+
+/// Whether `id` is a valid session id: `[A-Za-z0-9_-]{1,64}`.
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A fresh session id.
+pub fn new_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("s{now}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl Session {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A snapshot of its progress.
+    pub fn progress(&self) -> Progress {
+        self.lock().progress.clone()
+    }
+
+    /// Follows its progress.
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    fn publish(&self, inner: &Inner) {
+        self.progress.send_replace(inner.progress.clone());
+    }
+
+    /// Starts an upload; a session already done, or receiving on another connection, refuses.
+    pub fn begin_upload(&self) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        match inner.progress.state {
+            SessionState::Done | SessionState::Analysing | SessionState::Failed => {
+                return Err(ApiError::Conflict(format!("session {} is already complete", self.id)))
+            }
+            _ if inner.uploading => return Err(ApiError::Conflict(format!("session {} is receiving on another connection", self.id))),
+            _ => {}
+        }
+        inner.uploading = true;
+        inner.progress.state = SessionState::Receiving;
+        self.publish(&inner);
+        Ok(())
+    }
+
+    /// Stores one frame (skipped when a frame of that index is already held); returns whether
+    /// it was new.
+    pub fn add_frame(&self, index: Option<u64>, timestamp: Option<f64>, jpeg: &[u8]) -> Result<bool, ApiError> {
+        let mut inner = self.lock();
+        let index = index.unwrap_or(inner.next_index);
+        if index < inner.next_index {
+            return Ok(false);
+        }
+        let offset = inner.mjpeg.seek(SeekFrom::End(0))?;
+        inner.mjpeg.write_all(jpeg)?;
+        let record = FrameRecord { index, offset, length: jpeg.len() as u64, timestamp };
+        let line = serde_json::to_string(&record).map_err(|e| ApiError::Internal(e.to_string()))?;
+        writeln!(inner.index_file, "{line}")?;
+        inner.frames.push(record);
+        inner.next_index = index + 1;
+        inner.last_byte = Instant::now();
+        inner.progress.frames_received = inner.frames.len();
+        inner.progress.next_frame_index = inner.next_index;
+        inner.progress.bytes += jpeg.len() as u64;
+        self.publish(&inner);
+        drop(inner);
+        self.wake_worker.notify_all();
+        Ok(true)
+    }
+
+    /// Takes the log; a log the rules refuse is a 422 and is not kept.
+    pub fn set_signal(&self, text: &str) -> Result<(), ApiError> {
+        let phrase = signal::parse(text).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        std::fs::write(self.dir.join("signal.txt"), text)?;
+        let mut inner = self.lock();
+        inner.phrase = Some(phrase);
+        inner.last_byte = Instant::now();
+        inner.progress.signal_received = true;
+        self.publish(&inner);
+        drop(inner);
+        self.wake_worker.notify_all();
+        Ok(())
+    }
+
+    /// The upload ended: cleanly (`complete`) or cut off.
+    pub fn end_upload(&self, complete: bool) {
+        let mut inner = self.lock();
+        inner.uploading = false;
+        let _ = inner.mjpeg.flush();
+        let _ = inner.index_file.flush();
+        if complete {
+            inner.upload_done = true;
+            inner.upload_seconds = inner.started.elapsed().as_secs_f64();
+        } else if inner.progress.state == SessionState::Receiving {
+            inner.progress.state = SessionState::Interrupted;
+        }
+        self.publish(&inner);
+        drop(inner);
+        self.wake_worker.notify_all();
+    }
+
+    /// Whether an upload has ended cleanly (all frames are in).
+    pub fn upload_complete(&self) -> bool {
+        self.lock().upload_done
+    }
+
+    /// Waits until the verdict is made (or has failed).
+    pub async fn verdict(&self) -> Progress {
+        let mut rx = self.subscribe();
+        loop {
+            let p = rx.borrow_and_update().clone();
+            if matches!(p.state, SessionState::Done | SessionState::Failed) {
+                return p;
+            }
+            if rx.changed().await.is_err() {
+                return self.progress();
+            }
+        }
+    }
+}
+
+/// All sessions of this server.
+pub struct Sessions {
+    output: PathBuf,
+    open: Mutex<HashMap<String, Arc<Session>>>,
+    max_active: usize,
+}
+
+impl Sessions {
+    /// Sessions under `output`, at most `max_active` not yet done at once.
+    pub fn new(output: PathBuf, max_active: usize) -> Sessions {
+        Sessions { output, open: Mutex::new(HashMap::new()), max_active }
+    }
+
+    /// A session known to this server (in memory, or on disk from before a restart).
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        if !valid_id(id) {
+            return None;
+        }
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// The session `id`, created (or reloaded from disk) with a worker if needed.
+    pub fn open(&self, id: &str, model: Arc<PoseModel>, options: PipelineOptions) -> Result<Arc<Session>, ApiError> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = open.get(id) {
+            return Ok(s.clone());
+        }
+        let active = open.values().filter(|s| !matches!(s.progress().state, SessionState::Done | SessionState::Failed)).count();
+        if active >= self.max_active {
+            return Err(ApiError::Unavailable(format!("{active} phrases are streaming already; try again shortly")));
+        }
+        let dir = self.output.join(id);
+        let session = Arc::new(create_or_reload(id, &dir)?);
+        open.insert(id.to_owned(), session.clone());
+        let worker = session.clone();
+        let options = PipelineOptions { dir: dir.clone(), stem: "frames".into(), ..options };
+        std::thread::Builder::new()
+            .name(format!("pose-{id}"))
+            .spawn(move || run_worker(worker, model, options))
+            .map_err(|e| ApiError::Internal(format!("cannot start the session worker: {e}")))?;
+        Ok(session)
+    }
+}
+
+fn create_or_reload(id: &str, dir: &Path) -> Result<Session, ApiError> {
+    std::fs::create_dir_all(dir)?;
+    if dir.join("analysis_result.json").is_file() {
+        return Err(ApiError::Conflict(format!("session {id} is already complete")));
+    }
+    let mjpeg = OpenOptions::new().create(true).read(true).append(true).open(dir.join("frames.mjpeg"))?;
+    let index_path = dir.join("frames.idx");
+    let mut frames: Vec<FrameRecord> = Vec::new();
+    if let Ok(file) = File::open(&index_path) {
+        let stored = mjpeg.metadata()?.len();
+        for line in BufReader::new(file).lines().map_while(Result::ok) {
+            // A record whose bytes are not all on disk was cut off by a crash: not held.
+            match serde_json::from_str::<FrameRecord>(&line) {
+                Ok(r) if r.offset + r.length <= stored => frames.push(r),
+                _ => break,
+            }
+        }
+    }
+    let index_file = OpenOptions::new().create(true).append(true).open(&index_path)?;
+    let next_index = frames.last().map_or(0, |r| r.index + 1);
+    let bytes = frames.iter().map(|r| r.length).sum();
+    let phrase = std::fs::read_to_string(dir.join("signal.txt")).ok().and_then(|t| signal::parse(&t).ok());
+    let state = if frames.is_empty() { SessionState::Receiving } else { SessionState::Interrupted };
+    let progress = Progress {
+        session: id.to_owned(),
+        state,
+        frames_received: frames.len(),
+        frames_analysed: 0,
+        next_frame_index: next_index,
+        corrupt_frames: 0,
+        bytes,
+        signal_received: phrase.is_some(),
+        result: None,
+        error: None,
+    };
+    let now = Instant::now();
+    let inner = Inner {
+        frames,
+        next_index,
+        mjpeg,
+        index_file,
+        phrase,
+        uploading: false,
+        upload_done: false,
+        started: now,
+        upload_seconds: 0.0,
+        last_byte: now,
+        progress: progress.clone(),
+    };
+    let (tx, _) = watch::channel(progress);
+    Ok(Session { id: id.to_owned(), dir: dir.to_owned(), inner: Mutex::new(inner), wake_worker: Condvar::new(), progress: tx })
+}
+
+/// What the worker does next.
+enum Work {
+    Frame(FrameRecord),
+    Finish(Phrase),
+}
+
+/// Reads stored frames back in order, runs them through the pipeline, and makes the verdict once
+/// the upload is complete and the log is in.
+fn run_worker(session: Arc<Session>, model: Arc<PoseModel>, options: PipelineOptions) {
+    let mut pipeline = PhrasePipeline::new(model, options);
+    let mut reader = match File::open(session.dir.join("frames.mjpeg")) {
+        Ok(f) => f,
+        Err(e) => return fail(&session, format!("cannot read the stored frames: {e}")),
+    };
+    let mut next = 0usize;
+    loop {
+        let work = {
+            let mut inner = session.lock();
+            loop {
+                if let Some(r) = inner.frames.get(next) {
+                    break Work::Frame(*r);
+                }
+                if inner.upload_done {
+                    if let Some(p) = inner.phrase.clone() {
+                        inner.progress.state = SessionState::Analysing;
+                        session.publish(&inner);
+                        break Work::Finish(p);
+                    }
+                }
+                inner = session.wake_worker.wait(inner).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        match work {
+            Work::Frame(record) => {
+                next += 1;
+                let decoded = read_frame(&mut reader, record);
+                let mut inner_result = Ok(());
+                match decoded {
+                    Some(frame) => inner_result = pipeline.push(&frame),
+                    None => {
+                        let mut inner = session.lock();
+                        inner.progress.corrupt_frames += 1;
+                        warn!(session = %session.id, index = record.index, "corrupt JPEG frame skipped");
+                    }
+                }
+                if let Err(e) = inner_result {
+                    return fail(&session, e.to_string());
+                }
+                let mut inner = session.lock();
+                inner.progress.frames_analysed += 1;
+                session.publish(&inner);
+            }
+            Work::Finish(phrase) => {
+                let outcome = match pipeline.finish(&phrase, Engine::Legacy) {
+                    Ok(o) => o,
+                    Err(e) => return fail(&session, e.to_string()),
+                };
+                let mut inner = session.lock();
+                let stream = json!({
+                    "session": session.id,
+                    "frames_received": inner.progress.frames_received,
+                    "frames_analysed": inner.progress.frames_analysed,
+                    "corrupt_frames": inner.progress.corrupt_frames,
+                    "bytes": inner.progress.bytes,
+                    "upload_seconds": inner.upload_seconds,
+                    "verdict_seconds_after_last_byte": inner.last_byte.elapsed().as_secs_f64(),
+                });
+                let files = PhraseFiles {
+                    dir: session.dir.clone(),
+                    video: session.dir.join("frames.mjpeg"),
+                    signal: session.dir.join("signal.txt"),
+                };
+                match phrase_result(&files, &outcome, false, inner.started, Some(stream)) {
+                    Ok(result) => {
+                        info!(session = %session.id, winner = %outcome.decision.winner, "verdict");
+                        inner.progress.result = Some(result);
+                        inner.progress.state = SessionState::Done;
+                    }
+                    Err(e) => {
+                        inner.progress.error = Some(e.to_string());
+                        inner.progress.state = SessionState::Failed;
+                    }
+                }
+                session.publish(&inner);
+                return;
+            }
+        }
+    }
+}
+
+fn read_frame(reader: &mut File, record: FrameRecord) -> Option<Mat> {
+    let mut bytes = vec![0u8; record.length as usize];
+    reader.seek(SeekFrom::Start(record.offset)).ok()?;
+    reader.read_exact(&mut bytes).ok()?;
+    let buffer = Vector::<u8>::from_slice(&bytes);
+    let image = imgcodecs::imdecode(&buffer, imgcodecs::IMREAD_COLOR).ok()?;
+    (!image.empty()).then_some(image)
+}
+
+fn fail(session: &Session, error: String) {
+    warn!(session = %session.id, %error, "phrase failed");
+    let mut inner = session.lock();
+    inner.progress.error = Some(error);
+    inner.progress.state = SessionState::Failed;
+    session.publish(&inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_pattern() {
+        assert!(valid_id("phrase-01_A"));
+        assert!(valid_id(&"a".repeat(64)));
+        assert!(!valid_id(""));
+        assert!(!valid_id(&"a".repeat(65)));
+        assert!(!valid_id("../etc"));
+        assert!(!valid_id("a b"));
+        assert!(valid_id(&new_id()));
+    }
+}

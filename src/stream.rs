@@ -1,0 +1,232 @@
+//! The streaming routes: `POST /stream` (one phrase per request, frames stored and analysed as
+//! they arrive), `GET /sessions/{id}`, `PUT /sessions/{id}/signal`, `GET /sessions/{id}/events`
+//! (server-sent events) and `GET /sessions/{id}/artifacts/{name}`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::{BodyExt, BodyStream, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{header, Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::analysis::fisheye::FisheyeSettings;
+use crate::analysis::pipeline::PipelineOptions;
+use crate::error::{json_response, ApiError, ResponseBody};
+use crate::mjpeg::{boundary_from_content_type, settle_boundary, Limits, MjpegStream, Part};
+use crate::server::AppState;
+use crate::session::{new_id, valid_id, Progress, Session, SessionState};
+
+/// Largest log accepted by `PUT /sessions/{id}/signal`.
+const MAX_SIGNAL_BYTES: usize = 1 << 20;
+
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+fn session_id(req: &Request<Incoming>) -> Result<String, ApiError> {
+    let given = query_param(req, "session")
+        .or_else(|| req.headers().get("x-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned));
+    match given {
+        Some(id) if valid_id(&id) => Ok(id),
+        Some(id) => Err(ApiError::BadRequest(format!("invalid session id {id:?}: use 1 to 64 of A-Z a-z 0-9 _ -"))),
+        None => Ok(new_id()),
+    }
+}
+
+fn with_session(mut response: Response<ResponseBody>, id: &str) -> Response<ResponseBody> {
+    if let Ok(v) = header::HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-session-id", v);
+    }
+    response
+}
+
+/// The answer once the verdict is made: 200 with the result, or the failure's status.
+fn verdict_response(p: Progress) -> Result<Response<ResponseBody>, ApiError> {
+    match (p.state, p.result) {
+        (SessionState::Done, Some(result)) => Ok(json_response(StatusCode::OK, &result)),
+        (_, _) => {
+            let error = p.error.unwrap_or_else(|| "the phrase could not be analysed".into());
+            if error.contains("No valid frame") {
+                Err(ApiError::Unprocessable(error))
+            } else {
+                Err(ApiError::Internal(error))
+            }
+        }
+    }
+}
+
+/// `POST /stream`.
+pub async fn post_stream(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+    let id = session_id(&req)?;
+    let result = receive(state, &id, req).await;
+    Ok(with_session(result.unwrap_or_else(ApiError::into_response), &id))
+}
+
+async fn receive(state: Arc<AppState>, id: &str, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+    let model = state.model.get().cloned().ok_or_else(|| ApiError::Unavailable("the pose model is still loading".into()))?;
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    boundary_from_content_type(&content_type)?; // 415 or 400 before any session is made
+    let config = &state.config;
+    let fps = query_param(&req, "fps").and_then(|f| f.parse::<f64>().ok()).filter(|f| *f > 0.0 && f.is_finite()).unwrap_or(15.0);
+    let options = PipelineOptions {
+        fisheye: config.fisheye_enabled.then_some(FisheyeSettings { strength: config.fisheye_strength, balance: config.fisheye_balance }),
+        overlay: true,
+        fps,
+        dir: config.output_dir.clone(),
+        stem: "frames".into(),
+    };
+    let session = state.sessions.open(id, model, options)?;
+    session.begin_upload()?;
+    let mut guard = UploadGuard { session: session.clone(), open: true };
+    let body = BodyStream::new(req.into_body()).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
+    let (boundary, body) = match settle_boundary(&content_type, Box::pin(body)).await {
+        Ok(settled) => settled,
+        Err(e) => return Err(e.into()),
+    };
+    let mut parts = MjpegStream::new(body, boundary, Limits::default());
+    let mut signal_error = None;
+    let ended = loop {
+        match parts.next_part().await {
+            Ok(Some(Part::Frame { index, timestamp, bytes })) => {
+                if let Err(e) = session.add_frame(index, timestamp, &bytes) {
+                    break Err(e);
+                }
+            }
+            Ok(Some(Part::Signal { text, .. })) => {
+                if let Err(e) = session.set_signal(&text) {
+                    signal_error = Some(e);
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(ApiError::from(e)),
+        }
+    };
+    session.end_upload(ended.is_ok());
+    guard.open = false;
+    if let Err(e) = &ended {
+        tracing::warn!(session = %id, error = %e, "upload ended early; the session can be resumed");
+    }
+    ended?;
+    if let Some(e) = signal_error {
+        return Err(e);
+    }
+    answer_when_ready(&session).await
+}
+
+/// Marks the upload interrupted if the handler is dropped mid-body (the client went away and
+/// hyper cancelled the request), so the session can be resumed.
+struct UploadGuard {
+    session: Arc<Session>,
+    open: bool,
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        if self.open {
+            self.session.end_upload(false);
+        }
+    }
+}
+
+/// With the log in, waits for the verdict; without it, says what is awaited (202).
+async fn answer_when_ready(session: &Session) -> Result<Response<ResponseBody>, ApiError> {
+    if session.progress().signal_received {
+        return verdict_response(session.verdict().await);
+    }
+    let body = serde_json::to_value(session.progress()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(json_response(StatusCode::ACCEPTED, &body))
+}
+
+fn known(state: &AppState, id: &str) -> Result<Arc<Session>, ApiError> {
+    state.sessions.get(id).ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))
+}
+
+/// `GET /sessions/{id}`.
+pub fn get_session(state: &AppState, id: &str) -> Result<Response<ResponseBody>, ApiError> {
+    let p = known(state, id)?.progress();
+    Ok(json_response(StatusCode::OK, &serde_json::to_value(p).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+/// `PUT /sessions/{id}/signal`: the log for a producer that cannot send a text part.
+pub async fn put_signal(state: &AppState, id: &str, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+    let session = known(state, id)?;
+    if matches!(session.progress().state, SessionState::Done | SessionState::Failed) {
+        return Err(ApiError::Conflict(format!("session {id} is already complete")));
+    }
+    let bytes = Limited::new(req.into_body(), MAX_SIGNAL_BYTES)
+        .collect()
+        .await
+        .map_err(|e| ApiError::PayloadTooLarge(format!("the log is over {MAX_SIGNAL_BYTES} bytes or was cut off: {e}")))?
+        .to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::BadRequest("the log is not UTF-8".into()))?;
+    session.set_signal(&text)?;
+    if session.upload_complete() {
+        return verdict_response(session.verdict().await);
+    }
+    let p = session.progress();
+    Ok(json_response(StatusCode::ACCEPTED, &serde_json::to_value(p).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+/// `GET /sessions/{id}/events`: `progress` events as frames arrive and are analysed, then one
+/// `verdict` (or `failed`) event, then the end of the stream.
+pub fn events(state: &AppState, id: &str) -> Result<Response<ResponseBody>, ApiError> {
+    let rx = known(state, id)?.subscribe();
+    let stream = futures_util::stream::unfold((rx, false, false), |(mut rx, started, finished)| async move {
+        if finished {
+            return None;
+        }
+        if started && rx.changed().await.is_err() {
+            return None;
+        }
+        let p = rx.borrow_and_update().clone();
+        let (event, data, last) = match p.state {
+            SessionState::Done => ("verdict", p.result.clone().unwrap_or_default(), true),
+            SessionState::Failed => ("failed", json!({ "detail": p.error }), true),
+            _ => ("progress", serde_json::to_value(Progress { result: None, ..p }).unwrap_or_default(), false),
+        };
+        let text = format!("event: {event}\ndata: {data}\n\n");
+        Some((Ok::<_, std::io::Error>(Frame::data(Bytes::from(text))), (rx, true, last)))
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(StreamBody::new(stream).boxed_unsync())
+        .expect("static headers"))
+}
+
+/// `GET /sessions/{id}/artifacts/{name}`: a file of the session's directory.
+pub async fn artifact(state: &AppState, id: &str, name: &str) -> Result<Response<ResponseBody>, ApiError> {
+    let session = known(state, id)?;
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+        return Err(ApiError::NotFound(format!("no artifact {name:?}")));
+    }
+    let path = session.dir.join(name);
+    let file = tokio::fs::File::open(&path).await.map_err(|_| ApiError::NotFound(format!("no artifact {name:?}")))?;
+    let kind = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => "application/json",
+        Some("mp4") => "video/mp4",
+        Some("xlsx") => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        Some("mjpeg") => "video/x-motion-jpeg",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    let chunks = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Frame::data(Bytes::from(buf))), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    Ok(Response::builder().header(header::CONTENT_TYPE, kind).body(StreamBody::new(chunks).boxed_unsync()).expect("static headers"))
+}
+

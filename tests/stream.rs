@@ -1,0 +1,440 @@
+//! `POST /stream` on the real server over real sockets: a phrase streamed while it is
+//! "recorded" is analysed as it arrives and decided like the same frames posted to /analyze;
+//! curl's chunked upload, ffmpeg's mpjpeg output (no closing boundary, log sent by PUT), the
+//! same through nginx with the shipped config, a cut connection resumed without losing or
+//! doubling a frame, boundary variants, and each error.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{http_request, repo, HttpResponse, Server, TempDir, STARTUP};
+use serde_json::Value;
+
+/// A server with the marker model and no fisheye, writing under `output`.
+fn marker_server(output: &Path) -> Server {
+    let model = repo().join("models/marker-pose.torchscript");
+    let mut server = Server::start(
+        &["--model", model.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", output.to_str().unwrap()],
+        &[],
+    );
+    server.wait_for("model ready", STARTUP);
+    server
+}
+
+fn phrase(n: usize) -> Value {
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/phrases.jsonl")).unwrap();
+    serde_json::from_str(text.lines().nth(n).unwrap()).unwrap()
+}
+
+/// A recorded phrase rendered as a folder of JPEGs, those same JPEGs muxed unchanged into an
+/// MJPEG .avi (so /analyze decodes the very same frames), and its log.
+struct Rendered {
+    jpegs: Vec<Vec<u8>>,
+    avi: PathBuf,
+    log: PathBuf,
+}
+
+fn render(n: usize, dir: &Path) -> Rendered {
+    let id = phrase(n)["id"].as_str().unwrap().to_owned();
+    let frames = dir.join(format!("{id}-frames"));
+    let log = dir.join(format!("{id}.txt"));
+    let out = Command::new(env!("CARGO_BIN_EXE_ai-referee"))
+        .args(["render", "--phrases", repo().join("tests/fixtures/phrases.jsonl").to_str().unwrap(), "--id", &id])
+        .args(["--out", frames.to_str().unwrap(), "--signal-out", log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let avi = dir.join(format!("{id}.avi"));
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-framerate", "15", "-i"])
+        .arg(frames.join("frame_%05d.jpg"))
+        .args(["-c:v", "copy"])
+        .arg(&avi)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&frames).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    Rendered { jpegs: paths.iter().map(|p| std::fs::read(p).unwrap()).collect(), avi, log }
+}
+
+fn frame_part(boundary: &str, index: usize, jpeg: &[u8]) -> Vec<u8> {
+    let mut part = format!(
+        "--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Index: {index}\r\nX-Timestamp: {:.3}\r\n\r\n",
+        jpeg.len(),
+        index as f64 / 15.0
+    )
+    .into_bytes();
+    part.extend_from_slice(jpeg);
+    part.extend_from_slice(b"\r\n");
+    part
+}
+
+fn signal_part(boundary: &str, log: &[u8]) -> Vec<u8> {
+    let mut part = format!("--{boundary}\r\nContent-Type: text/plain\r\nContent-Disposition: inline; name=\"signal\"; filename=\"phrase.txt\"\r\n\r\n").into_bytes();
+    part.extend_from_slice(log);
+    part.extend_from_slice(b"\r\n");
+    part
+}
+
+/// A chunked POST written piece by piece on a raw socket.
+struct ChunkedUpload {
+    stream: TcpStream,
+}
+
+impl ChunkedUpload {
+    fn start(addr: SocketAddr, target: &str, content_type: &str) -> ChunkedUpload {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+        let head = format!("POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        ChunkedUpload { stream }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            write!(self.stream, "{:x}\r\n", bytes.len()).unwrap();
+            self.stream.write_all(bytes).unwrap();
+            self.stream.write_all(b"\r\n").unwrap();
+        }
+    }
+
+    /// Ends the body and reads the response.
+    fn finish(mut self) -> HttpResponse {
+        self.stream.write_all(b"0\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        self.stream.read_to_end(&mut raw).unwrap();
+        common::parse_response(&raw)
+    }
+}
+
+/// Server-sent events of a session, read as they come.
+struct Events {
+    lines: std::io::Lines<BufReader<TcpStream>>,
+}
+
+impl Events {
+    fn open(addr: SocketAddr, id: &str) -> Events {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+        write!(stream, "GET /sessions/{id}/events HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        Events { lines: BufReader::new(stream).lines() }
+    }
+
+    /// The next event's name and data.
+    fn next(&mut self) -> Option<(String, Value)> {
+        let mut name = None;
+        for line in self.lines.by_ref() {
+            let line = line.ok()?;
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = Some(n.to_owned());
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                return Some((name.take().unwrap_or_default(), serde_json::from_str(data).unwrap()));
+            }
+        }
+        None
+    }
+
+    /// Waits for a progress event that satisfies `want`; panics if the stream ends first.
+    fn wait_for(&mut self, want: impl Fn(&Value) -> bool) -> Value {
+        let mut seen = Vec::new();
+        while let Some((name, data)) = self.next() {
+            if name == "progress" && want(&data) {
+                return data;
+            }
+            seen.push(format!("{name}: {data}"));
+        }
+        panic!("the event stream ended before the awaited progress; events:\n{}", seen.join("\n"));
+    }
+}
+
+fn analyze_winner(server: &Server, rendered: &Rendered) -> Value {
+    let out = Command::new("curl")
+        .args(["-sS", "-F"])
+        .arg(format!("video=@{}", rendered.avi.display()))
+        .arg("-F")
+        .arg(format!("signal=@{}", rendered.log.display()))
+        .args(["-F", "save_overlay=false"])
+        .arg(format!("{}/analyze", server.url()))
+        .output()
+        .unwrap();
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(body["decision"].is_object(), "{body}");
+    body["decision"].clone()
+}
+
+#[test]
+fn frames_are_analysed_while_they_arrive_and_decided_as_by_analyze() {
+    let out = TempDir::new("stream-live");
+    let server = marker_server(&out.path().join("results"));
+    let rendered = render(0, out.path());
+    let n = rendered.jpegs.len();
+    let mut upload = ChunkedUpload::start(server.addr, "/stream?session=live-1&fps=15", "multipart/x-mixed-replace; boundary=frame");
+    upload.send(&frame_part("frame", 0, &rendered.jpegs[0]));
+    let mut events = Events::open(server.addr, "live-1");
+    for (i, jpeg) in rendered.jpegs.iter().enumerate().take(n / 2).skip(1) {
+        upload.send(&frame_part("frame", i, jpeg));
+    }
+    // Half the phrase is in and the body is still open: pose is already at work.
+    let seen = events.wait_for(|p| p["frames_analysed"].as_u64().unwrap() >= 1);
+    assert_eq!(seen["state"], "receiving");
+    for (i, jpeg) in rendered.jpegs.iter().enumerate().skip(n / 2) {
+        upload.send(&frame_part("frame", i, jpeg));
+    }
+    upload.send(&signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
+    upload.send(b"--frame--\r\n");
+    let response = upload.finish();
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(response.header("x-session-id"), Some("live-1"));
+    let body = response.json();
+    let stream = &body["stream"];
+    assert_eq!(stream["frames_received"], n);
+    assert_eq!(stream["frames_analysed"], n);
+    assert_eq!(stream["corrupt_frames"], 0);
+    eprintln!("verdict {:.3} s after the last byte", stream["verdict_seconds_after_last_byte"].as_f64().unwrap());
+    // The same frames through /analyze give the same decision.
+    assert_eq!(body["decision"], analyze_winner(&server, &rendered));
+    // The session says so too, and its artifacts are served.
+    let session = server.get("/sessions/live-1").json();
+    assert_eq!(session["state"], "done");
+    assert_eq!(session["result"]["decision"], body["decision"]);
+    let mjpeg = server.get("/sessions/live-1/artifacts/frames.mjpeg");
+    assert_eq!(mjpeg.status, 200);
+    assert_eq!(mjpeg.body, rendered.jpegs.concat(), "frames.mjpeg is the frames, in order, once each");
+    let saved = server.get("/sessions/live-1/artifacts/analysis_result.json").json();
+    assert_eq!(saved, body);
+    assert_eq!(server.get("/sessions/live-1/artifacts/..%2Fsecrets").status, 404);
+    // A finished session takes no more frames.
+    let again = http_request(server.addr, "POST", "/stream?session=live-1", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], b"--frame--\r\n");
+    assert_eq!(again.status, 409);
+}
+
+#[test]
+fn curl_streams_a_chunked_body() {
+    let out = TempDir::new("stream-curl");
+    let server = marker_server(&out.path().join("results"));
+    let rendered = render(1, out.path());
+    let mut body = Vec::new();
+    for (i, jpeg) in rendered.jpegs.iter().enumerate() {
+        body.extend(frame_part("--curl", i, jpeg).iter().copied().skip(0));
+    }
+    // Parts use `----curl`: the Content-Type gives the boundary with a leading `--`, quoted.
+    body.extend(signal_part("--curl", &std::fs::read(&rendered.log).unwrap()));
+    body.extend_from_slice(b"----curl--\r\n");
+    let mut curl = Command::new("curl")
+        .args(["-sS", "-X", "POST", "-T", "-", "-H", "Content-Type: multipart/x-mixed-replace; boundary=\"--curl\""])
+        .arg(format!("{}/stream?session=curl-1", server.url()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    curl.stdin.take().unwrap().write_all(&body).unwrap();
+    let output = curl.wait_with_output().unwrap();
+    let reply: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+    assert_eq!(reply["stream"]["frames_received"], rendered.jpegs.len(), "{reply}");
+    assert_eq!(reply["decision"]["winner"], phrase(1)["legacy_decision"]["winner"]);
+}
+
+fn ffmpeg_upload(avi: &Path, url: &str) -> Child {
+    Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-re", "-i"])
+        .arg(avi)
+        .args(["-c:v", "copy", "-f", "mpjpeg", "-method", "POST", "-content_type", "multipart/x-mixed-replace;boundary=ffmpeg"])
+        .arg(url)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn put_signal(addr: SocketAddr, id: &str, log: &Path) -> HttpResponse {
+    http_request(addr, "PUT", &format!("/sessions/{id}/signal"), &[("Content-Type", "text/plain")], &std::fs::read(log).unwrap())
+}
+
+#[test]
+fn ffmpeg_mpjpeg_then_the_log_by_put() {
+    let out = TempDir::new("stream-ffmpeg");
+    let server = marker_server(&out.path().join("results"));
+    let rendered = render(2, out.path());
+    let mut ffmpeg = ffmpeg_upload(&rendered.avi, &format!("{}/stream?session=ff-1", server.url()));
+    let mut events = Events::open_when_known(server.addr, "ff-1");
+    events.wait_for(|p| p["frames_analysed"].as_u64().unwrap() >= 1 && p["state"] == "receiving");
+    assert!(ffmpeg.wait().unwrap().success(), "ffmpeg's upload (no closing boundary) ends cleanly");
+    let session = server.get("/sessions/ff-1").json();
+    assert_eq!(session["frames_received"], rendered.jpegs.len());
+    assert_eq!(session["signal_received"], false);
+    let response = put_signal(server.addr, "ff-1", &rendered.log);
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(response.json()["decision"], analyze_winner(&server, &rendered));
+}
+
+impl Events {
+    /// Opens the events of a session that a concurrent upload is creating.
+    fn open_when_known(addr: SocketAddr, id: &str) -> Events {
+        for _ in 0..2000 {
+            if http_request(addr, "GET", &format!("/sessions/{id}"), &[], b"").status == 200 {
+                return Events::open(addr, id);
+            }
+            std::thread::yield_now();
+        }
+        panic!("session {id} never appeared");
+    }
+}
+
+#[test]
+fn through_nginx_with_the_shipped_config() {
+    let out = TempDir::new("stream-nginx");
+    let server = marker_server(&out.path().join("results"));
+    let rendered = render(3, out.path());
+    // The shipped config, pointed at this server and a free port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let prefix = out.path().join("nginx");
+    std::fs::create_dir_all(prefix.join("logs")).unwrap();
+    let shipped = std::fs::read_to_string(repo().join("deploy/nginx.conf")).unwrap();
+    assert!(shipped.contains("proxy_request_buffering off") && shipped.contains("proxy_http_version 1.1"));
+    let mut conf = shipped.replace("server 127.0.0.1:8080;", &format!("server {};", server.addr)).replace("listen 8000;", &format!("listen 127.0.0.1:{port};"));
+    conf = format!("user root;\npid {}/nginx.pid;\nerror_log {}/logs/error.log;\n{conf}", prefix.display(), prefix.display());
+    conf = conf.replace("http {", &format!("http {{\n    access_log off;\n    client_body_temp_path {0}/body;\n    proxy_temp_path {0}/proxy;", prefix.display()));
+    std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+    let mut nginx = Command::new("nginx")
+        .args(["-p", prefix.to_str().unwrap(), "-c", prefix.join("nginx.conf").to_str().unwrap(), "-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run nginx");
+    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut ready = false;
+    for _ in 0..5000 {
+        if TcpStream::connect(proxy).is_ok() {
+            ready = true;
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert!(ready, "nginx did not start");
+
+    let n = rendered.jpegs.len();
+    let mut upload = ChunkedUpload::start(proxy, "/stream?session=ng-1", "multipart/x-mixed-replace; boundary=frame");
+    for (i, jpeg) in rendered.jpegs.iter().enumerate().take(n / 2) {
+        upload.send(&frame_part("frame", i, jpeg));
+    }
+    // Through nginx, frames reach the server (and pose) before the body has ended.
+    let mut events = Events::open_when_known(proxy, "ng-1");
+    events.wait_for(|p| p["frames_analysed"].as_u64().unwrap() >= 1);
+    for (i, jpeg) in rendered.jpegs.iter().enumerate().skip(n / 2) {
+        upload.send(&frame_part("frame", i, jpeg));
+    }
+    upload.send(&signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
+    upload.send(b"--frame--\r\n");
+    let response = upload.finish();
+    // SIGTERM lets the master stop its workers (SIGKILL would orphan them).
+    let _ = Command::new("kill").args(["-TERM", &nginx.id().to_string()]).status();
+    let _ = nginx.wait();
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(response.json()["stream"]["frames_received"], n);
+    assert_eq!(response.json()["decision"]["winner"], phrase(3)["legacy_decision"]["winner"]);
+}
+
+#[test]
+fn a_cut_connection_resumes_without_losing_or_doubling_frames() {
+    let out = TempDir::new("stream-resume");
+    let server = marker_server(&out.path().join("results"));
+    let rendered = render(4, out.path());
+    let n = rendered.jpegs.len();
+    let cut = n / 3;
+    let mut upload = ChunkedUpload::start(server.addr, "/stream?session=cut-1", "multipart/x-mixed-replace; boundary=frame");
+    for (i, jpeg) in rendered.jpegs.iter().enumerate().take(cut) {
+        upload.send(&frame_part("frame", i, jpeg));
+    }
+    // Half of the next part, then the connection drops.
+    let partial = frame_part("frame", cut, &rendered.jpegs[cut]);
+    upload.send(&partial[..partial.len() / 2]);
+    let mut events = Events::open(server.addr, "cut-1");
+    drop(upload);
+    let state = events.wait_for(|p| p["state"] == "interrupted");
+    assert_eq!(state["frames_received"], cut, "whole frames kept, the cut one not");
+    let next = state["next_frame_index"].as_u64().unwrap() as usize;
+    assert_eq!(next, cut);
+
+    // The client resumes a little earlier than needed: frames already held are skipped.
+    let mut upload = ChunkedUpload::start(server.addr, "/stream?session=cut-1", "multipart/x-mixed-replace; boundary=frame");
+    for (i, jpeg) in rendered.jpegs.iter().enumerate().skip(next - 2) {
+        upload.send(&frame_part("frame", i, jpeg));
+    }
+    upload.send(&signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
+    upload.send(b"--frame--\r\n");
+    let response = upload.finish();
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(response.json()["stream"]["frames_received"], n);
+    let mjpeg = server.get("/sessions/cut-1/artifacts/frames.mjpeg").body;
+    assert_eq!(mjpeg, rendered.jpegs.concat(), "every frame once, in order");
+    let index = String::from_utf8(server.get("/sessions/cut-1/artifacts/frames.idx").body).unwrap();
+    let indexes: Vec<u64> = index.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["index"].as_u64().unwrap()).collect();
+    assert_eq!(indexes, (0..n as u64).collect::<Vec<_>>());
+}
+
+#[test]
+fn boundary_variants_and_errors() {
+    let out = TempDir::new("stream-errors");
+    let server = marker_server(&out.path().join("results"));
+    let rendered = render(5, out.path());
+    let post = |target: &str, content_type: &str, body: &[u8]| http_request(server.addr, "POST", target, &[("Content-Type", content_type)], body);
+    let frames = |boundary: &str, k: usize| -> Vec<u8> {
+        rendered.jpegs.iter().take(k).enumerate().flat_map(|(i, j)| frame_part(boundary, i, j)).collect()
+    };
+
+    // Quoted, `--`-prefixed, and no closing boundary at all: all read, no log yet → 202.
+    for (id, content_type, boundary, closing) in [
+        ("v-quoted", "multipart/x-mixed-replace; boundary=\"fr ame\"", "fr ame", true),
+        ("v-dashes", "multipart/x-mixed-replace; boundary=--frame", "frame", true),
+        ("v-open", "multipart/x-mixed-replace;boundary=frame", "frame", false),
+        ("v-mixed", "multipart/mixed; boundary=frame", "frame", true),
+    ] {
+        let mut body = frames(boundary, 3);
+        if closing {
+            body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        }
+        let r = post(&format!("/stream?session={id}"), content_type, &body);
+        assert_eq!(r.status, 202, "{id}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["frames_received"], 3, "{id}");
+    }
+
+    let r = post("/stream?session=bad%20id", "multipart/x-mixed-replace; boundary=frame", b"");
+    assert_eq!(r.status, 400);
+    let r = post("/stream?session=e-type", "video/mjpeg", b"");
+    assert_eq!(r.status, 415);
+    let r = post("/stream?session=e-part", "multipart/x-mixed-replace; boundary=frame", b"--frame\r\nContent-Type: image/png\r\n\r\nPNG\r\n--frame--\r\n");
+    assert_eq!(r.status, 415);
+    let r = post("/stream?session=e-index", "multipart/x-mixed-replace; boundary=frame", b"--frame\r\nContent-Type: image/jpeg\r\nX-Frame-Index: one\r\n\r\nJ\r\n--frame--\r\n");
+    assert_eq!(r.status, 400);
+    assert!(r.json()["detail"].as_str().unwrap().contains("X-Frame-Index"));
+    assert_eq!(server.get("/sessions/nope").status, 404);
+    assert_eq!(put_signal(server.addr, "nope", &rendered.log).status, 404);
+
+    // A log that is not a double touch: 422, saying which lights.
+    let single = b" 0.000s | Phrase recording started\n 1.0s | HIT: Left scores on Right!\nScores -> Fencer 1: MISS, Fencer 2: HIT\n";
+    let r = put_signal(server.addr, "v-quoted", &{
+        let p = out.path().join("single.txt");
+        std::fs::write(&p, single).unwrap();
+        p
+    });
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["detail"], "Not a double-touch phrase (Fencer 1: MISS, Fencer 2: HIT)");
+
+    // A corrupt JPEG is counted and skipped; the phrase is still decided.
+    let mut body = Vec::new();
+    for (i, jpeg) in rendered.jpegs.iter().enumerate() {
+        body.extend(frame_part("frame", i, jpeg));
+    }
+    body.extend(frame_part("frame", rendered.jpegs.len(), b"\xFF\xD8 not really a jpeg \xFF\xD9"));
+    body.extend(signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
+    body.extend_from_slice(b"--frame--\r\n");
+    let r = post("/stream?session=corrupt-1", "multipart/x-mixed-replace; boundary=frame", &body);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["stream"]["corrupt_frames"], 1);
+    assert_eq!(r.json()["stream"]["frames_received"], rendered.jpegs.len() + 1);
+}
