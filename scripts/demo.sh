@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The service end to end on this machine: sets up, builds, then
 #  1. serves the marker model, renders a recorded phrase as video, posts it to /analyze with curl
-#     and prints the verdict beside the legacy's and the human referee's call;
+#     and prints the verdict beside the legacy's and the human referee's call; then streams the
+#     same phrase to /stream as a camera would (15 fps, frames analysed as they arrive) and prints
+#     the verdict and how long after the last byte it came;
 #  2. serves the pretrained yolo11n-pose, posts a real two-person video, and prints where its
 #     overlay is and how many people the model found per frame.
 # PHRASE_ID picks the recorded phrase (default: the first of tests/fixtures/phrases.jsonl).
@@ -39,9 +41,14 @@ start_server() {
 ID="${PHRASE_ID:-$(head -n1 "$PHRASES" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')}"
 echo "demo: rendering recorded phrase $ID"
 "$BIN" render --phrases "$PHRASES" --id "$ID" --out "$WORK/$ID.avi" --signal-out "$WORK/$ID.txt"
+"$BIN" render --phrases "$PHRASES" --id "$ID" --out "$WORK/frames" 2>/dev/null
 start_server "$WORK/marker.log" --model models/marker-pose.torchscript --fisheye-enabled false
 curl -sS -F "video=@$WORK/$ID.avi;type=video/x-msvideo" -F "signal=@$WORK/$ID.txt;type=text/plain" \
   "http://$ADDR/analyze" >"$WORK/verdict.json"
+echo "demo: streaming the same phrase to /stream at 15 fps"
+python3 scripts/stream-frames.py "$WORK/frames" "$WORK/$ID.txt" --fps 15 |
+  curl -sS -X POST -T - -H "Content-Type: multipart/x-mixed-replace; boundary=frame" \
+    "http://$ADDR/stream?session=demo-$(date +%s)" >"$WORK/streamed.json"
 stop_server
 python3 - "$WORK/verdict.json" "$PHRASES" "$ID" <<'PY'
 import json, sys
@@ -54,6 +61,16 @@ print(f"demo: verdict      {d['winner']:>5}  ({d['reason']})")
 print(f"demo: legacy rules {phrase['legacy_decision']['winner']:>5}  ({phrase['legacy_decision']['reason']})")
 print(f"demo: referee call {str(phrase['referee_call']):>5}")
 print(f"demo: {verdict['metadata']['frames_processed']} frames in {verdict['wall_time_seconds']:.2f} s; artifacts in {verdict['artifact_dir']}")
+PY
+python3 - "$WORK/streamed.json" <<'PY'
+import json, sys
+streamed = json.load(open(sys.argv[1]))
+if "decision" not in streamed:
+    sys.exit(f"demo: /stream failed: {streamed}")
+s = streamed["stream"]
+print(f"demo: streamed     {streamed['decision']['winner']:>5}  ({streamed['decision']['reason']})")
+print(f"demo: {s['frames_received']} frames uploaded in {s['upload_seconds']:.1f} s, {s['frames_analysed']} analysed; "
+      f"verdict {s['verdict_seconds_after_last_byte']:.2f} s after the last byte")
 PY
 
 # 2. The pretrained model on a real video.

@@ -122,7 +122,9 @@ impl Events {
     fn open(addr: SocketAddr, id: &str) -> Events {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
-        write!(stream, "GET /sessions/{id}/events HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        // HTTP/1.0: the event stream comes back unchunked (delimited by the close), so lines are
+        // never split by chunk framing, whatever a proxy in between does.
+        write!(stream, "GET /sessions/{id}/events HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
         Events { lines: BufReader::new(stream).lines() }
     }
 
