@@ -16,23 +16,9 @@ fn fixture(name: &str) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-fn rows(v: &Value) -> Vec<Row> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let mut row = [f64::NAN; 17];
-            for (k, x) in r.as_array().unwrap().iter().enumerate() {
-                row[k] = x.as_f64().unwrap_or(f64::NAN);
-            }
-            row
-        })
-        .collect()
-}
-
-/// Repeats the phrase's frames until there are `FRAMES`.
-fn stretched(v: &Value) -> Vec<Row> {
-    rows(v).into_iter().cycle().take(FRAMES).collect()
+/// Repeats the rows until there are `FRAMES`.
+fn stretched(rows: Vec<Row>) -> Vec<Row> {
+    rows.into_iter().cycle().take(FRAMES).collect()
 }
 
 /// Times `f` over `rounds` runs; prints mean and median in microseconds.
@@ -55,12 +41,12 @@ fn time(label: &str, rounds: usize, mut f: impl FnMut()) {
 fn main() {
     let phrases = fixture("phrases.jsonl");
     let p = phrases.iter().max_by_key(|p| p["keypoints"]["left_x"].as_array().unwrap().len()).unwrap();
-    let k = &p["keypoints"];
+    let k = Keypoints::from_json(p["keypoints"].clone()).unwrap();
     let keypoints = Keypoints {
-        left_x: stretched(&k["left_x"]),
-        left_y: stretched(&k["left_y"]),
-        right_x: stretched(&k["right_x"]),
-        right_y: stretched(&k["right_y"]),
+        left_x: stretched(k.left_x),
+        left_y: stretched(k.left_y),
+        right_x: stretched(k.right_x),
+        right_y: stretched(k.right_y),
     };
     let phrase = signal::parse(p["signal"].as_str().unwrap()).unwrap();
     let c = p["normalisation_constant"].as_f64();

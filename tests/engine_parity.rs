@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use ai_referee::analysis::decision::Engine;
-use ai_referee::analysis::kinematics::{Keypoints, Row};
+use ai_referee::analysis::kinematics::Keypoints;
 use ai_referee::analysis::signal;
 use ai_referee::analysis::workbook;
 use common::TempDir;
@@ -58,21 +58,7 @@ fn diff(got: &Value, want: &Value, tol: f64, path: &str, out: &mut Vec<String>) 
 }
 
 fn keypoints(v: &Value) -> Keypoints {
-    let rows = |name: &str| -> Vec<Row> {
-        v[name]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let mut row = [f64::NAN; 17];
-                for (k, x) in r.as_array().unwrap().iter().enumerate() {
-                    row[k] = x.as_f64().unwrap_or(f64::NAN);
-                }
-                row
-            })
-            .collect()
-    };
-    Keypoints { left_x: rows("left_x"), left_y: rows("left_y"), right_x: rows("right_x"), right_y: rows("right_y") }
+    Keypoints::from_json(v.clone()).unwrap()
 }
 
 /// Runs `ai-referee ARGS` and returns its JSON lines.

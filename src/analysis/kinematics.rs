@@ -29,6 +29,45 @@ pub struct Keypoints {
 }
 
 impl Keypoints {
+    /// Reads keypoints as the fixtures and the JSON lines tools carry them: `left_x`, `left_y`,
+    /// `right_x`, `right_y`, each a list of frames of 17 numbers or `null` (NaN).
+    pub fn from_json(value: serde_json::Value) -> Result<Keypoints, String> {
+        #[derive(Deserialize)]
+        struct Raw {
+            left_x: Vec<Vec<Option<f64>>>,
+            left_y: Vec<Vec<Option<f64>>>,
+            right_x: Vec<Vec<Option<f64>>>,
+            right_y: Vec<Vec<Option<f64>>>,
+        }
+        let raw: Raw = serde_json::from_value(value).map_err(|e| format!("bad keypoints: {e}"))?;
+        let rows = |v: Vec<Vec<Option<f64>>>, name: &str| -> Result<Vec<Row>, String> {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    if r.len() != KEYPOINTS {
+                        return Err(format!("{name}[{i}] has {} values, expected {KEYPOINTS}", r.len()));
+                    }
+                    let mut row = [f64::NAN; KEYPOINTS];
+                    for (k, v) in r.into_iter().enumerate() {
+                        row[k] = v.unwrap_or(f64::NAN);
+                    }
+                    Ok(row)
+                })
+                .collect()
+        };
+        let k = Keypoints {
+            left_x: rows(raw.left_x, "left_x")?,
+            left_y: rows(raw.left_y, "left_y")?,
+            right_x: rows(raw.right_x, "right_x")?,
+            right_y: rows(raw.right_y, "right_y")?,
+        };
+        let n = k.left_x.len();
+        if [k.left_y.len(), k.right_x.len(), k.right_y.len()].iter().any(|&m| m != n) {
+            return Err("keypoint arrays have different numbers of frames".into());
+        }
+        Ok(k)
+    }
+
     /// Number of frames.
     pub fn frames(&self) -> usize {
         self.left_x.len()

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::analysis::decision::Engine;
-use crate::analysis::kinematics::{normalise, Keypoints, Row};
+use crate::analysis::kinematics::{normalise, Keypoints};
 use crate::analysis::signal;
-use crate::analysis::tracker::{Points, Tracker, KEYPOINTS};
+use crate::analysis::tracker::{Points, Tracker};
 use crate::analysis::workbook;
 
 /// Arguments of `ai-referee decide`.
@@ -51,50 +51,10 @@ pub struct TrackArgs {
     pub cases: PathBuf,
 }
 
-/// Phrase keypoints as JSON carries them: rows of 17 numbers or nulls (NaN).
-#[derive(Debug, Deserialize)]
-struct JsonKeypoints {
-    left_x: Vec<Vec<Option<f64>>>,
-    left_y: Vec<Vec<Option<f64>>>,
-    right_x: Vec<Vec<Option<f64>>>,
-    right_y: Vec<Vec<Option<f64>>>,
-}
-
-impl JsonKeypoints {
-    fn into_keypoints(self) -> Result<Keypoints, String> {
-        let rows = |v: Vec<Vec<Option<f64>>>, name: &str| -> Result<Vec<Row>, String> {
-            v.into_iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    if r.len() != KEYPOINTS {
-                        return Err(format!("{name}[{i}] has {} values, expected {KEYPOINTS}", r.len()));
-                    }
-                    let mut row = [f64::NAN; KEYPOINTS];
-                    for (k, v) in r.into_iter().enumerate() {
-                        row[k] = v.unwrap_or(f64::NAN);
-                    }
-                    Ok(row)
-                })
-                .collect()
-        };
-        let k = Keypoints {
-            left_x: rows(self.left_x, "left_x")?,
-            left_y: rows(self.left_y, "left_y")?,
-            right_x: rows(self.right_x, "right_x")?,
-            right_y: rows(self.right_y, "right_y")?,
-        };
-        let n = k.left_x.len();
-        if [k.left_y.len(), k.right_x.len(), k.right_y.len()].iter().any(|&m| m != n) {
-            return Err("keypoint arrays have different numbers of frames".into());
-        }
-        Ok(k)
-    }
-}
-
 #[derive(Debug, Deserialize)]
 struct PhraseLine {
     signal: String,
-    keypoints: JsonKeypoints,
+    keypoints: Value,
     normalisation_constant: Option<f64>,
 }
 
@@ -117,7 +77,7 @@ pub fn run_decide(args: DecideArgs) -> Result<(), String> {
         return for_each_line(phrases, |line| {
             let p: PhraseLine = serde_json::from_value(line).map_err(|e| format!("bad phrase line: {e}"))?;
             let phrase = signal::parse(&p.signal).map_err(|e| e.to_string())?;
-            let keypoints = p.keypoints.into_keypoints()?;
+            let keypoints = Keypoints::from_json(p.keypoints)?;
             let decision = engine.decide(&keypoints, &phrase, p.normalisation_constant);
             Ok(json!({ "decision": decision }))
         });
