@@ -55,6 +55,19 @@ pub struct ServeConfig {
     #[arg(long, env = "REFEREE_FISHEYE_PROGRESS", default_value = "false",
           value_parser = legacy_bool, action = ArgAction::Set)]
     pub fisheye_progress: bool,
+
+    /// Largest part of a streamed phrase (one JPEG frame or the log), bytes; larger gets 413.
+    #[arg(long, env = "REFEREE_MAX_FRAME_BYTES", default_value_t = 16 << 20)]
+    pub max_frame_bytes: u64,
+
+    /// Largest streamed phrase, bytes (all its frames, over every resumed upload); larger gets 413.
+    #[arg(long, env = "REFEREE_MAX_PHRASE_BYTES", default_value_t = 4 << 30)]
+    pub max_phrase_bytes: u64,
+
+    /// Phrases that may upload or be analysed at once; one more gets 503 with Retry-After.
+    #[arg(long, env = "REFEREE_MAX_SESSIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_sessions: u64,
 }
 
 impl ServeConfig {

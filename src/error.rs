@@ -17,7 +17,7 @@ pub fn full_body(bytes: impl Into<Bytes>) -> ResponseBody {
 }
 
 /// An error a request can end in, each kind with its HTTP status.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// Malformed request: bad multipart, bad id, missing filename (400).
     #[error("{0}")]

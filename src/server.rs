@@ -30,12 +30,6 @@ pub struct AppState {
     pub sessions: crate::session::Sessions,
 }
 
-impl std::fmt::Debug for crate::session::Sessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sessions")
-    }
-}
-
 /// Why `serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -54,9 +48,6 @@ pub enum ServeError {
     #[error("pose model: {0}")]
     Model(#[from] crate::analysis::pose::PoseError),
 }
-
-/// Phrases that may stream at once (more get 503 with Retry-After).
-const MAX_ACTIVE_SESSIONS: usize = 16;
 
 /// Number of blank forward passes run before the model is reported ready.
 const WARM_UP_ROUNDS: usize = 3;
@@ -79,7 +70,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         "configuration"
     );
 
-    let sessions = crate::session::Sessions::new(config.output_dir.clone(), MAX_ACTIVE_SESSIONS);
+    let sessions = crate::session::Sessions::new(config.output_dir.clone(), config.max_sessions as usize, config.max_phrase_bytes);
     let state = Arc::new(AppState { config, model: OnceLock::new(), sessions });
     let (model_failed_tx, model_failed_rx) = oneshot::channel();
     spawn_model_loader(state.clone(), device, model_failed_tx);

@@ -66,6 +66,9 @@ pub struct Progress {
     pub result: Option<Value>,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// The failure itself, with its kind (the status it is answered with).
+    #[serde(skip)]
+    pub failure: Option<ApiError>,
 }
 
 /// One stored frame.
@@ -100,6 +103,8 @@ pub struct Session {
     inner: Mutex<Inner>,
     wake_worker: Condvar,
     progress: watch::Sender<Progress>,
+    max_phrase_bytes: u64,
+    worker_started: std::sync::atomic::AtomicBool,
 }
 
 /// Whether `id` is a valid session id: `[A-Za-z0-9_-]{1,64}`.
@@ -135,7 +140,7 @@ impl Session {
     }
 
     /// Starts an upload; a session already done, or receiving on another connection, refuses.
-    pub fn begin_upload(&self) -> Result<(), ApiError> {
+    fn begin_upload(&self) -> Result<(), ApiError> {
         let mut inner = self.lock();
         match inner.progress.state {
             SessionState::Done | SessionState::Analysing | SessionState::Failed => {
@@ -157,6 +162,12 @@ impl Session {
         let index = index.unwrap_or(inner.next_index);
         if index < inner.next_index {
             return Ok(false);
+        }
+        if inner.progress.bytes + jpeg.len() as u64 > self.max_phrase_bytes {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the phrase is over the {}-byte limit (frames held: {})",
+                self.max_phrase_bytes, inner.progress.frames_received
+            )));
         }
         let offset = inner.mjpeg.seek(SeekFrom::End(0))?;
         inner.mjpeg.write_all(jpeg)?;
@@ -211,6 +222,13 @@ impl Session {
         self.lock().upload_done
     }
 
+    /// Whether it holds a slot of the concurrent-session limit: a connection is uploading to it,
+    /// or its verdict is being made. An interrupted session, or one awaiting its log, does not.
+    fn busy(&self) -> bool {
+        let inner = self.lock();
+        inner.uploading || inner.progress.state == SessionState::Analysing
+    }
+
     /// Waits until the verdict is made (or has failed).
     pub async fn verdict(&self) -> Progress {
         let mut rx = self.subscribe();
@@ -230,69 +248,123 @@ impl Session {
 pub struct Sessions {
     output: PathBuf,
     open: Mutex<HashMap<String, Arc<Session>>>,
-    max_active: usize,
+    max_busy: usize,
+    max_phrase_bytes: u64,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").field("output", &self.output).field("max_busy", &self.max_busy).finish_non_exhaustive()
+    }
 }
 
 impl Sessions {
-    /// Sessions under `output`, at most `max_active` not yet done at once.
-    pub fn new(output: PathBuf, max_active: usize) -> Sessions {
-        Sessions { output, open: Mutex::new(HashMap::new()), max_active }
+    /// Sessions under `output`: at most `max_busy` uploading or being decided at once, at most
+    /// `max_phrase_bytes` of frames each.
+    pub fn new(output: PathBuf, max_busy: usize, max_phrase_bytes: u64) -> Sessions {
+        Sessions { output, open: Mutex::new(HashMap::new()), max_busy, max_phrase_bytes }
     }
 
-    /// A session known to this server (in memory, or on disk from before a restart).
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A session known to this server: in memory, or on disk from before a restart (reloaded,
+    /// without a worker until an upload opens it).
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
         if !valid_id(id) {
             return None;
         }
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
-    }
-
-    /// The session `id`, created (or reloaded from disk) with a worker if needed.
-    pub fn open(&self, id: &str, model: Arc<PoseModel>, options: PipelineOptions) -> Result<Arc<Session>, ApiError> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.registry();
         if let Some(s) = open.get(id) {
-            return Ok(s.clone());
-        }
-        let active = open.values().filter(|s| !matches!(s.progress().state, SessionState::Done | SessionState::Failed)).count();
-        if active >= self.max_active {
-            return Err(ApiError::Unavailable(format!("{active} phrases are streaming already; try again shortly")));
+            return Some(s.clone());
         }
         let dir = self.output.join(id);
-        let session = Arc::new(create_or_reload(id, &dir)?);
+        if !dir.join("frames.idx").is_file() && !dir.join("analysis_result.json").is_file() {
+            return None;
+        }
+        let session = Arc::new(reload(id, &dir, self.max_phrase_bytes).ok()?);
         open.insert(id.to_owned(), session.clone());
-        let worker = session.clone();
-        let options = PipelineOptions { dir: dir.clone(), stem: "frames".into(), ..options };
-        std::thread::Builder::new()
-            .name(format!("pose-{id}"))
-            .spawn(move || run_worker(worker, model, options))
-            .map_err(|e| ApiError::Internal(format!("cannot start the session worker: {e}")))?;
+        Some(session)
+    }
+
+    /// Opens the session `id` for an upload: created or reloaded from disk, marked receiving,
+    /// its worker started if it has none. 503 when `max_busy` others are busy, 409 when it is
+    /// complete or another connection is uploading to it.
+    pub fn open_upload(&self, id: &str, model: Arc<PoseModel>, options: PipelineOptions) -> Result<Arc<Session>, ApiError> {
+        let known = self.get(id);
+        // Counted and claimed under the registry's lock, so two uploads cannot both take the last slot.
+        let mut open = self.registry();
+        let busy = open.values().filter(|s| s.id != id && s.busy()).count();
+        if busy >= self.max_busy {
+            return Err(ApiError::Unavailable(format!("{busy} phrases are streaming already; try again shortly")));
+        }
+        let session = match known {
+            Some(s) => s,
+            None => {
+                let session = Arc::new(reload(id, &self.output.join(id), self.max_phrase_bytes)?);
+                open.entry(id.to_owned()).or_insert(session).clone()
+            }
+        };
+        session.begin_upload()?;
+        drop(open);
+        if !session.worker_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let worker = session.clone();
+            let options = PipelineOptions { dir: session.dir.clone(), stem: "frames".into(), ..options };
+            let spawned = std::thread::Builder::new().name(format!("pose-{id}")).spawn(move || run_worker(worker, model, options));
+            if let Err(e) = spawned {
+                session.worker_started.store(false, std::sync::atomic::Ordering::SeqCst);
+                session.end_upload(false);
+                return Err(ApiError::Internal(format!("cannot start the session worker: {e}")));
+            }
+        }
         Ok(session)
     }
 }
 
-fn create_or_reload(id: &str, dir: &Path) -> Result<Session, ApiError> {
+/// A session from its directory (created if new): the frames whose bytes are all on disk (a
+/// record cut off by a crash is dropped and the index rewritten without it), the log if any,
+/// and the result if it was decided.
+fn reload(id: &str, dir: &Path, max_phrase_bytes: u64) -> Result<Session, ApiError> {
     std::fs::create_dir_all(dir)?;
-    if dir.join("analysis_result.json").is_file() {
-        return Err(ApiError::Conflict(format!("session {id} is already complete")));
-    }
     let mjpeg = OpenOptions::new().create(true).read(true).append(true).open(dir.join("frames.mjpeg"))?;
     let index_path = dir.join("frames.idx");
     let mut frames: Vec<FrameRecord> = Vec::new();
+    let mut damaged = false;
     if let Ok(file) = File::open(&index_path) {
         let stored = mjpeg.metadata()?.len();
-        for line in BufReader::new(file).lines().map_while(Result::ok) {
-            // A record whose bytes are not all on disk was cut off by a crash: not held.
-            match serde_json::from_str::<FrameRecord>(&line) {
-                Ok(r) if r.offset + r.length <= stored => frames.push(r),
-                _ => break,
+        for line in BufReader::new(file).lines() {
+            match line.ok().and_then(|l| serde_json::from_str::<FrameRecord>(&l).ok()) {
+                Some(r) if r.offset + r.length <= stored => frames.push(r),
+                _ => {
+                    damaged = true;
+                    break;
+                }
             }
         }
+    }
+    if damaged {
+        let mut text = String::new();
+        for r in &frames {
+            text.push_str(&serde_json::to_string(r).map_err(|e| ApiError::Internal(e.to_string()))?);
+            text.push('\n');
+        }
+        let part = dir.join("frames.idx.part");
+        std::fs::write(&part, text)?;
+        std::fs::rename(&part, &index_path)?;
+        warn!(session = %id, kept = frames.len(), "frame index cut off by a crash: repaired");
     }
     let index_file = OpenOptions::new().create(true).append(true).open(&index_path)?;
     let next_index = frames.last().map_or(0, |r| r.index + 1);
     let bytes = frames.iter().map(|r| r.length).sum();
     let phrase = std::fs::read_to_string(dir.join("signal.txt")).ok().and_then(|t| signal::parse(&t).ok());
-    let state = if frames.is_empty() { SessionState::Receiving } else { SessionState::Interrupted };
+    let result: Option<Value> =
+        std::fs::read(dir.join("analysis_result.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let state = match (&result, frames.is_empty()) {
+        (Some(_), _) => SessionState::Done,
+        (None, true) => SessionState::Receiving,
+        (None, false) => SessionState::Interrupted,
+    };
     let progress = Progress {
         session: id.to_owned(),
         state,
@@ -302,8 +374,9 @@ fn create_or_reload(id: &str, dir: &Path) -> Result<Session, ApiError> {
         corrupt_frames: 0,
         bytes,
         signal_received: phrase.is_some(),
-        result: None,
+        result,
         error: None,
+        failure: None,
     };
     let now = Instant::now();
     let inner = Inner {
@@ -320,7 +393,15 @@ fn create_or_reload(id: &str, dir: &Path) -> Result<Session, ApiError> {
         progress: progress.clone(),
     };
     let (tx, _) = watch::channel(progress);
-    Ok(Session { id: id.to_owned(), dir: dir.to_owned(), inner: Mutex::new(inner), wake_worker: Condvar::new(), progress: tx })
+    Ok(Session {
+        id: id.to_owned(),
+        dir: dir.to_owned(),
+        inner: Mutex::new(inner),
+        wake_worker: Condvar::new(),
+        progress: tx,
+        max_phrase_bytes,
+        worker_started: std::sync::atomic::AtomicBool::new(false),
+    })
 }
 
 /// What the worker does next.
@@ -335,7 +416,7 @@ fn run_worker(session: Arc<Session>, model: Arc<PoseModel>, options: PipelineOpt
     let mut pipeline = PhrasePipeline::new(model, options);
     let mut reader = match File::open(session.dir.join("frames.mjpeg")) {
         Ok(f) => f,
-        Err(e) => return fail(&session, format!("cannot read the stored frames: {e}")),
+        Err(e) => return fail(&session, ApiError::Internal(format!("cannot read the stored frames: {e}"))),
     };
     let mut next = 0usize;
     loop {
@@ -369,7 +450,7 @@ fn run_worker(session: Arc<Session>, model: Arc<PoseModel>, options: PipelineOpt
                     }
                 }
                 if let Err(e) = inner_result {
-                    return fail(&session, e.to_string());
+                    return fail(&session, e.into());
                 }
                 let mut inner = session.lock();
                 inner.progress.frames_analysed += 1;
@@ -378,7 +459,7 @@ fn run_worker(session: Arc<Session>, model: Arc<PoseModel>, options: PipelineOpt
             Work::Finish(phrase) => {
                 let outcome = match pipeline.finish(&phrase, Engine::Legacy) {
                     Ok(o) => o,
-                    Err(e) => return fail(&session, e.to_string()),
+                    Err(e) => return fail(&session, e.into()),
                 };
                 let mut inner = session.lock();
                 let stream = json!({
@@ -402,8 +483,8 @@ fn run_worker(session: Arc<Session>, model: Arc<PoseModel>, options: PipelineOpt
                         inner.progress.state = SessionState::Done;
                     }
                     Err(e) => {
-                        inner.progress.error = Some(e.to_string());
-                        inner.progress.state = SessionState::Failed;
+                        drop(inner);
+                        return fail(&session, e);
                     }
                 }
                 session.publish(&inner);
@@ -422,10 +503,11 @@ fn read_frame(reader: &mut File, record: FrameRecord) -> Option<Mat> {
     (!image.empty()).then_some(image)
 }
 
-fn fail(session: &Session, error: String) {
+fn fail(session: &Session, error: ApiError) {
     warn!(session = %session.id, %error, "phrase failed");
     let mut inner = session.lock();
-    inner.progress.error = Some(error);
+    inner.progress.error = Some(error.to_string());
+    inner.progress.failure = Some(error);
     inner.progress.state = SessionState::Failed;
     session.publish(&inner);
 }

@@ -47,16 +47,10 @@ fn with_session(mut response: Response<ResponseBody>, id: &str) -> Response<Resp
 
 /// The answer once the verdict is made: 200 with the result, or the failure's status.
 fn verdict_response(p: Progress) -> Result<Response<ResponseBody>, ApiError> {
-    match (p.state, p.result) {
-        (SessionState::Done, Some(result)) => Ok(json_response(StatusCode::OK, &result)),
-        (_, _) => {
-            let error = p.error.unwrap_or_else(|| "the phrase could not be analysed".into());
-            if error.contains("No valid frame") {
-                Err(ApiError::Unprocessable(error))
-            } else {
-                Err(ApiError::Internal(error))
-            }
-        }
+    match (p.state, p.result, p.failure) {
+        (SessionState::Done, Some(result), _) => Ok(json_response(StatusCode::OK, &result)),
+        (_, _, Some(failure)) => Err(failure),
+        (_, _, None) => Err(ApiError::Internal("the phrase could not be analysed".into())),
     }
 }
 
@@ -80,15 +74,15 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<Incoming>) -> Resu
         dir: config.output_dir.clone(),
         stem: "frames".into(),
     };
-    let session = state.sessions.open(id, model, options)?;
-    session.begin_upload()?;
+    let session = state.sessions.open_upload(id, model, options)?;
     let mut guard = UploadGuard { session: session.clone(), open: true };
     let body = BodyStream::new(req.into_body()).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
     let (boundary, body) = match settle_boundary(&content_type, Box::pin(body)).await {
         Ok(settled) => settled,
         Err(e) => return Err(e.into()),
     };
-    let mut parts = MjpegStream::new(body, boundary, Limits::default());
+    let limits = Limits { max_part_bytes: config.max_frame_bytes, max_phrase_bytes: config.max_phrase_bytes, ..Limits::default() };
+    let mut parts = MjpegStream::new(body, boundary, limits);
     let mut signal_error = None;
     let ended = loop {
         match parts.next_part().await {
