@@ -6,62 +6,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{http_request, repo, HttpResponse, Server, TempDir, STARTUP};
+use common::{http_request, marker_server, marker_server_with, phrase, render, repo, Events, HttpResponse, Rendered, Server, TempDir};
 use serde_json::Value;
-
-/// A server with the marker model and no fisheye, writing under `output`.
-fn marker_server(output: &Path) -> Server {
-    let model = repo().join("models/marker-pose.torchscript");
-    let mut server = Server::start(
-        &["--model", model.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", output.to_str().unwrap()],
-        &[],
-    );
-    server.wait_for("model ready", STARTUP);
-    server
-}
-
-fn phrase(n: usize) -> Value {
-    let text = std::fs::read_to_string(repo().join("tests/fixtures/phrases.jsonl")).unwrap();
-    serde_json::from_str(text.lines().nth(n).unwrap()).unwrap()
-}
-
-/// A recorded phrase rendered as a folder of JPEGs, those same JPEGs muxed unchanged into an
-/// MJPEG .avi (so /analyze decodes the very same frames), and its log.
-struct Rendered {
-    jpegs: Vec<Vec<u8>>,
-    avi: PathBuf,
-    log: PathBuf,
-}
-
-fn render(n: usize, dir: &Path) -> Rendered {
-    let id = phrase(n)["id"].as_str().unwrap().to_owned();
-    let frames = dir.join(format!("{id}-frames"));
-    let log = dir.join(format!("{id}.txt"));
-    let out = Command::new(env!("CARGO_BIN_EXE_ai-referee"))
-        .args(["render", "--phrases", repo().join("tests/fixtures/phrases.jsonl").to_str().unwrap(), "--id", &id])
-        .args(["--out", frames.to_str().unwrap(), "--signal-out", log.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let avi = dir.join(format!("{id}.avi"));
-    let status = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-framerate", "15", "-i"])
-        .arg(frames.join("frame_%05d.jpg"))
-        .args(["-c:v", "copy"])
-        .arg(&avi)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&frames).unwrap().map(|e| e.unwrap().path()).collect();
-    paths.sort();
-    Rendered { jpegs: paths.iter().map(|p| std::fs::read(p).unwrap()).collect(), avi, log }
-}
 
 fn frame_part(boundary: &str, index: usize, jpeg: &[u8]) -> Vec<u8> {
     let mut part = format!(
@@ -110,48 +62,6 @@ impl ChunkedUpload {
         let mut raw = Vec::new();
         self.stream.read_to_end(&mut raw).unwrap();
         common::parse_response(&raw)
-    }
-}
-
-/// Server-sent events of a session, read as they come.
-struct Events {
-    lines: std::io::Lines<BufReader<TcpStream>>,
-}
-
-impl Events {
-    fn open(addr: SocketAddr, id: &str) -> Events {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
-        // HTTP/1.0: the event stream comes back unchunked (delimited by the close), so lines are
-        // never split by chunk framing, whatever a proxy in between does.
-        write!(stream, "GET /sessions/{id}/events HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-        Events { lines: BufReader::new(stream).lines() }
-    }
-
-    /// The next event's name and data.
-    fn next(&mut self) -> Option<(String, Value)> {
-        let mut name = None;
-        for line in self.lines.by_ref() {
-            let line = line.ok()?;
-            if let Some(n) = line.strip_prefix("event: ") {
-                name = Some(n.to_owned());
-            } else if let Some(data) = line.strip_prefix("data: ") {
-                return Some((name.take().unwrap_or_default(), serde_json::from_str(data).unwrap()));
-            }
-        }
-        None
-    }
-
-    /// Waits for a progress event that satisfies `want`; panics if the stream ends first.
-    fn wait_for(&mut self, want: impl Fn(&Value) -> bool) -> Value {
-        let mut seen = Vec::new();
-        while let Some((name, data)) = self.next() {
-            if name == "progress" && want(&data) {
-                return data;
-            }
-            seen.push(format!("{name}: {data}"));
-        }
-        panic!("the event stream ended before the awaited progress; events:\n{}", seen.join("\n"));
     }
 }
 
@@ -272,19 +182,6 @@ fn ffmpeg_mpjpeg_then_the_log_by_put() {
     let response = put_signal(server.addr, "ff-1", &rendered.log);
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
     assert_eq!(response.json()["decision"], analyze_winner(&server, &rendered));
-}
-
-impl Events {
-    /// Opens the events of a session that a concurrent upload is creating.
-    fn open_when_known(addr: SocketAddr, id: &str) -> Events {
-        for _ in 0..2000 {
-            if http_request(addr, "GET", &format!("/sessions/{id}"), &[], b"").status == 200 {
-                return Events::open(addr, id);
-            }
-            std::thread::yield_now();
-        }
-        panic!("session {id} never appeared");
-    }
 }
 
 #[test]
@@ -439,4 +336,49 @@ fn boundary_variants_and_errors() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["stream"]["corrupt_frames"], 1);
     assert_eq!(r.json()["stream"]["frames_received"], rendered.jpegs.len() + 1);
+}
+
+#[test]
+fn limits_answer_413_and_a_full_server_503() {
+    let out = TempDir::new("stream-limits");
+    let rendered = render(6, out.path());
+    let largest = rendered.jpegs.iter().map(Vec::len).max().unwrap();
+    let first_three: usize = rendered.jpegs.iter().take(3).map(Vec::len).sum();
+    let (frame_limit, phrase_limit) = (largest + 16, first_three + 4096);
+    let server = marker_server_with(
+        &out.path().join("results"),
+        &["--max-frame-bytes", &frame_limit.to_string(), "--max-phrase-bytes", &phrase_limit.to_string(), "--max-sessions", "1"],
+    );
+    let post = |target: &str, body: &[u8]| http_request(server.addr, "POST", target, &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], body);
+
+    // One part over the part limit.
+    let mut body = frame_part("frame", 0, &vec![0xFF; frame_limit + 1]);
+    body.extend_from_slice(b"--frame--\r\n");
+    let r = post("/stream?session=big-part", &body);
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["detail"].as_str().unwrap().contains(&frame_limit.to_string()));
+
+    // A phrase over the phrase limit across two uploads: the limit is the session's, not the request's.
+    let mut body: Vec<u8> = rendered.jpegs.iter().take(3).enumerate().flat_map(|(i, j)| frame_part("frame", i, j)).collect();
+    body.extend_from_slice(b"--frame--\r\n");
+    assert_eq!(post("/stream?session=big-phrase", &body).status, 202);
+    let mut body = frame_part("frame", 3, &rendered.jpegs[3]);
+    body.extend_from_slice(b"--frame--\r\n");
+    let r = post("/stream?session=big-phrase", &body);
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(server.get("/sessions/big-phrase").json()["frames_received"], 3, "the frame over the limit is not kept");
+
+    // With one phrase uploading, a second is told to come back later.
+    let mut upload = ChunkedUpload::start(server.addr, "/stream?session=first", "multipart/x-mixed-replace; boundary=frame");
+    upload.send(&frame_part("frame", 0, &rendered.jpegs[0]));
+    // (Its frame is not whole until the next delimiter comes: the session is known, and uploading.)
+    Events::open_when_known(server.addr, "first").wait_for(|p| p["state"] == "receiving");
+    let r = post("/stream?session=second", b"--frame--\r\n");
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.header("retry-after").is_some());
+    assert!(r.json()["detail"].is_string());
+    // Once it is no longer uploading (here: it waits for its log), the slot is free again.
+    upload.send(b"--frame--\r\n");
+    assert_eq!(upload.finish().status, 202);
+    assert_eq!(post("/stream?session=second", b"--frame--\r\n").status, 202);
 }

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -263,3 +265,119 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A server with the marker model and no fisheye, writing under `output`.
+pub fn marker_server(output: &Path) -> Server {
+    marker_server_with(output, &[])
+}
+
+/// The same with more `serve` flags, once its model is warm.
+pub fn marker_server_with(output: &Path, extra: &[&str]) -> Server {
+    let model = repo().join("models/marker-pose.torchscript");
+    let mut args = vec!["--model", model.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", output.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut server = Server::start(&args, &[]);
+    server.wait_for("model ready", STARTUP);
+    server
+}
+
+/// Fixture phrase `n` of `tests/fixtures/phrases.jsonl`.
+pub fn phrase(n: usize) -> Value {
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/phrases.jsonl")).unwrap();
+    serde_json::from_str(text.lines().nth(n).unwrap()).unwrap()
+}
+
+/// A recorded phrase rendered as a folder of JPEGs, those same JPEGs muxed unchanged into an
+/// MJPEG .avi (so /analyze decodes the very same frames), and its log.
+pub struct Rendered {
+    /// The frames, in order.
+    pub jpegs: Vec<Vec<u8>>,
+    /// The folder they are in (`frame_%05d.jpg`).
+    pub frames: PathBuf,
+    /// The same JPEGs in an MJPEG .avi at 15 fps.
+    pub avi: PathBuf,
+    /// The phrase's log.
+    pub log: PathBuf,
+}
+
+/// Renders fixture phrase `n` under `dir`.
+pub fn render(n: usize, dir: &Path) -> Rendered {
+    let id = phrase(n)["id"].as_str().unwrap().to_owned();
+    let frames = dir.join(format!("{id}-frames"));
+    let log = dir.join(format!("{id}.txt"));
+    let out = Command::new(env!("CARGO_BIN_EXE_ai-referee"))
+        .args(["render", "--phrases", repo().join("tests/fixtures/phrases.jsonl").to_str().unwrap(), "--id", &id])
+        .args(["--out", frames.to_str().unwrap(), "--signal-out", log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let avi = dir.join(format!("{id}.avi"));
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-framerate", "15", "-i"])
+        .arg(frames.join("frame_%05d.jpg"))
+        .args(["-c:v", "copy"])
+        .arg(&avi)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&frames).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    Rendered { jpegs: paths.iter().map(|p| std::fs::read(p).unwrap()).collect(), frames, avi, log }
+}
+
+/// Server-sent events of a session, read as they come.
+pub struct Events {
+    lines: std::io::Lines<BufReader<TcpStream>>,
+}
+
+impl Events {
+    /// Opens the events of a session the server knows.
+    pub fn open(addr: SocketAddr, id: &str) -> Events {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+        // HTTP/1.0: the event stream comes back unchunked (delimited by the close), so lines are
+        // never split by chunk framing, whatever a proxy in between does.
+        write!(stream, "GET /sessions/{id}/events HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        Events { lines: BufReader::new(stream).lines() }
+    }
+
+    /// The next event's name and data.
+    pub fn next(&mut self) -> Option<(String, Value)> {
+        let mut name = None;
+        for line in self.lines.by_ref() {
+            let line = line.ok()?;
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = Some(n.to_owned());
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                return Some((name.take().unwrap_or_default(), serde_json::from_str(data).unwrap()));
+            }
+        }
+        None
+    }
+
+    /// Waits for a progress event that satisfies `want`; panics if the stream ends first.
+    pub fn wait_for(&mut self, want: impl Fn(&Value) -> bool) -> Value {
+        let mut seen = Vec::new();
+        while let Some((name, data)) = self.next() {
+            if name == "progress" && want(&data) {
+                return data;
+            }
+            seen.push(format!("{name}: {data}"));
+        }
+        panic!("the event stream ended before the awaited progress; events:\n{}", seen.join("\n"));
+    }
+
+    /// Opens the events of a session that a concurrent upload is creating.
+    pub fn open_when_known(addr: SocketAddr, id: &str) -> Events {
+        // Polled (the upload comes from another process), bounded by a deadline.
+        let deadline = Instant::now() + STARTUP;
+        while Instant::now() < deadline {
+            if http_request(addr, "GET", &format!("/sessions/{id}"), &[], b"").status == 200 {
+                return Events::open(addr, id);
+            }
+            std::thread::yield_now();
+        }
+        panic!("session {id} never appeared within {STARTUP:?}");
+    }
+}
+
