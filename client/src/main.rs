@@ -1,9 +1,27 @@
-//! `referee-client`: the piste laptop's side of the AI referee.
+//! `referee-client`: the piste laptop's side of the AI referee. `stream` sends a phrase while it
+//! is recorded (a camera, a video file or a folder of frames) and prints the verdict moments
+//! after the last hit; `analyze` and `health` are the legacy uploader's commands.
 
+mod error;
+mod legacy;
+mod output;
+mod progress;
+mod signal;
+mod source;
+mod spool;
+mod upload;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::error::{require_exists, ClientError};
+use crate::signal::SignalSpec;
+use crate::source::{CaptureOptions, SourceSpec};
 
 /// Talks to an AI referee server.
 #[derive(Debug, Parser)]
@@ -23,43 +41,185 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
     },
+    /// Upload a recorded phrase whole to `POST /analyze` (the legacy uploader); prints the JSON.
+    Analyze {
+        /// The server's base URL.
+        server: String,
+        /// The phrase's video (.avi, .mp4, anything OpenCV reads).
+        video: PathBuf,
+        /// The scoring-box log.
+        signal: PathBuf,
+        /// Ask for the normalised keypoint arrays too.
+        #[arg(long)]
+        include_keypoints: bool,
+        /// Do not render the overlay video.
+        #[arg(long)]
+        no_overlay: bool,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 300.0)]
+        timeout: f64,
+    },
+    /// Stream a phrase to `POST /stream` while it is captured; prints the verdict.
+    Stream(StreamArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["video", "camera", "frames"]))]
+#[command(group = clap::ArgGroup::new("log").required(true).args(["signal", "signal_after"]))]
+struct StreamArgs {
+    /// The server's base URL.
+    server: String,
+    /// The scoring-box log: a file, or `-` to read it from standard input when the phrase ends.
+    #[arg(long)]
+    signal: Option<String>,
+    /// A file the recorder writes when the phrase ends: frames stream meanwhile, the log is sent
+    /// once the file is there and has stopped changing.
+    #[arg(long)]
+    signal_after: Option<PathBuf>,
+    /// Stream a video file.
+    #[arg(long)]
+    video: Option<PathBuf>,
+    /// Stream a camera: its index (0, 1, …), or a device path or stream URL. Capture ends when
+    /// a log sent later (`--signal -`, `--signal-after`) arrives, at `--duration`, or when the
+    /// camera stops.
+    #[arg(long)]
+    camera: Option<String>,
+    /// Stream a folder of images in name order (JPEGs as they are).
+    #[arg(long)]
+    frames: Option<PathBuf>,
+    /// Frame rate: of a folder (default 15) or a file (default its own); asked of a camera.
+    #[arg(long, value_parser = positive)]
+    fps: Option<f64>,
+    /// Send a file or folder at its frame rate, as a camera would.
+    #[arg(long)]
+    realtime: bool,
+    /// Stop after this many seconds of phrase.
+    #[arg(long, value_parser = positive)]
+    duration: Option<f64>,
+    /// JPEG quality of the frames encoded here (video and camera frames).
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(i32).range(1..=100))]
+    jpeg_quality: i32,
+    /// The session id (`[A-Za-z0-9_-]{1,64}`); one is made up if not given.
+    #[arg(long, value_parser = session_id)]
+    session: Option<String>,
+    /// How many times a dropped upload is resumed before giving up.
+    #[arg(long, default_value_t = 5)]
+    retries: u32,
+    /// Seconds to wait for the verdict after the last byte.
+    #[arg(long, default_value_t = 300.0, value_parser = positive)]
+    timeout: f64,
+    /// Print only the winner (`left` or `right`), no progress.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
+}
+
+fn session_id(text: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err("use 1 to 64 of A-Z a-z 0-9 _ -".into())
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Health { server, timeout } => health(&server, timeout).await,
-    }
-}
-
-/// `GET /health`: prints the answer sorted and indented; exits with the HTTP status on an HTTP
-/// error and 1 when the server cannot be reached.
-async fn health(server: &str, timeout: f64) -> ExitCode {
-    let url = format!("{}/health", server.trim_end_matches('/'));
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs_f64(timeout)).build() {
-        Ok(c) => c,
-        Err(err) => return fail(&format!("cannot build the HTTP client: {err}"), 1),
-    };
-    let response = match client.get(&url).send().await {
-        Ok(r) => r,
-        Err(err) => return fail(&format!("cannot reach {url}: {err}"), 1),
-    };
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return fail(&format!("HTTP {status}: {text}"), status.as_u16().min(255) as u8);
-    }
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(json) => {
-            // serde_json's map is ordered by key, so this prints the keys sorted.
-            println!("{}", serde_json::to_string_pretty(&json).unwrap_or(text));
-            ExitCode::SUCCESS
+    let outcome = match Cli::parse().command {
+        Command::Health { server, timeout } => legacy::health(&server, timeout).await.map(|v| println!("{}", output::pretty(v))),
+        Command::Analyze { server, video, signal, include_keypoints, no_overlay, timeout } => {
+            legacy::analyze(&server, &video, &signal, include_keypoints, !no_overlay, timeout)
+                .await
+                .map(|v| println!("{}", output::pretty(v)))
         }
-        Err(err) => fail(&format!("the server's answer is not JSON ({err}): {text}"), 1),
+        Command::Stream(args) => stream(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("referee-client: {err}");
+            ExitCode::from(err.exit_code())
+        }
     }
 }
 
-fn fail(message: &str, code: u8) -> ExitCode {
-    eprintln!("referee-client: {message}");
-    ExitCode::from(code)
+/// `stream`: capture into the spool, stream from it, print the verdict.
+async fn stream(args: StreamArgs) -> Result<(), ClientError> {
+    let spec = match (&args.video, &args.camera, &args.frames) {
+        (Some(video), _, _) => {
+            require_exists(video, "video file")?;
+            SourceSpec::Video(video.clone())
+        }
+        (_, Some(camera), _) => SourceSpec::Camera(camera.clone()),
+        (_, _, Some(frames)) => {
+            require_exists(frames, "frames folder")?;
+            SourceSpec::Frames(frames.clone())
+        }
+        _ => unreachable!("clap requires one source"),
+    };
+    let signal_spec = match (&args.signal, &args.signal_after) {
+        (Some(arg), _) => {
+            let spec = SignalSpec::from_arg(arg);
+            if let SignalSpec::File(path) = &spec {
+                require_exists(path, "signal file")?;
+            }
+            spec
+        }
+        (_, Some(path)) => SignalSpec::After(path.clone()),
+        _ => unreachable!("clap requires a log"),
+    };
+    // A camera films until the phrase is over, which the log's arrival says (a log file given
+    // at the start says nothing of the kind: then the camera runs to --duration or its end).
+    let stop_on_log = matches!(spec, SourceSpec::Camera(_)) && !matches!(signal_spec, SignalSpec::File(_));
+    let session = args.session.clone().unwrap_or_else(upload::new_session_id);
+    let spool = Arc::new(spool::Spool::create(&session).map_err(|e| ClientError::Failed(format!("cannot make the frame spool: {e}")))?);
+    let options = CaptureOptions { fps: args.fps, realtime: args.realtime, duration: args.duration, jpeg_quality: args.jpeg_quality };
+    let capture = source::start(spec, options, spool.clone())?;
+    let signal = signal::spawn(signal_spec);
+    if stop_on_log {
+        let (mut rx, stop) = (signal.clone(), capture.stop.clone());
+        tokio::spawn(async move {
+            let _ = rx.wait_for(Option::is_some).await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    let progress = Arc::new(progress::Progress::new(capture.info.frames, args.quiet));
+    if !args.quiet {
+        progress.note(&format!("session {session} → {}", args.server));
+    }
+    let client = legacy::http_client(None)?;
+    let upload_options = upload::UploadOptions {
+        server: args.server.clone(),
+        session: session.clone(),
+        fps: capture.info.fps,
+        retries: args.retries,
+        verdict_timeout: Duration::from_secs_f64(args.timeout),
+    };
+    let verdict = upload::stream_phrase(&client, &upload_options, spool, signal, progress.clone()).await;
+    capture.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let captured = tokio::task::spawn_blocking(move || capture.thread.join()).await;
+    let verdict = verdict.inspect_err(|_| progress.finish("upload failed"))?;
+    progress.finish("streamed");
+    if let Ok(Ok(Err(e))) = captured {
+        progress.note(&format!("capture ended early: {e}"));
+    }
+    print_verdict(verdict, args.quiet);
+    Ok(())
+}
+
+fn print_verdict(verdict: Value, quiet: bool) {
+    if quiet {
+        println!("{}", verdict["decision"]["winner"].as_str().unwrap_or("unknown"));
+    } else {
+        if let Some(after) = verdict["stream"]["verdict_seconds_after_last_byte"].as_f64() {
+            eprintln!("referee-client: verdict {after:.2} s after the last byte");
+        }
+        println!("{}", output::pretty(verdict));
+    }
 }

@@ -1,0 +1,266 @@
+//! Where a phrase's frames come from: a camera, a video file or a folder of images. Each is read
+//! on its own thread, encoded to JPEG where needed and appended to the spool with the phrase
+//! time it was taken at. OpenCV does the capture and the encoding; nothing here knows HTTP.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opencv::core::{Mat, Vector};
+use opencv::prelude::*;
+use opencv::{imgcodecs, videoio};
+
+use crate::error::ClientError;
+use crate::spool::Spool;
+
+/// Frame rate used when neither the source nor `--fps` gives one.
+pub const DEFAULT_FPS: f64 = 15.0;
+
+/// What to capture.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// A video file, read frame by frame.
+    Video(PathBuf),
+    /// A live capture: a camera index (`0`), or a device path or stream URL OpenCV opens.
+    Camera(String),
+    /// A folder of images, in name order (JPEGs sent as they are, others encoded).
+    Frames(PathBuf),
+}
+
+/// How to capture.
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    /// The frame rate: of a file or folder's phrase time, asked of a camera (and kept by
+    /// dropping frames if it gives more).
+    pub fps: Option<f64>,
+    /// Send a file or folder at its frame rate, as a camera would (and pace a capture that
+    /// comes faster than real time).
+    pub realtime: bool,
+    /// Stop after this many seconds of phrase.
+    pub duration: Option<f64>,
+    /// JPEG quality for frames that are encoded here (1–100).
+    pub jpeg_quality: i32,
+}
+
+/// What the opened source says about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceInfo {
+    /// Its frame rate.
+    pub fps: f64,
+    /// How many frames it will give, when known.
+    pub frames: Option<u64>,
+}
+
+/// A capture started on its own thread.
+pub struct Capture {
+    /// What the source said when it was opened.
+    pub info: SourceInfo,
+    /// Set to end a live capture (the phrase is over).
+    pub stop: Arc<AtomicBool>,
+    /// The capture thread: why it ended early, if it did.
+    pub thread: std::thread::JoinHandle<Result<(), ClientError>>,
+}
+
+/// Opens `spec` and starts capturing into `spool`; fails at once when it cannot be opened.
+pub fn start(spec: SourceSpec, options: CaptureOptions, spool: Arc<Spool>) -> Result<Capture, ClientError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let stop_flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("capture".into())
+        .spawn(move || {
+            let mut source = match Source::open(&spec, &options) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                    spool.finish();
+                    return Ok(());
+                }
+            };
+            let _ = opened_tx.send(Ok(source.info()));
+            let ended = source.run(&options, &spool, &stop_flag);
+            spool.finish();
+            ended
+        })
+        .map_err(|e| ClientError::Failed(format!("cannot start the capture thread: {e}")))?;
+    let info = opened_rx.recv().map_err(|_| ClientError::Failed("the capture thread stopped before opening its source".into()))??;
+    Ok(Capture { info, stop, thread })
+}
+
+enum Source {
+    Video { capture: videoio::VideoCapture, fps: f64, frames: Option<u64> },
+    Camera { capture: videoio::VideoCapture, fps: f64, decimate: bool },
+    Frames { paths: Vec<PathBuf>, fps: f64 },
+}
+
+fn opencv_failed(what: &str) -> impl Fn(opencv::Error) -> ClientError + '_ {
+    move |e| ClientError::Failed(format!("{what}: {e}"))
+}
+
+impl Source {
+    fn open(spec: &SourceSpec, options: &CaptureOptions) -> Result<Source, ClientError> {
+        match spec {
+            SourceSpec::Video(path) => {
+                let what = format!("cannot read the video {}", path.display());
+                let capture = videoio::VideoCapture::from_file(path.as_path(), videoio::CAP_ANY).map_err(opencv_failed(&what))?;
+                if !capture.is_opened().map_err(opencv_failed(&what))? {
+                    return Err(ClientError::Failed(format!("{what}: OpenCV cannot open it")));
+                }
+                let own_fps = capture.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
+                let fps = options.fps.unwrap_or(if own_fps.is_finite() && own_fps > 0.0 { own_fps } else { DEFAULT_FPS });
+                let count = capture.get(videoio::CAP_PROP_FRAME_COUNT).unwrap_or(0.0);
+                let mut frames = (count.is_finite() && count >= 1.0).then_some(count as u64);
+                if let (Some(n), Some(d)) = (frames, options.duration) {
+                    frames = Some(n.min((d * fps).ceil() as u64));
+                }
+                Ok(Source::Video { capture, fps, frames })
+            }
+            SourceSpec::Camera(name) => {
+                let what = format!("cannot open the camera {name}");
+                let mut capture = match name.parse::<i32>() {
+                    Ok(index) => videoio::VideoCapture::new(index, videoio::CAP_ANY),
+                    Err(_) => videoio::VideoCapture::from_file(name, videoio::CAP_ANY),
+                }
+                .map_err(opencv_failed(&what))?;
+                if !capture.is_opened().map_err(opencv_failed(&what))? {
+                    return Err(ClientError::Failed(format!("{what}: OpenCV cannot open it")));
+                }
+                if let Some(fps) = options.fps {
+                    // Cameras may ignore this; frames beyond the rate are dropped below.
+                    let _ = capture.set(videoio::CAP_PROP_FPS, fps);
+                }
+                let own_fps = capture.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
+                let fps = options.fps.unwrap_or(if own_fps.is_finite() && own_fps > 0.0 { own_fps } else { DEFAULT_FPS });
+                Ok(Source::Camera { capture, fps, decimate: options.fps.is_some() })
+            }
+            SourceSpec::Frames(dir) => {
+                let mut paths = image_files(dir)?;
+                let fps = options.fps.unwrap_or(DEFAULT_FPS);
+                if let Some(d) = options.duration {
+                    paths.truncate((d * fps).ceil().max(0.0) as usize);
+                }
+                if paths.is_empty() {
+                    return Err(ClientError::Failed(format!("no images (.jpg, .jpeg, .png, .bmp) in {}", dir.display())));
+                }
+                Ok(Source::Frames { paths, fps })
+            }
+        }
+    }
+
+    fn info(&self) -> SourceInfo {
+        match self {
+            Source::Video { fps, frames, .. } => SourceInfo { fps: *fps, frames: *frames },
+            Source::Camera { fps, .. } => SourceInfo { fps: *fps, frames: None },
+            Source::Frames { paths, fps } => SourceInfo { fps: *fps, frames: Some(paths.len() as u64) },
+        }
+    }
+
+    /// Captures until the source ends, `duration` is reached, or `stop` is set.
+    fn run(&mut self, options: &CaptureOptions, spool: &Spool, stop: &AtomicBool) -> Result<(), ClientError> {
+        let stored = |jpeg: &[u8], ts: f64| spool.push(jpeg, ts).map_err(|e| ClientError::Failed(format!("cannot spool a frame to disk: {e}")));
+        let started = Instant::now();
+        let duration = options.duration.unwrap_or(f64::INFINITY);
+        let mut image = Mat::default();
+        match self {
+            Source::Video { capture, fps, .. } => {
+                let period = 1.0 / *fps;
+                for i in 0u64.. {
+                    let ts = i as f64 * period;
+                    if ts >= duration || stop.load(Ordering::Relaxed) || !read(capture, &mut image)? {
+                        break;
+                    }
+                    if options.realtime {
+                        pace(started, ts);
+                    }
+                    stored(&encode(&image, options.jpeg_quality)?, ts)?;
+                }
+            }
+            Source::Camera { capture, fps, decimate } => {
+                let period = 1.0 / *fps;
+                let mut sent = 0u64;
+                while !stop.load(Ordering::Relaxed) && started.elapsed().as_secs_f64() < duration {
+                    if !read(capture, &mut image)? {
+                        break;
+                    }
+                    if options.realtime {
+                        pace(started, sent as f64 * period);
+                    }
+                    let ts = started.elapsed().as_secs_f64();
+                    if *decimate && ts < sent as f64 * period {
+                        continue; // the camera gives more frames than asked for
+                    }
+                    stored(&encode(&image, options.jpeg_quality)?, ts)?;
+                    sent += 1;
+                }
+            }
+            Source::Frames { paths, fps } => {
+                let period = 1.0 / *fps;
+                for (i, path) in paths.iter().enumerate() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let ts = i as f64 * period;
+                    if options.realtime {
+                        pace(started, ts);
+                    }
+                    stored(&image_as_jpeg(path, options.jpeg_quality)?, ts)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The next frame into `image`; false at the end of the source.
+fn read(capture: &mut videoio::VideoCapture, image: &mut Mat) -> Result<bool, ClientError> {
+    let got = capture.read(image).map_err(opencv_failed("cannot read a frame"))?;
+    Ok(got && !image.empty())
+}
+
+/// Sleeps until `at` seconds after `started` (a camera's pace; nothing to wait for otherwise).
+fn pace(started: Instant, at: f64) {
+    let due = started + Duration::from_secs_f64(at);
+    let now = Instant::now();
+    if due > now {
+        std::thread::sleep(due - now);
+    }
+}
+
+/// A frame as JPEG bytes at this quality.
+pub fn encode(image: &Mat, quality: i32) -> Result<Vec<u8>, ClientError> {
+    let mut buffer = Vector::<u8>::new();
+    let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality]);
+    let ok = imgcodecs::imencode(".jpg", image, &mut buffer, &params).map_err(opencv_failed("cannot encode a frame as JPEG"))?;
+    if !ok {
+        return Err(ClientError::Failed("OpenCV could not encode a frame as JPEG".into()));
+    }
+    Ok(buffer.to_vec())
+}
+
+/// A folder's images in name order.
+fn image_files(dir: &Path) -> Result<Vec<PathBuf>, ClientError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ClientError::Failed(format!("cannot list {}: {e}", dir.display())))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+            p.is_file() && matches!(ext.as_str(), "jpg" | "jpeg" | "png" | "bmp")
+        })
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// A JPEG file's bytes as they are; any other image decoded and encoded.
+fn image_as_jpeg(path: &Path, quality: i32) -> Result<Vec<u8>, ClientError> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if matches!(ext.as_str(), "jpg" | "jpeg") {
+        return std::fs::read(path).map_err(|e| ClientError::Failed(format!("cannot read {}: {e}", path.display())));
+    }
+    let image = imgcodecs::imread(path, imgcodecs::IMREAD_COLOR).map_err(opencv_failed("cannot read an image"))?;
+    if image.empty() {
+        return Err(ClientError::Failed(format!("cannot decode the image {}", path.display())));
+    }
+    encode(&image, quality)
+}

@@ -1,0 +1,328 @@
+//! One phrase streamed to `POST /stream` as a `multipart/x-mixed-replace` body built while the
+//! frames are captured (`Body::wrap_stream`: one frame in memory at a time), each part with
+//! `X-Frame-Index` and `X-Timestamp`, then the log and the closing boundary. When the connection
+//! drops, the server is asked where the session stands (`GET /sessions/{id}`) and the upload
+//! resumes from its next frame, up to a number of retries.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+
+use crate::error::ClientError;
+use crate::progress::Progress;
+use crate::signal::SignalState;
+use crate::spool::Spool;
+
+/// Where and how to stream.
+#[derive(Debug, Clone)]
+pub struct UploadOptions {
+    /// The server's base URL.
+    pub server: String,
+    /// The session id (the server's name for this phrase; resumes use it).
+    pub session: String,
+    /// The phrase's frame rate, passed on as `?fps=`.
+    pub fps: f64,
+    /// Resumes allowed after a dropped connection (or a busy server) before giving up.
+    pub retries: u32,
+    /// Seconds to wait for the verdict once the last byte is sent.
+    pub verdict_timeout: Duration,
+}
+
+/// A fresh session id, `[A-Za-z0-9_-]{1,64}`.
+pub fn new_session_id() -> String {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("piste-{ms}-{:08x}", random_u64() as u32)
+}
+
+/// A boundary no JPEG is likely to contain.
+fn new_boundary() -> String {
+    format!("referee-{:016x}{:016x}", random_u64(), random_u64())
+}
+
+fn random_u64() -> u64 {
+    // std's hasher keys are random per process (and per RandomState): enough for names.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish()
+}
+
+// Each part goes out with the delimiter that ends it (`\r\n--boundary`), as ffmpeg's mpjpeg
+// does: a multipart reader only knows a part is whole once it sees that delimiter, so a frame
+// sent without it would wait at the server for the next frame (or the log) to arrive.
+
+/// What opens a part: the first delimiter line, or the end of the delimiter already sent.
+fn part_opening(boundary: &str, first: bool) -> String {
+    if first {
+        format!("--{boundary}\r\n")
+    } else {
+        "\r\n".to_owned()
+    }
+}
+
+/// One frame part, the delimiter that ends it included.
+fn frame_part(boundary: &str, first: bool, index: u64, timestamp: f64, jpeg: &[u8]) -> Bytes {
+    let mut out = format!(
+        "{}Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Index: {index}\r\nX-Timestamp: {timestamp:.3}\r\n\r\n",
+        part_opening(boundary, first),
+        jpeg.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(jpeg);
+    out.extend_from_slice(format!("\r\n--{boundary}").as_bytes());
+    Bytes::from(out)
+}
+
+/// The log part and the closing delimiter.
+fn signal_and_close(boundary: &str, first: bool, log: &[u8]) -> Bytes {
+    let mut out = format!(
+        "{}Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline; name=\"signal\"; filename=\"signal.txt\"\r\n\r\n",
+        part_opening(boundary, first)
+    )
+    .into_bytes();
+    out.extend_from_slice(log);
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Bytes::from(out)
+}
+
+/// Where the body generator is.
+enum Stage {
+    Frames(u64),
+    Signal,
+    Done,
+}
+
+struct BodyState {
+    stage: Stage,
+    boundary: String,
+    /// No part has gone out yet.
+    first: bool,
+    spool: Arc<Spool>,
+    captured: watch::Receiver<crate::spool::SpoolStatus>,
+    signal: watch::Receiver<SignalState>,
+    progress: Arc<Progress>,
+    last_byte: Option<oneshot::Sender<()>>,
+}
+
+/// The body from frame `from` on: frames as they are captured, then the log once known.
+fn body(state: BodyState) -> reqwest::Body {
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            match st.stage {
+                Stage::Frames(i) => {
+                    let status = match st.captured.wait_for(|s| s.frames > i || s.done).await {
+                        Ok(s) => *s,
+                        Err(_) => crate::spool::SpoolStatus { frames: 0, done: true },
+                    };
+                    if status.frames <= i {
+                        st.stage = Stage::Signal;
+                        continue;
+                    }
+                    let (jpeg, ts) = match st.spool.frame(i) {
+                        Ok(f) => f,
+                        Err(e) => return Some((Err(e), BodyState { stage: Stage::Done, ..st })),
+                    };
+                    let part = frame_part(&st.boundary, st.first, i, ts, &jpeg);
+                    st.first = false;
+                    st.progress.sent(i, part.len());
+                    st.stage = Stage::Frames(i + 1);
+                    return Some((Ok(part), st));
+                }
+                Stage::Signal => {
+                    let known = st.signal.wait_for(Option::is_some).await.ok().and_then(|s| s.clone());
+                    st.stage = Stage::Done;
+                    return match known {
+                        Some(Ok(log)) => {
+                            if let Some(tx) = st.last_byte.take() {
+                                let _ = tx.send(());
+                            }
+                            Some((Ok(signal_and_close(&st.boundary, st.first, &log)), st))
+                        }
+                        // The log cannot be had: the upload stops here (the caller says why).
+                        _ => Some((Err(std::io::Error::other("no log to send")), st)),
+                    };
+                }
+                Stage::Done => return None,
+            }
+        }
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+/// What one POST ended in.
+enum Attempt {
+    /// The verdict (200).
+    Verdict(Value),
+    /// Worth another try: the connection dropped, or the server was busy for this long.
+    Retry { why: String, after: Option<Duration> },
+}
+
+/// Streams the phrase and returns the verdict JSON.
+pub async fn stream_phrase(
+    client: &reqwest::Client,
+    options: &UploadOptions,
+    spool: Arc<Spool>,
+    signal: watch::Receiver<SignalState>,
+    progress: Arc<Progress>,
+) -> Result<Value, ClientError> {
+    let base = options.server.trim_end_matches('/');
+    let url = format!("{base}/stream?session={}&fps={}", options.session, options.fps);
+    let mut from = 0u64;
+    let mut retry = 0u32;
+    loop {
+        let boundary = new_boundary();
+        let (last_byte_tx, last_byte_rx) = oneshot::channel();
+        let state = BodyState {
+            stage: Stage::Frames(from),
+            boundary: boundary.clone(),
+            first: true,
+            captured: spool.watch(),
+            spool: spool.clone(),
+            signal: signal.clone(),
+            progress: progress.clone(),
+            last_byte: Some(last_byte_tx),
+        };
+        let request = client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, format!("multipart/x-mixed-replace; boundary={boundary}"))
+            .header("X-Session-Id", &options.session)
+            .body(body(state));
+        let attempt = async {
+            let response = request.send().await;
+            let response = match response {
+                Ok(r) => r,
+                Err(e) => return Ok(Attempt::Retry { why: describe(&e), after: None }),
+            };
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map(Duration::from_secs_f64);
+            let text = match response.text().await {
+                Ok(t) => t,
+                Err(e) => return Ok(Attempt::Retry { why: describe(&e), after: None }),
+            };
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                return Ok(Attempt::Retry { why: ClientError::http(503, &text).to_string(), after: retry_after });
+            }
+            if status == reqwest::StatusCode::ACCEPTED {
+                return Err(ClientError::Failed(format!("the server still awaits the log: {text}")));
+            }
+            if !status.is_success() {
+                return Err(ClientError::http(status.as_u16(), &text));
+            }
+            serde_json::from_str(&text)
+                .map(Attempt::Verdict)
+                .map_err(|e| ClientError::Failed(format!("the server's answer is not JSON ({e}): {text}")))
+        };
+        let timeout = options.verdict_timeout;
+        let outcome = tokio::select! {
+            outcome = attempt => outcome?,
+            () = async {
+                if last_byte_rx.await.is_ok() {
+                    tokio::time::sleep(timeout).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                return Err(ClientError::Failed(format!("no verdict within {} s of the last byte", timeout.as_secs_f64())));
+            }
+        };
+        let (why, after) = match outcome {
+            Attempt::Verdict(v) => return Ok(v),
+            Attempt::Retry { why, after } => (why, after),
+        };
+        if let Some(Err(e)) = signal.borrow().as_ref() {
+            return Err(ClientError::Failed(e.clone()));
+        }
+        if retry >= options.retries {
+            let tries = if options.retries == 1 { "retry" } else { "retries" };
+            return Err(ClientError::Failed(format!("upload failed after {} {tries}: {why}", options.retries)));
+        }
+        retry += 1;
+        tokio::time::sleep(after.unwrap_or_else(|| backoff(retry))).await;
+        match session_state(client, base, &options.session).await {
+            Ok(Some(s)) if s["state"] == "done" && s["result"].is_object() => {
+                progress.note("the server had already decided the phrase");
+                return Ok(s["result"].clone());
+            }
+            Ok(Some(s)) if s["state"] == "failed" => {
+                let detail = s["error"].as_str().unwrap_or("the phrase could not be analysed").to_owned();
+                return Err(ClientError::Failed(format!("the server could not decide the phrase: {detail}")));
+            }
+            Ok(Some(s)) => from = s["next_frame_index"].as_u64().unwrap_or(0),
+            Ok(None) => from = 0,
+            Err(_) => {} // unreachable still: resend from where we were; the server skips what it holds
+        }
+        progress.note(&format!("{why}; resuming from frame {from} (retry {retry}/{})", options.retries));
+    }
+}
+
+/// Seconds to wait before retry `n` (1, 2, 4, … at most 8).
+fn backoff(n: u32) -> Duration {
+    Duration::from_secs_f64((0.5 * 2f64.powi(n as i32)).min(8.0))
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    format!("connection lost ({text})")
+}
+
+/// `GET /sessions/{id}`: the session, `None` when the server does not know it.
+async fn session_state(client: &reqwest::Client, base: &str, id: &str) -> Result<Option<Value>, reqwest::Error> {
+    let response = client.get(format!("{base}/sessions/{id}")).timeout(Duration::from_secs(10)).send().await?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    let response = response.error_for_status()?;
+    Ok(response.json::<Value>().await.ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_well_formed_multipart_each_ended_at_once() {
+        let body = [
+            frame_part("b", true, 7, 0.4666, b"JPEG"),
+            frame_part("b", false, 8, 0.5333, b"JPEG2"),
+            signal_and_close("b", false, b"log"),
+        ]
+        .concat();
+        let expected = "--b\r\nContent-Type: image/jpeg\r\nContent-Length: 4\r\nX-Frame-Index: 7\r\nX-Timestamp: 0.467\r\n\r\nJPEG\r\n\
+            --b\r\nContent-Type: image/jpeg\r\nContent-Length: 5\r\nX-Frame-Index: 8\r\nX-Timestamp: 0.533\r\n\r\nJPEG2\r\n\
+            --b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline; name=\"signal\"; filename=\"signal.txt\"\r\n\r\nlog\r\n\
+            --b--\r\n";
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
+        assert!(frame_part("b", false, 0, 0.0, b"J").ends_with(b"J\r\n--b"), "a frame carries its closing delimiter");
+        assert!(signal_and_close("b", true, b"log").starts_with(b"--b\r\nContent-Type: text/plain"));
+    }
+
+    #[test]
+    fn ids_and_boundaries_are_fresh_and_valid() {
+        let (a, b) = (new_session_id(), new_session_id());
+        assert_ne!(a, b);
+        assert!(a.len() <= 64 && a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert_ne!(new_boundary(), new_boundary());
+    }
+
+    #[test]
+    fn backoff_grows_then_stays() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(10), Duration::from_secs(8));
+    }
+}
