@@ -2,8 +2,8 @@
 # The service end to end on this machine: sets up, builds, then
 #  1. serves the marker model, renders a recorded phrase as video, posts it to /analyze with curl
 #     and prints the verdict beside the legacy's and the human referee's call; then streams the
-#     same phrase to /stream as a camera would (15 fps, frames analysed as they arrive) and prints
-#     the verdict and how long after the last byte it came;
+#     same phrase to /stream with referee-client as a camera would (15 fps, frames analysed as
+#     they arrive) and prints the verdict and how long after the last byte it came;
 #  2. serves the pretrained yolo11n-pose, posts a real two-person video, and prints where its
 #     overlay is and how many people the model found per frame.
 # PHRASE_ID picks the recorded phrase (default: the first of tests/fixtures/phrases.jsonl).
@@ -45,10 +45,9 @@ echo "demo: rendering recorded phrase $ID"
 start_server "$WORK/marker.log" --model models/marker-pose.torchscript --fisheye-enabled false
 curl -sS -F "video=@$WORK/$ID.avi;type=video/x-msvideo" -F "signal=@$WORK/$ID.txt;type=text/plain" \
   "http://$ADDR/analyze" >"$WORK/verdict.json"
-echo "demo: streaming the same phrase to /stream at 15 fps"
-python3 scripts/stream-frames.py "$WORK/frames" "$WORK/$ID.txt" --fps 15 |
-  curl -sS -X POST -T - -H "Content-Type: multipart/x-mixed-replace; boundary=frame" \
-    "http://$ADDR/stream?session=demo-$(date +%s)" >"$WORK/streamed.json"
+echo "demo: streaming the same phrase to /stream with referee-client, at 15 fps as a camera would"
+target/release/referee-client stream "http://$ADDR" --frames "$WORK/frames" --realtime --fps 15 \
+  --signal "$WORK/$ID.txt" --session "demo-$(date +%s)" >"$WORK/streamed.json"
 stop_server
 python3 - "$WORK/verdict.json" "$PHRASES" "$ID" <<'PY'
 import json, sys

@@ -13,7 +13,7 @@ const LINE_EVERY: Duration = Duration::from_secs(1);
 struct Counts {
     frames: u64,
     bytes: u64,
-    last_line: Option<Instant>,
+    last_line: Instant,
 }
 
 /// Progress of one upload, shown on standard error.
@@ -37,7 +37,9 @@ impl Progress {
             bar.set_style(ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> "));
             bar
         });
-        Progress { bar, started: Instant::now(), counts: Mutex::new(Counts { frames: 0, bytes: 0, last_line: None }), quiet }
+        let started = Instant::now();
+        // The first plain line comes a second in, when the rate means something.
+        Progress { bar, started, counts: Mutex::new(Counts { frames: 0, bytes: 0, last_line: started }), quiet }
     }
 
     fn summary(&self, c: &Counts) -> String {
@@ -54,8 +56,8 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_position(c.frames);
             bar.set_message(text);
-        } else if !self.quiet && c.last_line.is_none_or(|t| t.elapsed() >= LINE_EVERY) {
-            c.last_line = Some(Instant::now());
+        } else if !self.quiet && c.last_line.elapsed() >= LINE_EVERY {
+            c.last_line = Instant::now();
             eprintln!("referee-client: {} frames, {text}", c.frames);
         }
     }
