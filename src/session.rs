@@ -526,4 +526,31 @@ mod tests {
         assert!(!valid_id("a b"));
         assert!(valid_id(&new_id()));
     }
+
+    #[test]
+    fn a_crash_torn_index_is_repaired_on_reload_and_appends_go_on_cleanly() {
+        let dir = std::env::temp_dir().join(format!("ai-referee-reload-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Two whole frames, a third whose bytes were cut off, and a torn index line after them.
+        std::fs::write(dir.join("frames.mjpeg"), b"AAAABBBBCC").unwrap();
+        let records = "{\"index\":0,\"offset\":0,\"length\":4,\"timestamp\":0.0}\n\
+                       {\"index\":1,\"offset\":4,\"length\":4,\"timestamp\":null}\n\
+                       {\"index\":2,\"offset\":8,\"length\":4,\"timestamp\":0.1}\n{\"index\":3,\"off";
+        std::fs::write(dir.join("frames.idx"), records).unwrap();
+        let session = reload("r", &dir, 1 << 20).unwrap();
+        let p = session.progress();
+        assert_eq!((p.state, p.frames_received, p.next_frame_index, p.bytes), (SessionState::Interrupted, 2, 2, 8));
+        assert!(!session.add_frame(Some(1), None, b"dup!").unwrap(), "held frames are skipped");
+        assert!(session.add_frame(Some(2), Some(0.2), b"CCCC").unwrap());
+        drop(session);
+        let again = reload("r", &dir, 1 << 20).unwrap();
+        assert_eq!(again.progress().frames_received, 3, "the index reads whole after the repair");
+        assert_eq!(again.progress().next_frame_index, 3);
+        // Over the phrase limit: refused, not stored.
+        let small = reload("r", &dir, 13).unwrap();
+        assert!(matches!(small.add_frame(None, None, b"DD"), Err(ApiError::PayloadTooLarge(_))));
+        assert_eq!(small.progress().frames_received, 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -133,7 +133,7 @@ fn curl_streams_a_chunked_body() {
     let rendered = render(1, out.path());
     let mut body = Vec::new();
     for (i, jpeg) in rendered.jpegs.iter().enumerate() {
-        body.extend(frame_part("--curl", i, jpeg).iter().copied().skip(0));
+        body.extend(frame_part("--curl", i, jpeg));
     }
     // Parts use `----curl`: the Content-Type gives the boundary with a leading `--`, quoted.
     body.extend(signal_part("--curl", &std::fs::read(&rendered.log).unwrap()));
@@ -381,4 +381,43 @@ fn limits_answer_413_and_a_full_server_503() {
     upload.send(b"--frame--\r\n");
     assert_eq!(upload.finish().status, 202);
     assert_eq!(post("/stream?session=second", b"--frame--\r\n").status, 202);
+}
+
+#[test]
+fn undecidable_phrases_answer_422() {
+    let out = TempDir::new("stream-422");
+    let server = marker_server(&out.path().join("results"));
+    let rendered = render(7, out.path());
+    let log = std::fs::read(&rendered.log).unwrap();
+    // Frames in which nobody stands: black 320×240 JPEGs.
+    let blank = out.path().join("blank");
+    std::fs::create_dir_all(&blank).unwrap();
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "color=black:s=320x240", "-frames:v", "6"])
+        .arg(blank.join("f_%02d.jpg"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut body = Vec::new();
+    for i in 0..6 {
+        body.extend(frame_part("frame", i, &std::fs::read(blank.join(format!("f_{:02}.jpg", i + 1))).unwrap()));
+    }
+    body.extend(signal_part("frame", &log));
+    body.extend_from_slice(b"--frame--\r\n");
+    let r = http_request(server.addr, "POST", "/stream?session=nobody", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], &body);
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["detail"], "No valid frame with keypoints for both tracks found in the video");
+    let session = server.get("/sessions/nobody").json();
+    assert_eq!(session["state"], "failed");
+    assert_eq!(session["result"], Value::Null);
+    assert!(!out.path().join("results/nobody/analysis_result.json").exists(), "no result file for a failed phrase");
+
+    // A log with no start line: 422 with the legacy's message, and the frames are kept for a better log.
+    let mut body = frame_part("frame", 0, &rendered.jpegs[0]);
+    body.extend(signal_part("frame", b" 1.0s | HIT: Left scores on Right!\nScores -> Fencer 1: HIT, Fencer 2: HIT\n"));
+    body.extend_from_slice(b"--frame--\r\n");
+    let r = http_request(server.addr, "POST", "/stream?session=no-start", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], &body);
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["detail"].as_str().unwrap().contains("Could not find start time"), "{}", r.json());
+    assert_eq!(server.get("/sessions/no-start").json()["frames_received"], 1);
 }
