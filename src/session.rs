@@ -295,6 +295,9 @@ impl Sessions {
         let known = self.get(id);
         // Counted and claimed under the registry's lock, so two uploads cannot both take the last slot.
         let mut open = self.registry();
+        // Decided sessions nobody holds leave memory (and close their files): their result is on
+        // disk, where `get` finds it again. A server that runs all day keeps only what is live.
+        open.retain(|key, s| key == id || Arc::strong_count(s) > 1 || s.progress().state != SessionState::Done);
         let busy = open.values().filter(|s| s.id != id && s.busy()).count();
         if busy >= self.max_busy {
             return Err(ApiError::Unavailable(format!("{busy} phrases are streaming already; try again shortly")));

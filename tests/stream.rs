@@ -421,3 +421,31 @@ fn undecidable_phrases_answer_422() {
     assert!(r.json()["detail"].as_str().unwrap().contains("Could not find start time"), "{}", r.json());
     assert_eq!(server.get("/sessions/no-start").json()["frames_received"], 1);
 }
+
+#[test]
+fn decided_sessions_do_not_keep_files_open() {
+    let out = TempDir::new("stream-files");
+    let server = marker_server(&out.path().join("results"));
+    let rendered = render(8, out.path());
+    let mut body: Vec<u8> = rendered.jpegs.iter().enumerate().flat_map(|(i, j)| frame_part("frame", i, j)).collect();
+    body.extend(signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
+    body.extend_from_slice(b"--frame--\r\n");
+    let post = |id: &str| {
+        let r = http_request(server.addr, "POST", &format!("/stream?session={id}"), &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], &body);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()
+    };
+    let first = post("files-0");
+    let before = server.open_files();
+    for k in 1..=6 {
+        post(&format!("files-{k}"));
+    }
+    let after = server.open_files();
+    assert!(after < before + 6, "six more decided phrases left {} more files open", after - before);
+    // A session that left memory is still there for whoever asks, and still refuses more frames.
+    let again = server.get("/sessions/files-0").json();
+    assert_eq!(again["state"], "done");
+    assert_eq!(again["result"]["decision"], first["decision"]);
+    let r = http_request(server.addr, "POST", "/stream?session=files-0", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], b"--frame--\r\n");
+    assert_eq!(r.status, 409);
+}

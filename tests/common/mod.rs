@@ -106,6 +106,11 @@ impl Server {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// How many files and sockets the server process has open (Linux).
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("the server's /proc entry").count()
+    }
 }
 
 impl Drop for Server {
