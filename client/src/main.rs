@@ -131,6 +131,11 @@ fn session_id(text: &str) -> Result<String, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // OpenCV's own warnings (GStreamer, V4L2 probing) would bury ours; every failure is reported
+    // by this program in words. OPENCV_LOG_LEVEL, when set, still decides.
+    if std::env::var_os("OPENCV_LOG_LEVEL").is_none() {
+        let _ = opencv::core::set_log_level(opencv::core::LogLevel::LOG_LEVEL_SILENT);
+    }
     let outcome = match Cli::parse().command {
         Command::Health { server, timeout } => legacy::health(&server, timeout).await.map(|v| println!("{}", output::pretty(v))),
         Command::Analyze { server, video, signal, include_keypoints, no_overlay, timeout } => {
