@@ -64,11 +64,17 @@ pub struct Progress {
     pub signal_received: bool,
     /// The verdict, once done.
     pub result: Option<Value>,
-    /// Why it failed, if it did.
-    pub error: Option<String>,
-    /// The failure itself, with its kind (the status it is answered with).
-    #[serde(skip)]
+    /// Why it failed, if it did: with its kind (the status it is answered with); shown as
+    /// `"error": "<message>"`.
+    #[serde(rename = "error", serialize_with = "failure_message")]
     pub failure: Option<ApiError>,
+}
+
+fn failure_message<S: serde::Serializer>(failure: &Option<ApiError>, serializer: S) -> Result<S::Ok, S::Error> {
+    match failure {
+        Some(e) => serializer.serialize_some(&e.to_string()),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// One stored frame.
@@ -378,7 +384,6 @@ fn reload(id: &str, dir: &Path, max_phrase_bytes: u64) -> Result<Session, ApiErr
         bytes,
         signal_received: phrase.is_some(),
         result,
-        error: None,
         failure: None,
     };
     let now = Instant::now();
@@ -509,7 +514,6 @@ fn read_frame(reader: &mut File, record: FrameRecord) -> Option<Mat> {
 fn fail(session: &Session, error: ApiError) {
     warn!(session = %session.id, %error, "phrase failed");
     let mut inner = session.lock();
-    inner.progress.error = Some(error.to_string());
     inner.progress.failure = Some(error);
     inner.progress.state = SessionState::Failed;
     session.publish(&inner);

@@ -180,7 +180,7 @@ pub fn events(state: &AppState, id: &str) -> Result<Response<ResponseBody>, ApiE
         let p = rx.borrow_and_update().clone();
         let (event, data, last) = match p.state {
             SessionState::Done => ("verdict", p.result.clone().unwrap_or_default(), true),
-            SessionState::Failed => ("failed", json!({ "detail": p.error }), true),
+            SessionState::Failed => ("failed", json!({ "detail": p.failure.map(|e| e.to_string()) }), true),
             _ => ("progress", serde_json::to_value(Progress { result: None, ..p }).unwrap_or_default(), false),
         };
         let text = format!("event: {event}\ndata: {data}\n\n");

@@ -409,6 +409,7 @@ fn undecidable_phrases_answer_422() {
     assert_eq!(r.json()["detail"], "No valid frame with keypoints for both tracks found in the video");
     let session = server.get("/sessions/nobody").json();
     assert_eq!(session["state"], "failed");
+    assert_eq!(session["error"], "No valid frame with keypoints for both tracks found in the video");
     assert_eq!(session["result"], Value::Null);
     assert!(!out.path().join("results/nobody/analysis_result.json").exists(), "no result file for a failed phrase");
 
