@@ -113,6 +113,9 @@ pub struct Session {
     worker_started: std::sync::atomic::AtomicBool,
 }
 
+/// The file whose presence says an upload of the session ended cleanly (all frames are in).
+const UPLOAD_COMPLETE: &str = "upload.complete";
+
 /// Whether `id` is a valid session id: `[A-Za-z0-9_-]{1,64}`.
 pub fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -156,6 +159,9 @@ impl Session {
             _ => {}
         }
         inner.uploading = true;
+        // More frames may come: the phrase is open again until this upload ends cleanly.
+        inner.upload_done = false;
+        let _ = std::fs::remove_file(self.dir.join(UPLOAD_COMPLETE));
         inner.progress.state = SessionState::Receiving;
         self.publish(&inner);
         Ok(())
@@ -215,6 +221,10 @@ impl Session {
         if complete {
             inner.upload_done = true;
             inner.upload_seconds = inner.started.elapsed().as_secs_f64();
+            // Kept on disk, so that a log PUT after a restart still completes the phrase.
+            if let Err(e) = std::fs::write(self.dir.join(UPLOAD_COMPLETE), b"") {
+                warn!(session = %self.id, error = %e, "cannot mark the upload complete on disk");
+            }
         } else if inner.progress.state == SessionState::Receiving {
             inner.progress.state = SessionState::Interrupted;
         }
@@ -317,17 +327,29 @@ impl Sessions {
         };
         session.begin_upload()?;
         drop(open);
-        if !session.worker_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            let worker = session.clone();
-            let options = PipelineOptions { dir: session.dir.clone(), stem: "frames".into(), ..options };
-            let spawned = std::thread::Builder::new().name(format!("pose-{id}")).spawn(move || run_worker(worker, model, options));
-            if let Err(e) = spawned {
-                session.worker_started.store(false, std::sync::atomic::Ordering::SeqCst);
-                session.end_upload(false);
-                return Err(ApiError::Internal(format!("cannot start the session worker: {e}")));
-            }
+        if let Err(e) = session.ensure_worker(model, options) {
+            session.end_upload(false);
+            return Err(e);
         }
         Ok(session)
+    }
+}
+
+impl Session {
+    /// Starts the session's pose worker unless it has one (a session reloaded from disk has none
+    /// until an upload, or its log, needs it).
+    pub fn ensure_worker(self: &Arc<Self>, model: Arc<PoseModel>, options: PipelineOptions) -> Result<(), ApiError> {
+        if self.worker_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let worker = self.clone();
+        let options = PipelineOptions { dir: self.dir.clone(), stem: "frames".into(), ..options };
+        let spawned = std::thread::Builder::new().name(format!("pose-{}", self.id)).spawn(move || run_worker(worker, model, options));
+        if let Err(e) = spawned {
+            self.worker_started.store(false, std::sync::atomic::Ordering::SeqCst);
+            return Err(ApiError::Internal(format!("cannot start the session worker: {e}")));
+        }
+        Ok(())
     }
 }
 
@@ -369,9 +391,10 @@ fn reload(id: &str, dir: &Path, max_phrase_bytes: u64) -> Result<Session, ApiErr
     let phrase = std::fs::read_to_string(dir.join("signal.txt")).ok().and_then(|t| signal::parse(&t).ok());
     let result: Option<Value> =
         std::fs::read(dir.join("analysis_result.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let state = match (&result, frames.is_empty()) {
+    let upload_done = dir.join(UPLOAD_COMPLETE).is_file();
+    let state = match (&result, frames.is_empty() || upload_done) {
         (Some(_), _) => SessionState::Done,
-        (None, true) => SessionState::Receiving,
+        (None, true) => SessionState::Receiving, // nothing yet, or all frames in and the log awaited
         (None, false) => SessionState::Interrupted,
     };
     let progress = Progress {
@@ -394,7 +417,7 @@ fn reload(id: &str, dir: &Path, max_phrase_bytes: u64) -> Result<Session, ApiErr
         index_file,
         phrase,
         uploading: false,
-        upload_done: false,
+        upload_done,
         started: now,
         upload_seconds: 0.0,
         last_byte: now,

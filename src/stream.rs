@@ -54,6 +54,18 @@ fn verdict_response(p: Progress) -> Result<Response<ResponseBody>, ApiError> {
     }
 }
 
+/// What a session's pipeline runs with: the server's fisheye settings, the phrase's frame rate
+/// (`?fps=`, else 15) for the written videos.
+fn pipeline_options(config: &crate::config::ServeConfig, fps: Option<f64>) -> PipelineOptions {
+    PipelineOptions {
+        fisheye: config.fisheye_enabled.then_some(FisheyeSettings { strength: config.fisheye_strength, balance: config.fisheye_balance }),
+        overlay: true,
+        fps: fps.unwrap_or(15.0),
+        dir: config.output_dir.clone(),
+        stem: "frames".into(),
+    }
+}
+
 /// `POST /stream`.
 pub async fn post_stream(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
     let id = session_id(&req)?;
@@ -66,15 +78,8 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<Incoming>) -> Resu
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     boundary_from_content_type(&content_type)?; // 415 or 400 before any session is made
     let config = &state.config;
-    let fps = query_param(&req, "fps").and_then(|f| f.parse::<f64>().ok()).filter(|f| *f > 0.0 && f.is_finite()).unwrap_or(15.0);
-    let options = PipelineOptions {
-        fisheye: config.fisheye_enabled.then_some(FisheyeSettings { strength: config.fisheye_strength, balance: config.fisheye_balance }),
-        overlay: true,
-        fps,
-        dir: config.output_dir.clone(),
-        stem: "frames".into(),
-    };
-    let session = state.sessions.open_upload(id, model, options)?;
+    let fps = query_param(&req, "fps").and_then(|f| f.parse::<f64>().ok()).filter(|f| *f > 0.0 && f.is_finite());
+    let session = state.sessions.open_upload(id, model, pipeline_options(config, fps))?;
     let mut guard = UploadGuard { session: session.clone(), open: true };
     let body = BodyStream::new(req.into_body()).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
     let (boundary, body) = match settle_boundary(&content_type, Box::pin(body)).await {
@@ -160,6 +165,9 @@ pub async fn put_signal(state: &AppState, id: &str, req: Request<Incoming>) -> R
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::BadRequest("the log is not UTF-8".into()))?;
     session.set_signal(&text)?;
     if session.upload_complete() {
+        // A session reloaded after a restart has no worker yet: its frames are analysed now.
+        let model = state.model.get().cloned().ok_or_else(|| ApiError::Unavailable("the pose model is still loading".into()))?;
+        session.ensure_worker(model, pipeline_options(&state.config, None))?;
         return verdict_response(session.verdict().await);
     }
     let p = session.progress();

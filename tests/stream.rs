@@ -88,7 +88,7 @@ fn frames_are_analysed_while_they_arrive_and_decided_as_by_analyze() {
     let n = rendered.jpegs.len();
     let mut upload = ChunkedUpload::start(server.addr, "/stream?session=live-1&fps=15", "multipart/x-mixed-replace; boundary=frame");
     upload.send(&frame_part("frame", 0, &rendered.jpegs[0]));
-    let mut events = Events::open(server.addr, "live-1");
+    let mut events = Events::open_when_known(server.addr, "live-1");
     for (i, jpeg) in rendered.jpegs.iter().enumerate().take(n / 2).skip(1) {
         upload.send(&frame_part("frame", i, jpeg));
     }
@@ -252,7 +252,7 @@ fn a_cut_connection_resumes_without_losing_or_doubling_frames() {
     // Half of the next part, then the connection drops.
     let partial = frame_part("frame", cut, &rendered.jpegs[cut]);
     upload.send(&partial[..partial.len() / 2]);
-    let mut events = Events::open(server.addr, "cut-1");
+    let mut events = Events::open_when_known(server.addr, "cut-1");
     drop(upload);
     let state = events.wait_for(|p| p["state"] == "interrupted");
     assert_eq!(state["frames_received"], cut, "whole frames kept, the cut one not");
@@ -449,4 +449,26 @@ fn decided_sessions_do_not_keep_files_open() {
     assert_eq!(again["result"]["decision"], first["decision"]);
     let r = http_request(server.addr, "POST", "/stream?session=files-0", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], b"--frame--\r\n");
     assert_eq!(r.status, 409);
+}
+
+#[test]
+fn a_complete_upload_awaits_its_log_across_a_restart() {
+    let out = TempDir::new("stream-restart-log");
+    let results = out.path().join("results");
+    let rendered = render(9, out.path());
+    let n = rendered.jpegs.len();
+    let mut body: Vec<u8> = rendered.jpegs.iter().enumerate().flat_map(|(i, j)| frame_part("frame", i, j)).collect();
+    body.extend_from_slice(b"--frame--\r\n");
+    let server = marker_server(&results);
+    let r = http_request(server.addr, "POST", "/stream?session=later", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], &body);
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    drop(server); // killed before the log comes
+    let server = marker_server(&results);
+    let session = server.get("/sessions/later").json();
+    assert_eq!(session["state"], "receiving", "all frames in, the log awaited: {session}");
+    assert_eq!(session["frames_received"], n);
+    let r = put_signal(server.addr, "later", &rendered.log);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["stream"]["frames_analysed"], n);
+    assert_eq!(r.json()["decision"]["winner"], phrase(9)["legacy_decision"]["winner"]);
 }
