@@ -68,6 +68,11 @@ pub struct ServeConfig {
     #[arg(long, env = "REFEREE_MAX_SESSIONS", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_sessions: u64,
+
+    /// Seconds an undecided phrase (interrupted, or awaiting its log) may wait before it leaves
+    /// memory; it stays on disk and is picked up again when resumed or asked for.
+    #[arg(long, env = "REFEREE_SESSION_IDLE_SECONDS", default_value_t = 900)]
+    pub session_idle_seconds: u64,
 }
 
 impl ServeConfig {

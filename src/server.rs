@@ -70,7 +70,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         "configuration"
     );
 
-    let sessions = crate::session::Sessions::new(config.output_dir.clone(), config.max_sessions as usize, config.max_phrase_bytes);
+    let sessions = crate::session::Sessions::new(config.output_dir.clone(), config.max_sessions as usize, config.max_phrase_bytes, std::time::Duration::from_secs(config.session_idle_seconds));
     let state = Arc::new(AppState { config, model: OnceLock::new(), sessions });
     let (model_failed_tx, model_failed_rx) = oneshot::channel();
     spawn_model_loader(state.clone(), device, model_failed_tx);

@@ -111,6 +111,8 @@ pub struct Session {
     progress: watch::Sender<Progress>,
     max_phrase_bytes: u64,
     worker_started: std::sync::atomic::AtomicBool,
+    /// Dropped from the registry: its worker ends once it has nothing left to do.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 /// The file whose presence says an upload of the session ended cleanly (all frames are in).
@@ -245,6 +247,24 @@ impl Session {
         inner.uploading || inner.progress.state == SessionState::Analysing
     }
 
+    /// Whether it has waited at least `idle` with no upload on it, undecided (interrupted, or
+    /// awaiting its log).
+    fn idle_for(&self, idle: std::time::Duration) -> bool {
+        let inner = self.lock();
+        !inner.uploading
+            && matches!(inner.progress.state, SessionState::Receiving | SessionState::Interrupted)
+            && inner.last_byte.elapsed() >= idle
+    }
+
+    /// Leaves the registry: its worker stops once it has caught up, and the session's files close
+    /// when the last holder lets go. Everything is on disk for a later reload.
+    fn retire(&self) {
+        let _inner = self.lock();
+        self.retired.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(_inner);
+        self.wake_worker.notify_all();
+    }
+
     /// Waits until the verdict is made (or has failed).
     pub async fn verdict(&self) -> Progress {
         let mut rx = self.subscribe();
@@ -266,6 +286,7 @@ pub struct Sessions {
     open: Mutex<HashMap<String, Arc<Session>>>,
     max_busy: usize,
     max_phrase_bytes: u64,
+    idle: std::time::Duration,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -276,9 +297,10 @@ impl std::fmt::Debug for Sessions {
 
 impl Sessions {
     /// Sessions under `output`: at most `max_busy` uploading or being decided at once, at most
-    /// `max_phrase_bytes` of frames each.
-    pub fn new(output: PathBuf, max_busy: usize, max_phrase_bytes: u64) -> Sessions {
-        Sessions { output, open: Mutex::new(HashMap::new()), max_busy, max_phrase_bytes }
+    /// `max_phrase_bytes` of frames each; an undecided one left alone for `idle` leaves memory
+    /// (its worker and files) and is reloaded from disk when it is asked for again.
+    pub fn new(output: PathBuf, max_busy: usize, max_phrase_bytes: u64, idle: std::time::Duration) -> Sessions {
+        Sessions { output, open: Mutex::new(HashMap::new()), max_busy, max_phrase_bytes, idle }
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
@@ -311,9 +333,25 @@ impl Sessions {
         let known = self.get(id);
         // Counted and claimed under the registry's lock, so two uploads cannot both take the last slot.
         let mut open = self.registry();
-        // Decided sessions nobody holds leave memory (and close their files): their result is on
-        // disk, where `get` finds it again. A server that runs all day keeps only what is live.
-        open.retain(|key, s| key == id || Arc::strong_count(s) > 1 || s.progress().state != SessionState::Done);
+        // Sessions nobody is using leave memory (closing their files, ending their worker): decided
+        // ones at once, undecided ones once idle. All they hold is on disk, where `get` finds it
+        // again, so a server that runs all day keeps only what is live. Held means a handle beyond
+        // the registry's and its worker's: a new one can only be had from the registry, under this lock.
+        open.retain(|key, s| {
+            let worker = usize::from(s.worker_started.load(std::sync::atomic::Ordering::SeqCst));
+            if key == id || Arc::strong_count(s) > 1 + worker {
+                return true;
+            }
+            let state = s.progress().state;
+            if state == SessionState::Done && Arc::strong_count(s) == 1 {
+                return false;
+            }
+            if s.idle_for(self.idle) {
+                s.retire();
+                return false;
+            }
+            true
+        });
         let busy = open.values().filter(|s| s.id != id && s.busy()).count();
         if busy >= self.max_busy {
             return Err(ApiError::Unavailable(format!("{busy} phrases are streaming already; try again shortly")));
@@ -432,6 +470,7 @@ fn reload(id: &str, dir: &Path, max_phrase_bytes: u64) -> Result<Session, ApiErr
         progress: tx,
         max_phrase_bytes,
         worker_started: std::sync::atomic::AtomicBool::new(false),
+        retired: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
@@ -463,6 +502,9 @@ fn run_worker(session: Arc<Session>, model: Arc<PoseModel>, options: PipelineOpt
                         session.publish(&inner);
                         break Work::Finish(p);
                     }
+                }
+                if session.retired.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
                 }
                 inner = session.wake_worker.wait(inner).unwrap_or_else(|p| p.into_inner());
             }

@@ -472,3 +472,47 @@ fn a_complete_upload_awaits_its_log_across_a_restart() {
     assert_eq!(r.json()["stream"]["frames_analysed"], n);
     assert_eq!(r.json()["decision"]["winner"], phrase(9)["legacy_decision"]["winner"]);
 }
+
+#[test]
+fn idle_undecided_sessions_leave_memory_and_resume_from_disk() {
+    let out = TempDir::new("stream-idle");
+    // Idle for 0 s: an undecided session nobody uploads to leaves memory at the next upload.
+    let server = marker_server_with(&out.path().join("results"), &["--session-idle-seconds", "0"]);
+    let rendered = render(10, out.path());
+    let n = rendered.jpegs.len();
+    let mut upload = ChunkedUpload::start(server.addr, "/stream?session=idle-a", "multipart/x-mixed-replace; boundary=frame");
+    for (i, jpeg) in rendered.jpegs.iter().enumerate().take(n / 2) {
+        upload.send(&frame_part("frame", i, jpeg));
+    }
+    let mut events = Events::open_when_known(server.addr, "idle-a");
+    events.wait_for(|p| p["frames_analysed"].as_u64().unwrap() >= 1);
+    drop(upload);
+    let cut = events.wait_for(|p| p["state"] == "interrupted");
+    let session_dir = out.path().join("results/idle-a");
+    let holds_files = || server.open_paths().iter().any(|p| p.starts_with(&session_dir));
+    assert!(holds_files(), "a live session holds its frames open");
+    // Another phrase opens: the idle one's worker ends (once it has caught up) and its files close ...
+    let r = http_request(server.addr, "POST", "/stream?session=idle-b", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], b"--frame--\r\n");
+    assert_eq!(r.status, 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while holds_files() {
+        assert!(std::time::Instant::now() < deadline, "the idle session still holds its files: {:?}", server.open_paths());
+        std::thread::yield_now();
+    }
+    // ... and the session is still there, from disk, and resumes to the verdict.
+    let again = server.get("/sessions/idle-a").json();
+    assert_eq!(again["frames_received"], cut["frames_received"]);
+    assert_eq!(again["state"], "interrupted");
+    let from = again["next_frame_index"].as_u64().unwrap() as usize;
+    let mut upload = ChunkedUpload::start(server.addr, "/stream?session=idle-a", "multipart/x-mixed-replace; boundary=frame");
+    for (i, jpeg) in rendered.jpegs.iter().enumerate().skip(from) {
+        upload.send(&frame_part("frame", i, jpeg));
+    }
+    upload.send(&signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
+    upload.send(b"--frame--\r\n");
+    let response = upload.finish();
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(response.json()["stream"]["frames_received"], n);
+    assert_eq!(response.json()["stream"]["frames_analysed"], n);
+    assert_eq!(response.json()["decision"]["winner"], phrase(10)["legacy_decision"]["winner"]);
+}

@@ -107,6 +107,12 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// The files the server process has open (Linux).
+    pub fn open_paths(&self) -> Vec<PathBuf> {
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("the server's /proc entry");
+        fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok()).collect()
+    }
+
     /// How many files and sockets the server process has open (Linux).
     pub fn open_files(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("the server's /proc entry").count()
