@@ -30,6 +30,13 @@ pub struct AppState {
     pub sessions: crate::session::Sessions,
 }
 
+impl AppState {
+    /// The pose model, or 503 while it is still loading.
+    pub fn ready_model(&self) -> Result<Arc<PoseModel>, ApiError> {
+        self.model.get().cloned().ok_or_else(|| ApiError::Unavailable("the pose model is still loading".into()))
+    }
+}
+
 /// Why `serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -158,10 +165,7 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
     let method = req.method().clone();
     let result = match (&method, segments.as_slice()) {
         (&Method::GET, ["health"]) => Ok(health(&state)),
-        (&Method::POST, ["analyze"]) => match state.model.get().cloned() {
-            Some(model) => crate::analyze::analyze(&state.config, model, req).await,
-            None => Err(ApiError::Unavailable("the pose model is still loading".into())),
-        },
+        (&Method::POST, ["analyze"]) => async { crate::analyze::analyze(&state.config, state.ready_model()?, req).await }.await,
         (&Method::POST, ["stream"]) => crate::stream::post_stream(state.clone(), req).await,
         (&Method::GET, ["sessions", id]) => crate::stream::get_session(&state, id),
         (&Method::PUT, ["sessions", id, "signal"]) => crate::stream::put_signal(&state, id, req).await,

@@ -259,10 +259,27 @@ impl Session {
     /// Leaves the registry: its worker stops once it has caught up, and the session's files close
     /// when the last holder lets go. Everything is on disk for a later reload.
     fn retire(&self) {
-        let _inner = self.lock();
+        // Set under the lock the worker checks it under, so its wake-up cannot be missed.
+        let guard = self.lock();
         self.retired.store(true, std::sync::atomic::Ordering::SeqCst);
-        drop(_inner);
+        drop(guard);
         self.wake_worker.notify_all();
+    }
+
+    /// Starts the session's pose worker unless it has one (a session reloaded from disk has none
+    /// until an upload, or its log, needs it).
+    pub fn ensure_worker(self: &Arc<Self>, model: Arc<PoseModel>, options: PipelineOptions) -> Result<(), ApiError> {
+        if self.worker_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let worker = self.clone();
+        let options = PipelineOptions { dir: self.dir.clone(), stem: "frames".into(), ..options };
+        let spawned = std::thread::Builder::new().name(format!("pose-{}", self.id)).spawn(move || run_worker(worker, model, options));
+        if let Err(e) = spawned {
+            self.worker_started.store(false, std::sync::atomic::Ordering::SeqCst);
+            return Err(ApiError::Internal(format!("cannot start the session worker: {e}")));
+        }
+        Ok(())
     }
 
     /// Waits until the verdict is made (or has failed).
@@ -373,23 +390,6 @@ impl Sessions {
     }
 }
 
-impl Session {
-    /// Starts the session's pose worker unless it has one (a session reloaded from disk has none
-    /// until an upload, or its log, needs it).
-    pub fn ensure_worker(self: &Arc<Self>, model: Arc<PoseModel>, options: PipelineOptions) -> Result<(), ApiError> {
-        if self.worker_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            return Ok(());
-        }
-        let worker = self.clone();
-        let options = PipelineOptions { dir: self.dir.clone(), stem: "frames".into(), ..options };
-        let spawned = std::thread::Builder::new().name(format!("pose-{}", self.id)).spawn(move || run_worker(worker, model, options));
-        if let Err(e) = spawned {
-            self.worker_started.store(false, std::sync::atomic::Ordering::SeqCst);
-            return Err(ApiError::Internal(format!("cannot start the session worker: {e}")));
-        }
-        Ok(())
-    }
-}
 
 /// A session from its directory (created if new): the frames whose bytes are all on disk (a
 /// record cut off by a crash is dropped and the index rewritten without it), the log if any,

@@ -74,7 +74,7 @@ pub async fn post_stream(state: Arc<AppState>, req: Request<Incoming>) -> Result
 }
 
 async fn receive(state: Arc<AppState>, id: &str, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
-    let model = state.model.get().cloned().ok_or_else(|| ApiError::Unavailable("the pose model is still loading".into()))?;
+    let model = state.ready_model()?;
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     boundary_from_content_type(&content_type)?; // 415 or 400 before any session is made
     let config = &state.config;
@@ -166,7 +166,7 @@ pub async fn put_signal(state: &AppState, id: &str, req: Request<Incoming>) -> R
     session.set_signal(&text)?;
     if session.upload_complete() {
         // A session reloaded after a restart has no worker yet: its frames are analysed now.
-        let model = state.model.get().cloned().ok_or_else(|| ApiError::Unavailable("the pose model is still loading".into()))?;
+        let model = state.ready_model()?;
         session.ensure_worker(model, pipeline_options(&state.config, None))?;
         return verdict_response(session.verdict().await);
     }

@@ -34,6 +34,16 @@ fn signal_part(boundary: &str, log: &[u8]) -> Vec<u8> {
     part
 }
 
+/// A whole phrase body with boundary `frame`: every frame, the log if `with_log`, the closing boundary.
+fn whole_body(rendered: &Rendered, with_log: bool) -> Vec<u8> {
+    let mut body: Vec<u8> = rendered.jpegs.iter().enumerate().flat_map(|(i, j)| frame_part("frame", i, j)).collect();
+    if with_log {
+        body.extend(signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
+    }
+    body.extend_from_slice(b"--frame--\r\n");
+    body
+}
+
 /// A chunked POST written piece by piece on a raw socket.
 struct ChunkedUpload {
     stream: TcpStream,
@@ -54,6 +64,17 @@ impl ChunkedUpload {
             self.stream.write_all(bytes).unwrap();
             self.stream.write_all(b"\r\n").unwrap();
         }
+    }
+
+    /// Sends the phrase's frames from index `from` on, its log and the closing boundary, and
+    /// reads the response.
+    fn finish_phrase(mut self, rendered: &Rendered, from: usize) -> HttpResponse {
+        for (i, jpeg) in rendered.jpegs.iter().enumerate().skip(from) {
+            self.send(&frame_part("frame", i, jpeg));
+        }
+        self.send(&signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
+        self.send(b"--frame--\r\n");
+        self.finish()
     }
 
     /// Ends the body and reads the response.
@@ -95,12 +116,7 @@ fn frames_are_analysed_while_they_arrive_and_decided_as_by_analyze() {
     // Half the phrase is in and the body is still open: pose is already at work.
     let seen = events.wait_for(|p| p["frames_analysed"].as_u64().unwrap() >= 1);
     assert_eq!(seen["state"], "receiving");
-    for (i, jpeg) in rendered.jpegs.iter().enumerate().skip(n / 2) {
-        upload.send(&frame_part("frame", i, jpeg));
-    }
-    upload.send(&signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
-    upload.send(b"--frame--\r\n");
-    let response = upload.finish();
+    let response = upload.finish_phrase(&rendered, n / 2);
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
     assert_eq!(response.header("x-session-id"), Some("live-1"));
     let body = response.json();
@@ -224,12 +240,7 @@ fn through_nginx_with_the_shipped_config() {
     // Through nginx, frames reach the server (and pose) before the body has ended.
     let mut events = Events::open_when_known(proxy, "ng-1");
     events.wait_for(|p| p["frames_analysed"].as_u64().unwrap() >= 1);
-    for (i, jpeg) in rendered.jpegs.iter().enumerate().skip(n / 2) {
-        upload.send(&frame_part("frame", i, jpeg));
-    }
-    upload.send(&signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
-    upload.send(b"--frame--\r\n");
-    let response = upload.finish();
+    let response = upload.finish_phrase(&rendered, n / 2);
     // SIGTERM lets the master stop its workers (SIGKILL would orphan them).
     let _ = Command::new("kill").args(["-TERM", &nginx.id().to_string()]).status();
     let _ = nginx.wait();
@@ -260,13 +271,8 @@ fn a_cut_connection_resumes_without_losing_or_doubling_frames() {
     assert_eq!(next, cut);
 
     // The client resumes a little earlier than needed: frames already held are skipped.
-    let mut upload = ChunkedUpload::start(server.addr, "/stream?session=cut-1", "multipart/x-mixed-replace; boundary=frame");
-    for (i, jpeg) in rendered.jpegs.iter().enumerate().skip(next - 2) {
-        upload.send(&frame_part("frame", i, jpeg));
-    }
-    upload.send(&signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
-    upload.send(b"--frame--\r\n");
-    let response = upload.finish();
+    let upload = ChunkedUpload::start(server.addr, "/stream?session=cut-1", "multipart/x-mixed-replace; boundary=frame");
+    let response = upload.finish_phrase(&rendered, next - 2);
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
     assert_eq!(response.json()["stream"]["frames_received"], n);
     let mjpeg = server.get("/sessions/cut-1/artifacts/frames.mjpeg").body;
@@ -428,9 +434,7 @@ fn decided_sessions_do_not_keep_files_open() {
     let out = TempDir::new("stream-files");
     let server = marker_server(&out.path().join("results"));
     let rendered = render(8, out.path());
-    let mut body: Vec<u8> = rendered.jpegs.iter().enumerate().flat_map(|(i, j)| frame_part("frame", i, j)).collect();
-    body.extend(signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
-    body.extend_from_slice(b"--frame--\r\n");
+    let body = whole_body(&rendered, true);
     let post = |id: &str| {
         let r = http_request(server.addr, "POST", &format!("/stream?session={id}"), &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], &body);
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -457,8 +461,7 @@ fn a_complete_upload_awaits_its_log_across_a_restart() {
     let results = out.path().join("results");
     let rendered = render(9, out.path());
     let n = rendered.jpegs.len();
-    let mut body: Vec<u8> = rendered.jpegs.iter().enumerate().flat_map(|(i, j)| frame_part("frame", i, j)).collect();
-    body.extend_from_slice(b"--frame--\r\n");
+    let body = whole_body(&rendered, false);
     let server = marker_server(&results);
     let r = http_request(server.addr, "POST", "/stream?session=later", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], &body);
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
@@ -504,13 +507,8 @@ fn idle_undecided_sessions_leave_memory_and_resume_from_disk() {
     assert_eq!(again["frames_received"], cut["frames_received"]);
     assert_eq!(again["state"], "interrupted");
     let from = again["next_frame_index"].as_u64().unwrap() as usize;
-    let mut upload = ChunkedUpload::start(server.addr, "/stream?session=idle-a", "multipart/x-mixed-replace; boundary=frame");
-    for (i, jpeg) in rendered.jpegs.iter().enumerate().skip(from) {
-        upload.send(&frame_part("frame", i, jpeg));
-    }
-    upload.send(&signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
-    upload.send(b"--frame--\r\n");
-    let response = upload.finish();
+    let upload = ChunkedUpload::start(server.addr, "/stream?session=idle-a", "multipart/x-mixed-replace; boundary=frame");
+    let response = upload.finish_phrase(&rendered, from);
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
     assert_eq!(response.json()["stream"]["frames_received"], n);
     assert_eq!(response.json()["stream"]["frames_analysed"], n);
