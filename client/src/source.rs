@@ -103,12 +103,8 @@ impl Source {
         match spec {
             SourceSpec::Video(path) => {
                 let what = format!("cannot read the video {}", path.display());
-                let capture = videoio::VideoCapture::from_file(path.as_path(), videoio::CAP_ANY).map_err(opencv_failed(&what))?;
-                if !capture.is_opened().map_err(opencv_failed(&what))? {
-                    return Err(ClientError::Failed(format!("{what}: OpenCV cannot open it")));
-                }
-                let own_fps = capture.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
-                let fps = options.fps.unwrap_or(if own_fps.is_finite() && own_fps > 0.0 { own_fps } else { DEFAULT_FPS });
+                let capture = opened(videoio::VideoCapture::from_file(path.as_path(), videoio::CAP_ANY), &what)?;
+                let fps = frame_rate(&capture, options.fps);
                 let count = capture.get(videoio::CAP_PROP_FRAME_COUNT).unwrap_or(0.0);
                 let mut frames = (count.is_finite() && count >= 1.0).then_some(count as u64);
                 if let (Some(n), Some(d)) = (frames, options.duration) {
@@ -118,20 +114,18 @@ impl Source {
             }
             SourceSpec::Camera(name) => {
                 let what = format!("cannot open the camera {name}");
-                let mut capture = match name.parse::<i32>() {
-                    Ok(index) => videoio::VideoCapture::new(index, videoio::CAP_ANY),
-                    Err(_) => videoio::VideoCapture::from_file(name, videoio::CAP_ANY),
-                }
-                .map_err(opencv_failed(&what))?;
-                if !capture.is_opened().map_err(opencv_failed(&what))? {
-                    return Err(ClientError::Failed(format!("{what}: OpenCV cannot open it")));
-                }
+                let mut capture = opened(
+                    match name.parse::<i32>() {
+                        Ok(index) => videoio::VideoCapture::new(index, videoio::CAP_ANY),
+                        Err(_) => videoio::VideoCapture::from_file(name, videoio::CAP_ANY),
+                    },
+                    &what,
+                )?;
                 if let Some(fps) = options.fps {
                     // Cameras may ignore this; frames beyond the rate are dropped below.
                     let _ = capture.set(videoio::CAP_PROP_FPS, fps);
                 }
-                let own_fps = capture.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
-                let fps = options.fps.unwrap_or(if own_fps.is_finite() && own_fps > 0.0 { own_fps } else { DEFAULT_FPS });
+                let fps = frame_rate(&capture, options.fps);
                 Ok(Source::Camera { capture, fps, decimate: options.fps.is_some() })
             }
             SourceSpec::Frames(dir) => {
@@ -210,6 +204,21 @@ impl Source {
         }
         Ok(())
     }
+}
+
+/// A capture OpenCV made and could open; `what` says which, in the error.
+fn opened(made: opencv::Result<videoio::VideoCapture>, what: &str) -> Result<videoio::VideoCapture, ClientError> {
+    let capture = made.map_err(opencv_failed(what))?;
+    if !capture.is_opened().map_err(opencv_failed(what))? {
+        return Err(ClientError::Failed(format!("{what}: OpenCV cannot open it")));
+    }
+    Ok(capture)
+}
+
+/// The frame rate asked for, else the capture's own, else [`DEFAULT_FPS`].
+fn frame_rate(capture: &videoio::VideoCapture, asked: Option<f64>) -> f64 {
+    let own = capture.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
+    asked.unwrap_or(if own.is_finite() && own > 0.0 { own } else { DEFAULT_FPS })
 }
 
 /// The next frame into `image`; false at the end of the source.
