@@ -10,16 +10,13 @@ use futures_util::TryStreamExt;
 use http_body_util::BodyStream;
 use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
-use opencv::core::Mat;
-use opencv::prelude::*;
-use opencv::videoio;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::analysis::artifacts::{artifact_dir_name, carry_audio, create_artifact_dir, has_audio, write_atomically};
 use crate::analysis::decision::Engine;
 use crate::analysis::fisheye::FisheyeSettings;
-use crate::analysis::frames::open_video;
+use crate::analysis::frames::{bgr_mat, open_video, FrameError};
 use crate::analysis::pipeline::{PhraseOutcome, PhrasePipeline, PipelineOptions};
 use crate::analysis::pose::PoseModel;
 use crate::analysis::signal;
@@ -110,20 +107,22 @@ async fn accept(config: &ServeConfig, model: Arc<PoseModel>, form: Form, started
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// Decodes the video frame by frame into the pipeline, then decides.
+/// Decodes the video frame by frame into the pipeline (ffmpeg's pixels, as the legacy's
+/// opencv-python read them), then decides.
 fn analyse_video(model: Arc<PoseModel>, mut options: PipelineOptions, video: &Path, phrase: &signal::Phrase, keep_audio: bool) -> Result<PhraseOutcome, ApiError> {
-    let mut capture = open_video(video).map_err(|e| ApiError::UnsupportedMediaType(format!("cannot read the video: {e}")))?;
-    let fps = capture.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
-    if fps.is_finite() && fps > 0.0 {
+    let unreadable = |e: FrameError| ApiError::UnsupportedMediaType(format!("cannot read the video: {e}"));
+    let mut decoder = open_video(video).map_err(unreadable)?;
+    if let Some(fps) = decoder.fps().filter(|f| f.is_finite() && *f > 0.0) {
         options.fps = fps;
     }
     let mut pipeline = PhrasePipeline::new(model, options);
-    let mut frame = Mat::default();
-    while capture.read(&mut frame).map_err(|e| ApiError::Internal(e.to_string()))? && !frame.empty() {
-        pipeline.push(&frame)?;
+    for frame in decoder.by_ref() {
+        let frame = frame.map_err(|e| unreadable(FrameError::Unreadable { path: video.to_owned(), reason: e.to_string() }))?;
+        let image = bgr_mat(&frame).map_err(|e| ApiError::Internal(e.to_string()))?;
+        pipeline.push(&image)?;
     }
     if pipeline.frames_processed() == 0 {
-        return Err(ApiError::UnsupportedMediaType("the video has no frames OpenCV can decode".into()));
+        return Err(ApiError::UnsupportedMediaType("the video has no frames ffmpeg can decode".into()));
     }
     let outcome = pipeline.finish(phrase, Engine::Legacy)?;
     if let Some(corrected) = &outcome.files.corrected_video {

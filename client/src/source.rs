@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
 use opencv::{imgcodecs, videoio};
+use referee_video::VideoDecoder;
 
 use crate::error::ClientError;
 use crate::spool::Spool;
@@ -89,7 +90,9 @@ pub fn start(spec: SourceSpec, options: CaptureOptions, spool: Arc<Spool>) -> Re
 }
 
 enum Source {
-    Video { capture: videoio::VideoCapture, fps: f64, frames: Option<u64> },
+    /// A file, decoded by ffmpeg (the pixels the server's `/analyze` and the legacy decode);
+    /// `asked`: the rate is the user's `--fps`, which relabels the frames' times.
+    Video { decoder: VideoDecoder, fps: f64, asked: bool, frames: Option<u64> },
     Camera { capture: videoio::VideoCapture, fps: f64, decimate: bool },
     Frames { paths: Vec<PathBuf>, fps: f64 },
 }
@@ -102,15 +105,14 @@ impl Source {
     fn open(spec: &SourceSpec, options: &CaptureOptions) -> Result<Source, ClientError> {
         match spec {
             SourceSpec::Video(path) => {
-                let what = format!("cannot read the video {}", path.display());
-                let capture = opened(videoio::VideoCapture::from_file(path.as_path(), videoio::CAP_ANY), &what)?;
-                let fps = frame_rate(&capture, options.fps);
-                let count = capture.get(videoio::CAP_PROP_FRAME_COUNT).unwrap_or(0.0);
-                let mut frames = (count.is_finite() && count >= 1.0).then_some(count as u64);
+                let decoder = VideoDecoder::open(path).map_err(|e| ClientError::Failed(e.to_string()))?;
+                let own = decoder.fps().filter(|f| f.is_finite() && *f > 0.0);
+                let fps = options.fps.or(own).unwrap_or(DEFAULT_FPS);
+                let mut frames = referee_video::frame_count(path);
                 if let (Some(n), Some(d)) = (frames, options.duration) {
                     frames = Some(n.min((d * fps).ceil() as u64));
                 }
-                Ok(Source::Video { capture, fps, frames })
+                Ok(Source::Video { decoder, fps, asked: options.fps.is_some(), frames })
             }
             SourceSpec::Camera(name) => {
                 let what = format!("cannot open the camera {name}");
@@ -157,16 +159,21 @@ impl Source {
         let duration = options.duration.unwrap_or(f64::INFINITY);
         let mut image = Mat::default();
         match self {
-            Source::Video { capture, fps, .. } => {
+            Source::Video { decoder, fps, asked, .. } => {
                 let period = 1.0 / *fps;
-                for i in 0u64.. {
-                    let ts = i as f64 * period;
-                    if ts >= duration || stop.load(Ordering::Relaxed) || !read(capture, &mut image)? {
+                let mut first_time = None;
+                for (i, frame) in decoder.by_ref().enumerate() {
+                    let frame = frame.map_err(|e| ClientError::Failed(format!("cannot read a frame: {e}")))?;
+                    // The frame's own time from the file, unless --fps relabels it.
+                    let since_first = frame.time - *first_time.get_or_insert(frame.time);
+                    let ts = if *asked || !since_first.is_finite() { i as f64 * period } else { since_first };
+                    if ts >= duration || stop.load(Ordering::Relaxed) {
                         break;
                     }
                     if options.realtime {
                         pace(started, ts);
                     }
+                    let image = bgr_mat(&frame)?;
                     stored(&encode(&image, options.jpeg_quality)?, ts)?;
                 }
             }
@@ -204,6 +211,12 @@ impl Source {
         }
         Ok(())
     }
+}
+
+/// A decoded video frame as an 8-bit BGR `Mat`.
+fn bgr_mat(frame: &referee_video::Frame) -> Result<Mat, ClientError> {
+    let wrap = || -> opencv::Result<Mat> { Mat::from_slice(&frame.bgr)?.reshape(3, frame.height as i32)?.try_clone() };
+    wrap().map_err(opencv_failed("cannot wrap a decoded frame"))
 }
 
 /// A capture OpenCV made and could open; `what` says which, in the error.

@@ -1,11 +1,16 @@
 //! Decoded frames from what users point the tools at: an image, a video file, or a folder of
 //! images taken in name order. Frames come one at a time (a video is never held whole).
+//!
+//! Videos are decoded by `referee-video` (the ffmpeg program), so their pixels are those the
+//! legacy service ran pose on (opencv-python's `VideoCapture`, which equals ffmpeg's bgr24);
+//! Debian's OpenCV decodes h264 to other colours. Images are read by OpenCV, as `imread`.
 
 use std::path::{Path, PathBuf};
 
 use opencv::core::Mat;
+use opencv::imgcodecs;
 use opencv::prelude::*;
-use opencv::{imgcodecs, videoio};
+use referee_video::VideoDecoder;
 
 /// Image file extensions a folder's frames may have.
 const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"];
@@ -35,6 +40,8 @@ pub struct Frame {
     pub source: PathBuf,
     /// Its index in the input: the video's frame number, or the image's place in the folder.
     pub index: usize,
+    /// A video frame's presentation time in seconds (`None` for images).
+    pub time: Option<f64>,
     /// 8-bit BGR pixels.
     pub image: Mat,
 }
@@ -48,15 +55,8 @@ pub enum FrameSource {
         /// Index of the next one.
         next: usize,
     },
-    /// A video file decoded by OpenCV.
-    Video {
-        /// The file.
-        path: PathBuf,
-        /// The decoder.
-        capture: videoio::VideoCapture,
-        /// Index of the next frame.
-        next: usize,
-    },
+    /// A video file, decoded by ffmpeg.
+    Video(VideoDecoder),
 }
 
 impl FrameSource {
@@ -80,7 +80,15 @@ impl FrameSource {
         if is_image(path) {
             return Ok(FrameSource::Images { files: vec![path.to_owned()].into_iter(), next: 0 });
         }
-        Ok(FrameSource::Video { path: path.to_owned(), capture: open_video(path)?, next: 0 })
+        Ok(FrameSource::Video(open_video(path)?))
+    }
+
+    /// A video's frame rate (frames per second), when it says; `None` for images.
+    pub fn fps(&self) -> Option<f64> {
+        match self {
+            FrameSource::Video(decoder) => decoder.fps(),
+            FrameSource::Images { .. } => None,
+        }
     }
 }
 
@@ -93,43 +101,38 @@ impl Iterator for FrameSource {
                 let file = files.next()?;
                 let index = *next;
                 *next += 1;
-                Some(read_image(&file).map(|image| Frame { source: file, index, image }))
+                Some(read_image(&file).map(|image| Frame { source: file, index, time: None, image }))
             }
-            FrameSource::Video { path, capture, next } => {
-                let mut image = Mat::default();
-                match capture.read(&mut image) {
-                    Ok(true) if !image.empty() => {
-                        let index = *next;
-                        *next += 1;
-                        Some(Ok(Frame { source: path.clone(), index, image }))
-                    }
-                    Ok(_) => None,
-                    Err(e) => Some(Err(FrameError::Unreadable { path: path.clone(), reason: e.to_string() })),
-                }
+            FrameSource::Video(decoder) => {
+                let path = decoder.path().to_owned();
+                let unreadable = |reason: String| FrameError::Unreadable { path: path.clone(), reason };
+                Some(match decoder.next()? {
+                    Ok(frame) => bgr_mat(&frame).map_err(|e| unreadable(e.to_string())).map(|image| Frame {
+                        source: path.clone(),
+                        index: frame.index,
+                        time: Some(frame.time),
+                        image,
+                    }),
+                    Err(e) => Err(unreadable(e.to_string())),
+                })
             }
         }
     }
 }
 
-/// Opens a video with OpenCV; an error when no backend can read it.
-pub fn open_video(path: &Path) -> Result<videoio::VideoCapture, FrameError> {
-    let unreadable = |reason: String| FrameError::Unreadable { path: path.to_owned(), reason };
-    let name = path.to_str().ok_or_else(|| unreadable("path is not UTF-8".into()))?;
-    // An MJPEG .avi goes to OpenCV's own MJPEG reader first: it decodes each JPEG as imdecode
-    // does, so a phrase gives the same pixels whether it is uploaded whole or streamed as JPEGs.
-    let is_avi = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("avi"));
-    if is_avi {
-        if let Ok(capture) = videoio::VideoCapture::from_file(name, videoio::CAP_OPENCV_MJPEG) {
-            if capture.is_opened().unwrap_or(false) {
-                return Ok(capture);
-            }
-        }
-    }
-    let capture = videoio::VideoCapture::from_file(name, videoio::CAP_ANY).map_err(|e| unreadable(e.to_string()))?;
-    if !capture.is_opened().unwrap_or(false) {
-        return Err(unreadable("OpenCV cannot open it as a video".into()));
-    }
-    Ok(capture)
+/// Starts decoding a video with ffmpeg; an error when it is missing or not a video ffmpeg reads.
+pub fn open_video(path: &Path) -> Result<VideoDecoder, FrameError> {
+    VideoDecoder::open(path).map_err(|e| match e {
+        referee_video::VideoError::Missing(p) => FrameError::Missing(p),
+        referee_video::VideoError::Unreadable { reason, .. } => FrameError::Unreadable { path: path.to_owned(), reason },
+        other => FrameError::Unreadable { path: path.to_owned(), reason: other.to_string() },
+    })
+}
+
+/// A decoded video frame as an 8-bit BGR `Mat` (one copy of its pixels).
+pub fn bgr_mat(frame: &referee_video::Frame) -> opencv::Result<Mat> {
+    let flat = Mat::from_slice(&frame.bgr)?;
+    flat.reshape(3, frame.height as i32)?.try_clone()
 }
 
 /// Reads one image as 8-bit BGR.
