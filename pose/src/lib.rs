@@ -50,30 +50,64 @@ impl PoseDetection {
     }
 }
 
-/// How a frame was fitted into the square model input, as Ultralytics letterboxes: scaled to
-/// fit keeping its aspect (each side rounded), then padded evenly.
+/// The input shapes a model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputShape {
+    /// Only `INPUT_SIZE`² (a fixed-shape export, e.g. Ultralytics' default `imgsz=640`): frames
+    /// are padded to the square.
+    Square,
+    /// Any multiple of the stride (an export made with `dynamic=True`): frames are padded only
+    /// to the next multiple of [`STRIDE`], as Ultralytics' `predict` pads for a `.pt` model
+    /// (1280×720 → 640×384), which is what makes its detections equal the `.pt`'s.
+    Minimal,
+}
+
+/// The largest stride of a YOLO model: minimal padding rounds each side up to a multiple of it.
+pub const STRIDE: u32 = 32;
+
+/// How a frame was fitted into the model input, as Ultralytics letterboxes: scaled to fit
+/// `INPUT_SIZE` keeping its aspect (each side rounded), then padded evenly, to the square or
+/// to the next multiple of the stride.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Letterbox {
     /// Frame width in pixels.
     pub width: u32,
     /// Frame height in pixels.
     pub height: u32,
+    /// Model input width in pixels.
+    pub input_width: u32,
+    /// Model input height in pixels.
+    pub input_height: u32,
 }
 
 impl Letterbox {
-    /// The geometry for a frame of this size.
+    /// The geometry for a frame of this size in the square `INPUT_SIZE`² input.
     pub fn new(width: u32, height: u32) -> Letterbox {
-        Letterbox { width, height }
+        Letterbox::fit(width, height, InputShape::Square)
     }
 
-    fn gain(&self) -> f64 {
-        let side = INPUT_SIZE as f64;
-        (side / self.height as f64).min(side / self.width as f64)
+    /// The geometry for a frame of this size in an input of the given kind.
+    pub fn fit(width: u32, height: u32, shape: InputShape) -> Letterbox {
+        let side = INPUT_SIZE as u32;
+        let mut lb = Letterbox { width, height, input_width: side, input_height: side };
+        if shape == InputShape::Minimal {
+            let (w, h) = lb.resized_size();
+            // Ultralytics' `auto`: the padding is what is left over modulo the stride.
+            lb.input_width = w as u32 + (side - w as u32) % STRIDE;
+            lb.input_height = h as u32 + (side - h as u32) % STRIDE;
+        }
+        lb
+    }
+
+    /// The model input's `(width, height)`.
+    pub fn input_size(&self) -> (i64, i64) {
+        (i64::from(self.input_width), i64::from(self.input_height))
     }
 
     /// The frame's size once scaled, before padding: `(width, height)`.
     pub fn resized_size(&self) -> (i32, i32) {
-        let gain = self.gain();
+        let side = INPUT_SIZE as f64;
+        let gain = (side / self.height as f64).min(side / self.width as f64);
         let w = round_half_even(self.width as f64 * gain).max(1.0);
         let h = round_half_even(self.height as f64 * gain).max(1.0);
         (w as i32, h as i32)
@@ -82,19 +116,25 @@ impl Letterbox {
     /// Padding `(top, bottom, left, right)` in pixels around the scaled frame.
     pub fn borders(&self) -> (i32, i32, i32, i32) {
         let (w, h) = self.resized_size();
-        let dw = (INPUT_SIZE as f64 - w as f64) / 2.0;
-        let dh = (INPUT_SIZE as f64 - h as f64) / 2.0;
+        let dw = (self.input_width as f64 - w as f64) / 2.0;
+        let dh = (self.input_height as f64 - h as f64) / 2.0;
         let r = |v: f64| round_half_even(v) as i32;
         (r(dh - 0.1), r(dh + 0.1), r(dw - 0.1), r(dw + 0.1))
     }
 
-    /// Maps a point of the model input back to frame pixels (unclipped).
+    /// Maps a point of the model input back to frame pixels (unclipped), as Ultralytics'
+    /// `scale_boxes`/`scale_coords` do: the gain and padding found again from the input shape.
     fn to_frame(&self, x: f32, y: f32) -> (f32, f32) {
-        let (w, h) = self.resized_size();
-        let (top, _, left, _) = self.borders();
-        let gain_x = (w as f64 / self.width as f64) as f32;
-        let gain_y = (h as f64 / self.height as f64) as f32;
-        ((x - left as f32) / gain_x, (y - top as f32) / gain_y)
+        let (in_w, in_h) = (self.input_width as f64, self.input_height as f64);
+        let (w0, h0) = (self.width as f64, self.height as f64);
+        let gain = (in_h / h0).min(in_w / w0);
+        let new_w = round_half_even(w0 * gain).max(1.0);
+        let new_h = round_half_even(h0 * gain).max(1.0);
+        let pad_x = round_half_even((in_w - new_w) / 2.0 - 0.1) as f32;
+        let pad_y = round_half_even((in_h - new_h) / 2.0 - 0.1) as f32;
+        let gain_x = (new_w / w0) as f32;
+        let gain_y = (new_h / h0) as f32;
+        ((x - pad_x) / gain_x, (y - pad_y) / gain_y)
     }
 
     fn clip(&self, x: f32, y: f32) -> (f32, f32) {
@@ -191,6 +231,7 @@ pub struct PoseModel {
     module: CModule,
     device: Device,
     layout: OutputLayout,
+    input: InputShape,
     path: PathBuf,
 }
 
@@ -200,13 +241,15 @@ impl std::fmt::Debug for PoseModel {
             .field("path", &self.path)
             .field("device", &self.device)
             .field("layout", &self.layout)
+            .field("input", &self.input)
             .finish()
     }
 }
 
 impl PoseModel {
-    /// Loads the TorchScript at `path` onto the chosen device and checks its output shape with
-    /// one forward pass on a blank 640×640 image.
+    /// Loads the TorchScript at `path` onto the chosen device, checks its output shape with one
+    /// forward pass on a blank 640×640 image, and finds with a second, on a 640×384 one, whether
+    /// it takes any stride-multiple shape (then frames get Ultralytics' minimal padding).
     pub fn load(path: &Path, choice: DeviceChoice) -> Result<PoseModel, PoseError> {
         if !path.is_file() {
             return Err(PoseError::Missing(path.to_owned()));
@@ -217,20 +260,53 @@ impl PoseModel {
             reason: first_line(&e.to_string()),
         })?;
         module.set_eval();
-        let mut model = PoseModel { module, device, layout: OutputLayout::Raw, path: path.to_owned() };
-        let output = model.forward(&model.blank_batch(1))?;
+        let mut model = PoseModel { module, device, layout: OutputLayout::Raw, input: InputShape::Square, path: path.to_owned() };
+        let output = model.forward(&model.blank_batch(1, Letterbox::new(1, 1)))?;
         model.layout = match output.size().as_slice() {
             [1, c, n] if *c == RAW_CHANNELS && *n > 0 => OutputLayout::Raw,
             [1, _, v] if *v == END_TO_END_VALUES => OutputLayout::EndToEnd,
             shape => return Err(PoseError::NotPoseModel { path: path.to_owned(), shape: shape.to_vec() }),
         };
+        model.input = model.probe_input_shape();
         Ok(model)
     }
 
-    /// Runs `rounds` forward passes on blank input (libtorch's first few are slow) and returns
-    /// the time of the last one, in milliseconds.
+    /// A fixed-shape export fails on (or mis-sizes) another shape; a dynamic one gives one
+    /// candidate per cell of each stride's grid.
+    fn probe_input_shape(&self) -> InputShape {
+        let wide = Letterbox::fit(1280, 720, InputShape::Minimal);
+        let (w, h) = wide.input_size();
+        let cells: i64 = [8, 16, 32].iter().map(|s| (w / s) * (h / s)).sum();
+        match self.forward(&self.blank_batch(1, wide)).map(|out| out.size()) {
+            Ok(shape) => match (self.layout, shape.as_slice()) {
+                (OutputLayout::Raw, [1, _, n]) if *n == cells => InputShape::Minimal,
+                (OutputLayout::EndToEnd, [1, _, v]) if *v == END_TO_END_VALUES => InputShape::Minimal,
+                _ => InputShape::Square,
+            },
+            Err(_) => InputShape::Square,
+        }
+    }
+
+    /// The shapes this model takes.
+    pub fn input_shape(&self) -> InputShape {
+        self.input
+    }
+
+    /// How a frame of this size is fitted into this model's input.
+    pub fn letterbox_for(&self, width: u32, height: u32) -> Letterbox {
+        Letterbox::fit(width, height, self.input)
+    }
+
+    /// Runs `rounds` forward passes on blank input (libtorch's first few are slow), at the input
+    /// shape of a 16:9 frame, and returns the time of the last one, in milliseconds.
     pub fn warm_up(&self, rounds: usize) -> Result<f64, PoseError> {
-        let input = self.blank_batch(1);
+        self.warm_up_for(rounds, self.letterbox_for(1280, 720))
+    }
+
+    /// Runs `rounds` forward passes on blank input of `frame`'s input shape and returns the time
+    /// of the last one, in milliseconds.
+    pub fn warm_up_for(&self, rounds: usize, frame: Letterbox) -> Result<f64, PoseError> {
+        let input = self.blank_batch(1, frame);
         let mut last_ms = 0.0;
         for _ in 0..rounds.max(1) {
             let start = Instant::now();
@@ -242,21 +318,25 @@ impl PoseModel {
         Ok(last_ms)
     }
 
-    /// Finds people in a batch of letterboxed frames: `inputs` are `[640, 640, 3]` uint8 RGB
-    /// tensors (see `letterbox`), `frames` their geometry, in the same order. Per frame, the
-    /// detections best score first, as Ultralytics' `predict` gives them with its defaults.
+    /// Finds people in a batch of letterboxed frames: `inputs` are `[input_height, input_width,
+    /// 3]` uint8 RGB tensors (see `letterbox`), `frames` their geometry, in the same order. Frames
+    /// of one input shape go through one forward pass. Per frame, the detections best score
+    /// first, as Ultralytics' `predict` gives them with its defaults.
     pub fn detect(&self, inputs: &[Tensor], frames: &[Letterbox]) -> Result<Vec<Vec<PoseDetection>>, PoseError> {
         assert_eq!(inputs.len(), frames.len(), "one geometry per input");
-        if inputs.is_empty() {
-            return Ok(Vec::new());
+        let mut detections = Vec::with_capacity(inputs.len());
+        let mut start = 0;
+        while start < inputs.len() {
+            let shape = frames[start].input_size();
+            let end = start + frames[start..].iter().take_while(|f| f.input_size() == shape).count();
+            let batch = Tensor::stack(&inputs[start..end], 0).to_device(self.device).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
+            let output = self.forward(&batch)?;
+            for (i, frame) in frames[start..end].iter().enumerate() {
+                detections.push(self.decode(&output.get(i as i64), frame));
+            }
+            start = end;
         }
-        let batch = Tensor::stack(inputs, 0).to_device(self.device).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
-        let output = self.forward(&batch)?;
-        frames
-            .iter()
-            .enumerate()
-            .map(|(i, frame)| Ok(self.decode(&output.get(i as i64), frame)))
-            .collect()
+        Ok(detections)
     }
 
     /// One frame's output → its detections in frame pixels.
@@ -319,7 +399,7 @@ impl PoseModel {
         kept
     }
 
-    /// The raw forward pass on a `[batch, 3, 640, 640]` float tensor in 0..1, RGB.
+    /// The raw forward pass on a `[batch, 3, height, width]` float tensor in 0..1, RGB.
     pub fn forward(&self, input: &Tensor) -> Result<Tensor, PoseError> {
         let input = input.to_device(self.device);
         let output = tch::no_grad(|| self.module.forward_is(&[IValue::Tensor(input)]))
@@ -342,8 +422,9 @@ impl PoseModel {
         &self.path
     }
 
-    fn blank_batch(&self, batch: i64) -> Tensor {
-        Tensor::zeros([batch, 3, INPUT_SIZE, INPUT_SIZE], (Kind::Float, self.device))
+    fn blank_batch(&self, batch: i64, frame: Letterbox) -> Tensor {
+        let (w, h) = frame.input_size();
+        Tensor::zeros([batch, 3, h, w], (Kind::Float, self.device))
     }
 }
 
@@ -411,6 +492,28 @@ mod tests {
         assert_eq!(odd.borders(), (0, 1, 0, 0));
         let (x, y) = lb.to_frame(320.0, 320.0);
         assert!((x - 884.0).abs() < 1e-3 && (y - 497.0).abs() < 0.01, "{x} {y}");
+    }
+
+    #[test]
+    fn minimal_padding_matches_ultralytics_auto_letterbox() {
+        // 1280×720 → 640×360 scaled, padded to 640×384: 12 px above and below.
+        let wide = Letterbox::fit(1280, 720, InputShape::Minimal);
+        assert_eq!(wide.input_size(), (640, 384));
+        assert_eq!(wide.borders(), (12, 12, 0, 0));
+        // The demo clip, 1768×994, the same input.
+        assert_eq!(Letterbox::fit(1768, 994, InputShape::Minimal).input_size(), (640, 384));
+        // Portrait, 4:3 (no padding at all) and an odd frame.
+        let tall = Letterbox::fit(720, 1280, InputShape::Minimal);
+        assert_eq!((tall.input_size(), tall.borders()), ((384, 640), (0, 0, 12, 12)));
+        assert_eq!(Letterbox::fit(640, 480, InputShape::Minimal).borders(), (0, 0, 0, 0));
+        let odd = Letterbox::fit(1767, 993, InputShape::Minimal);
+        assert_eq!(odd.resized_size(), (640, 360));
+        assert_eq!(odd.input_size(), (640, 384));
+        // A point maps back through the padding: the input's centre is the frame's centre.
+        let (x, y) = wide.to_frame(320.0, 192.0);
+        assert!((x - 640.0).abs() < 1e-3 && (y - 360.0).abs() < 1e-3, "{x} {y}");
+        // A square frame needs no padding either way.
+        assert_eq!(Letterbox::fit(800, 800, InputShape::Minimal), Letterbox::new(800, 800));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Ultralytics' letterbox, on OpenCV: a BGR frame of any size becomes the model's 640×640 RGB
-//! input, resized keeping its aspect with OpenCV's linear resize (torch's bilinear resize moves
-//! keypoints by pixels) and padded with grey 114, centred as Ultralytics pads.
+//! Ultralytics' letterbox, on OpenCV: a BGR frame of any size becomes the model's RGB input,
+//! resized keeping its aspect with OpenCV's linear resize (torch's bilinear resize moves
+//! keypoints by pixels) and padded with grey 114, centred as Ultralytics pads: to 640×640 for a
+//! fixed-shape export, or only to the next multiple of 32 (1280×720 → 640×384) for a model that
+//! takes any shape, as Ultralytics' `predict` pads for a `.pt`.
 //!
 //! The result is a `uint8` HWC tensor; [`crate::analysis::pose`] turns it into the network input
 //! and maps detections back with the [`Letterbox`] geometry.
@@ -10,7 +12,7 @@ use opencv::imgproc;
 use opencv::prelude::*;
 use tch::{Kind, Tensor};
 
-use crate::analysis::pose::{Letterbox, INPUT_SIZE};
+use crate::analysis::pose::{InputShape, Letterbox};
 
 /// Why a frame could not be letterboxed.
 #[derive(Debug, thiserror::Error)]
@@ -23,13 +25,14 @@ pub enum LetterboxError {
     OpenCv(#[from] opencv::Error),
 }
 
-/// Letterboxes a BGR frame to 640×640 RGB; returns the `[640, 640, 3]` uint8 tensor and the
-/// geometry that maps model coordinates back to the frame.
-pub fn letterbox(frame: &Mat) -> Result<(Tensor, Letterbox), LetterboxError> {
+/// Letterboxes a BGR frame into RGB input of the model's kind (`shape`); returns the
+/// `[input_height, input_width, 3]` uint8 tensor and the geometry that maps model coordinates
+/// back to the frame.
+pub fn letterbox(frame: &Mat, shape: InputShape) -> Result<(Tensor, Letterbox), LetterboxError> {
     if frame.empty() || frame.typ() != core::CV_8UC3 {
         return Err(LetterboxError::BadFrame(format!("type {}, {}x{}", frame.typ(), frame.cols(), frame.rows())));
     }
-    let geometry = Letterbox::new(frame.cols() as u32, frame.rows() as u32);
+    let geometry = Letterbox::fit(frame.cols() as u32, frame.rows() as u32, shape);
     let (new_w, new_h) = geometry.resized_size();
     let mut resized = Mat::default();
     let source = if (new_w, new_h) != (frame.cols(), frame.rows()) {
@@ -52,9 +55,9 @@ pub fn letterbox(frame: &Mat) -> Result<(Tensor, Letterbox), LetterboxError> {
     )?;
     let mut rgb = Mat::default();
     imgproc::cvt_color_def(&padded, &mut rgb, imgproc::COLOR_BGR2RGB)?;
-    let side = INPUT_SIZE as usize;
-    debug_assert_eq!((rgb.rows() as usize, rgb.cols() as usize), (side, side));
+    let (width, height) = geometry.input_size();
+    debug_assert_eq!((i64::from(rgb.rows()), i64::from(rgb.cols())), (height, width));
     let bytes = rgb.data_bytes()?;
-    let tensor = Tensor::from_data_size(bytes, &[INPUT_SIZE, INPUT_SIZE, 3], Kind::Uint8);
+    let tensor = Tensor::from_data_size(bytes, &[height, width, 3], Kind::Uint8);
     Ok((tensor, geometry))
 }

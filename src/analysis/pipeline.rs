@@ -117,7 +117,7 @@ impl PhrasePipeline {
     /// corrected and overlay videos.
     pub fn push(&mut self, frame: &Mat) -> Result<(), PipelineError> {
         let corrected = self.correct(frame)?;
-        let (input, geometry) = letterbox(&corrected).map_err(|e| PipelineError::Video(e.to_string()))?;
+        let (input, geometry) = letterbox(&corrected, self.model.input_shape()).map_err(|e| PipelineError::Video(e.to_string()))?;
         let detections = self.model.detect(&[input], &[geometry])?.pop().unwrap_or_default();
         let points: Vec<Points> = detections.iter().map(|d| d.visible_points()).collect();
         let (w, h) = (corrected.cols(), corrected.rows());

@@ -54,7 +54,7 @@ pub fn run(args: PoseArgs) -> Result<(), String> {
             let mut tensors = Vec::with_capacity(batch.len());
             let mut geometry = Vec::with_capacity(batch.len());
             for frame in &batch {
-                let (t, g) = letterbox(&frame.image).map_err(|e| format!("{}: {e}", frame.source.display()))?;
+                let (t, g) = letterbox(&frame.image, model.input_shape()).map_err(|e| format!("{}: {e}", frame.source.display()))?;
                 tensors.push(t);
                 geometry.push(g);
             }
@@ -69,6 +69,7 @@ pub fn run(args: PoseArgs) -> Result<(), String> {
                 let line = serde_json::json!({
                     "source": frame.source.display().to_string(),
                     "frame": frame.index,
+                    "time": frame.time,
                     "width": geometry.width,
                     "height": geometry.height,
                     "detections": detections,
@@ -103,8 +104,8 @@ struct SavedFrames {
 }
 
 impl SavedFrames {
-    /// Writes `frames.ot` (`inputs`: uint8 `[N, 640, 640, 3]`, `sizes`: `[N, 2]` width, height)
-    /// and `reference.jsonl`.
+    /// Writes `frames.ot` (`inputs`: uint8 `[N, input height, input width, 3]`, one shape for
+    /// all, `sizes`: `[N, 2]` frame width, height) and `reference.jsonl`.
     fn write(&self, dir: &std::path::Path) -> Result<(), String> {
         if self.inputs.is_empty() {
             return Err("no frames to save".into());

@@ -25,6 +25,20 @@ pub fn default_model() -> PathBuf {
     model
 }
 
+/// The classic fixed-shape export (640×640 only), which frames reach padded to the square.
+pub fn fixed_model() -> PathBuf {
+    let model = repo().join("models/yolo11n-pose-640.torchscript");
+    assert!(model.is_file(), "{} is missing: run ./scripts/setup.sh first", model.display());
+    model
+}
+
+/// Ultralytics' own checkpoint, which the legacy service predicted with.
+pub fn pt_weights() -> PathBuf {
+    let weights = repo().join("models/yolo11n-pose.pt");
+    assert!(weights.is_file(), "{} is missing: run ./scripts/setup.sh first", weights.display());
+    weights
+}
+
 /// The venv's Python, which has torch and Ultralytics.
 pub fn venv_python() -> PathBuf {
     let python = repo().join(".venv/bin/python");

@@ -60,8 +60,15 @@ fn run() -> Result<bool, String> {
     let (inputs, sizes) = (get("inputs")?, get("sizes")?);
     let n = inputs.size()[0] as usize;
     let frames: Vec<Tensor> = (0..n).map(|i| inputs.get(i as i64)).collect();
+    // The saved inputs are one shape, `[N, height, width, 3]`: the square or the minimal one.
+    let (input_height, input_width) = (inputs.size()[1] as u32, inputs.size()[2] as u32);
     let geometry: Vec<Letterbox> = (0..n)
-        .map(|i| Letterbox::new(sizes.int64_value(&[i as i64, 0]) as u32, sizes.int64_value(&[i as i64, 1]) as u32))
+        .map(|i| Letterbox {
+            width: sizes.int64_value(&[i as i64, 0]) as u32,
+            height: sizes.int64_value(&[i as i64, 1]) as u32,
+            input_width,
+            input_height,
+        })
         .collect();
     let reference: Vec<Value> = std::fs::read_to_string(args.dir.join("reference.jsonl"))
         .map_err(|e| format!("cannot read reference.jsonl: {e}"))?
