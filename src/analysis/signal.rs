@@ -83,7 +83,8 @@ pub fn parse(text: &str) -> Result<Phrase, SignalError> {
             if line.contains("Phrase recording started") && start.is_none() {
                 start = Some(t);
             }
-            if line.contains("Simultaneous valid hits") && simultaneous.is_none() {
+            // A box that reports the double touch twice: the legacy kept the last line's time.
+            if line.contains("Simultaneous valid hits") {
                 simultaneous = Some(t);
             }
             if line.contains("Off-Target: Blade-to-blade contact") {
