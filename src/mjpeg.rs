@@ -67,6 +67,9 @@ pub enum MjpegError {
     /// The Content-Type has no boundary.
     #[error("the multipart Content-Type has no boundary")]
     MissingBoundary,
+    /// No Content-Type, and the body does not open with a boundary line to take it from.
+    #[error("no Content-Type, and the body does not start with a multipart boundary line (--boundary): send multipart/x-mixed-replace; boundary=...")]
+    NoBoundaryLine,
     /// A part is neither a JPEG frame nor the log.
     #[error("unsupported part type {0:?}: frames are image/jpeg, the log text/plain")]
     UnsupportedPart(String),
@@ -151,6 +154,47 @@ where
     let mut first: Vec<Result<Bytes, E>> = vec![Ok(head.freeze())];
     first.extend(failure.map(Err));
     Ok((boundary, Box::pin(futures_util::stream::iter(first).chain(body))))
+}
+
+/// The longest boundary RFC 2046 allows.
+const MAX_BOUNDARY: usize = 70;
+
+/// The boundary of a body sent without a Content-Type, from its first line: `ffmpeg -f mpjpeg
+/// -method POST` sends none, and its body opens with `--ffmpeg`. Returns it and the body, its
+/// first bytes put back; [`MjpegError::NoBoundaryLine`] when the body does not open with one.
+pub async fn sniff_boundary<S, E>(mut body: S) -> Result<(String, PeekedBody<E>), MjpegError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: Send + std::fmt::Display + 'static,
+{
+    use futures_util::StreamExt;
+    let mut head = bytes::BytesMut::new();
+    // Blank lines before the first delimiter are allowed (the preamble of a well-behaved body).
+    let line = loop {
+        let start = head.iter().position(|b| *b != b'\r' && *b != b'\n').unwrap_or(head.len());
+        if let Some(end) = head[start..].iter().position(|b| *b == b'\n') {
+            break head[start..start + end].to_vec();
+        }
+        if head.len() - start > MAX_BOUNDARY + 4 {
+            return Err(MjpegError::NoBoundaryLine);
+        }
+        match body.next().await {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Err(e)) => return Err(MjpegError::Interrupted(e.to_string())),
+            None => return Err(MjpegError::NoBoundaryLine),
+        }
+    };
+    let boundary = boundary_of_line(&line).ok_or(MjpegError::NoBoundaryLine)?;
+    Ok((boundary, Box::pin(futures_util::stream::iter(vec![Ok(head.freeze())]).chain(body))))
+}
+
+/// `--boundary` (trailing white space and CR allowed) → `boundary`, if it is one RFC 2046
+/// allows: 1 to 70 of its characters, not ending in a space.
+fn boundary_of_line(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(line).ok()?.trim_end();
+    let boundary = text.strip_prefix("--")?;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "'()+_,-./:=? ".contains(c);
+    (!boundary.is_empty() && boundary.len() <= MAX_BOUNDARY && boundary.chars().all(allowed)).then(|| boundary.to_owned())
 }
 
 /// Shared between the gated input and the parser: how far the input may run ahead.
@@ -390,6 +434,37 @@ mod tests {
         part.extend_from_slice(jpeg);
         part.extend_from_slice(b"\r\n");
         part
+    }
+
+    #[tokio::test]
+    async fn a_body_without_content_type_gives_its_boundary_from_its_first_line() {
+        // ffmpeg -f mpjpeg -method POST: no Content-Type, parts open with --ffmpeg, no close.
+        let mut body = Vec::new();
+        for i in 0..3u8 {
+            body.extend(frame_part("ffmpeg", None, &jpeg(i)));
+        }
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let (boundary, stream) = sniff_boundary(chunked(&body, 5, pulled)).await.unwrap();
+        assert_eq!(boundary, "ffmpeg");
+        let mut parts = MjpegStream::new(stream, boundary, Limits::default());
+        let mut frames = Vec::new();
+        while let Some(part) = parts.next_part().await.unwrap() {
+            if let Part::Frame { bytes, .. } = part {
+                frames.push(bytes);
+            }
+        }
+        assert_eq!(frames, vec![jpeg(0), jpeg(1), jpeg(2)], "every frame, whole, with the first bytes put back");
+        // A preamble of blank lines, and a line with trailing white space.
+        let (b, _) = sniff_boundary(chunked(b"\r\n--frame \r\nContent-Type: image/jpeg\r\n", 3, Arc::default())).await.unwrap();
+        assert_eq!(b, "frame");
+    }
+
+    #[tokio::test]
+    async fn a_body_without_content_type_or_boundary_line_is_refused() {
+        for body in [&b"this is not multipart at all\n"[..], b"", b"--\r\n", &[b'-'; 200][..], &[b'x'; 500][..]] {
+            let got = sniff_boundary(chunked(body, 7, Arc::default())).await.map(|(b, _)| b);
+            assert!(matches!(got, Err(MjpegError::NoBoundaryLine)), "{:?}: {got:?}", String::from_utf8_lossy(body));
+        }
     }
 
     fn jpeg(n: u8) -> Vec<u8> {

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::analysis::fisheye::FisheyeSettings;
 use crate::analysis::pipeline::PipelineOptions;
 use crate::error::{json_response, ApiError, ResponseBody};
-use crate::mjpeg::{boundary_from_content_type, settle_boundary, Limits, MjpegStream, Part};
+use crate::mjpeg::{boundary_from_content_type, settle_boundary, sniff_boundary, Limits, MjpegStream, Part};
 use crate::server::AppState;
 use crate::session::{new_id, valid_id, Progress, Session, SessionState};
 
@@ -75,17 +75,20 @@ pub async fn post_stream(state: Arc<AppState>, req: Request<Incoming>) -> Result
 
 async fn receive(state: Arc<AppState>, id: &str, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
     let model = state.ready_model()?;
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    boundary_from_content_type(&content_type)?; // 415 or 400 before any session is made
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_owned();
     let config = &state.config;
     let fps = query_param(&req, "fps").and_then(|f| f.parse::<f64>().ok()).filter(|f| *f > 0.0 && f.is_finite());
+    let body = Box::pin(BodyStream::new(req.into_body()).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) }));
+    // 415 or 400 before any session is made. Without a Content-Type (ffmpeg's `-method POST`
+    // sends none) the body's first line must be a boundary.
+    let (boundary, body) = if content_type.is_empty() {
+        sniff_boundary(body).await?
+    } else {
+        boundary_from_content_type(&content_type)?;
+        settle_boundary(&content_type, body).await?
+    };
     let session = state.sessions.open_upload(id, model, pipeline_options(config, fps))?;
     let mut guard = UploadGuard { session: session.clone(), open: true };
-    let body = BodyStream::new(req.into_body()).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
-    let (boundary, body) = match settle_boundary(&content_type, Box::pin(body)).await {
-        Ok(settled) => settled,
-        Err(e) => return Err(e.into()),
-    };
     let limits = Limits { max_part_bytes: config.max_frame_bytes, max_phrase_bytes: config.max_phrase_bytes, ..Limits::default() };
     let mut parts = MjpegStream::new(body, boundary, limits);
     let mut signal_error = None;

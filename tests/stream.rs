@@ -86,10 +86,33 @@ impl ChunkedUpload {
     }
 }
 
+/// The decision `/analyze` gives for the same pixels as the streamed JPEGs. The JPEGs are
+/// decoded as `/stream` decodes them (OpenCV's imdecode, libjpeg) and posted as a lossless video
+/// (FFV1, BGR): `/analyze` decodes videos with ffmpeg, as the legacy's opencv-python did, and
+/// ffmpeg's own JPEG decoder gives other pixels than libjpeg's (by a level or two), so the .avi
+/// of the same JPEGs would be compared on other pixels.
 fn analyze_winner(server: &Server, rendered: &Rendered) -> Value {
+    use opencv::prelude::*;
+    let video = rendered.avi.with_extension("lossless.mkv");
+    let first = opencv::imgcodecs::imdecode(&opencv::core::Vector::<u8>::from_slice(&rendered.jpegs[0]), opencv::imgcodecs::IMREAD_COLOR).unwrap();
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s"])
+        .arg(format!("{}x{}", first.cols(), first.rows()))
+        .args(["-r", "15", "-i", "-", "-c:v", "ffv1", "-pix_fmt", "bgr0"])
+        .arg(&video)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = ffmpeg.stdin.take().unwrap();
+    for jpeg in &rendered.jpegs {
+        let image = opencv::imgcodecs::imdecode(&opencv::core::Vector::<u8>::from_slice(jpeg), opencv::imgcodecs::IMREAD_COLOR).unwrap();
+        input.write_all(image.data_bytes().unwrap()).unwrap();
+    }
+    drop(input);
+    assert!(ffmpeg.wait().unwrap().success());
     let out = Command::new("curl")
         .args(["-sS", "-F"])
-        .arg(format!("video=@{}", rendered.avi.display()))
+        .arg(format!("video=@{}", video.display()))
         .arg("-F")
         .arg(format!("signal=@{}", rendered.log.display()))
         .args(["-F", "save_overlay=false"])
@@ -98,6 +121,7 @@ fn analyze_winner(server: &Server, rendered: &Rendered) -> Value {
         .unwrap();
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(body["decision"].is_object(), "{body}");
+    assert_eq!(body["metadata"]["frames_processed"], rendered.jpegs.len());
     body["decision"].clone()
 }
 
@@ -168,15 +192,14 @@ fn curl_streams_a_chunked_body() {
     assert_eq!(reply["decision"]["winner"], phrase(1)["legacy_decision"]["winner"]);
 }
 
-fn ffmpeg_upload(avi: &Path, url: &str) -> Child {
-    Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-re", "-i"])
-        .arg(avi)
-        .args(["-c:v", "copy", "-f", "mpjpeg", "-method", "POST", "-content_type", "multipart/x-mixed-replace;boundary=ffmpeg"])
-        .arg(url)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap()
+/// `ffmpeg -re -i AVI -c:v copy -f mpjpeg -method POST [-content_type TYPE] URL`.
+fn ffmpeg_upload(avi: &Path, url: &str, content_type: Option<&str>) -> Child {
+    let mut ffmpeg = Command::new("ffmpeg");
+    ffmpeg.args(["-loglevel", "error", "-re", "-i"]).arg(avi).args(["-c:v", "copy", "-f", "mpjpeg", "-method", "POST"]);
+    if let Some(content_type) = content_type {
+        ffmpeg.args(["-content_type", content_type]);
+    }
+    ffmpeg.arg(url).stdin(Stdio::null()).spawn().unwrap()
 }
 
 fn put_signal(addr: SocketAddr, id: &str, log: &Path) -> HttpResponse {
@@ -188,7 +211,7 @@ fn ffmpeg_mpjpeg_then_the_log_by_put() {
     let out = TempDir::new("stream-ffmpeg");
     let server = marker_server(&out.path().join("results"));
     let rendered = render(2, out.path());
-    let mut ffmpeg = ffmpeg_upload(&rendered.avi, &format!("{}/stream?session=ff-1", server.url()));
+    let mut ffmpeg = ffmpeg_upload(&rendered.avi, &format!("{}/stream?session=ff-1", server.url()), Some("multipart/x-mixed-replace;boundary=ffmpeg"));
     let mut events = Events::open_when_known(server.addr, "ff-1");
     events.wait_for(|p| p["frames_analysed"].as_u64().unwrap() >= 1 && p["state"] == "receiving");
     assert!(ffmpeg.wait().unwrap().success(), "ffmpeg's upload (no closing boundary) ends cleanly");
@@ -198,6 +221,29 @@ fn ffmpeg_mpjpeg_then_the_log_by_put() {
     let response = put_signal(server.addr, "ff-1", &rendered.log);
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
     assert_eq!(response.json()["decision"], analyze_winner(&server, &rendered));
+}
+
+#[test]
+fn ffmpegs_natural_command_without_a_content_type_streams_too() {
+    // `ffmpeg -f mpjpeg -method POST URL` sends no Content-Type; its body opens with --ffmpeg.
+    let out = TempDir::new("stream-ffmpeg-plain");
+    let server = marker_server(&out.path().join("results"));
+    let rendered = render(4, out.path());
+    let mut ffmpeg = ffmpeg_upload(&rendered.avi, &format!("{}/stream?session=ff-plain", server.url()), None);
+    assert!(ffmpeg.wait().unwrap().success(), "ffmpeg's upload without a Content-Type is taken");
+    let session = server.get("/sessions/ff-plain").json();
+    assert_eq!(session["frames_received"], rendered.jpegs.len(), "{session}");
+    // Every frame stored byte for byte as ffmpeg sent it (the JPEGs of the .avi).
+    let stored = server.get("/sessions/ff-plain/artifacts/frames.mjpeg").body;
+    assert_eq!(stored, rendered.jpegs.concat());
+    let response = put_signal(server.addr, "ff-plain", &rendered.log);
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(response.json()["decision"]["winner"], phrase(4)["legacy_decision"]["winner"]);
+    // A body with no Content-Type that does not open with a boundary line: 400, saying what to send.
+    let refused = http_request(server.addr, "POST", "/stream?session=ff-bad", &[], &b"this is not multipart at all\n".repeat(100));
+    assert_eq!(refused.status, 400);
+    assert!(refused.json()["detail"].as_str().unwrap().contains("boundary"), "{}", refused.json());
+    assert_eq!(server.get("/sessions/ff-bad").status, 404, "no session is made for it");
 }
 
 #[test]
