@@ -12,15 +12,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use opencv::core::{Mat, Vector};
-use opencv::imgcodecs;
-use opencv::prelude::*;
+use opencv::core::Mat;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::analysis::decision::Engine;
+use crate::analysis::frames::decode_jpeg;
 use crate::analysis::pipeline::{PhrasePipeline, PipelineOptions};
 use crate::analysis::pose::PoseModel;
 use crate::analysis::signal::{self, Phrase};
@@ -571,9 +570,7 @@ fn read_frame(reader: &mut File, record: FrameRecord) -> Option<Mat> {
     let mut bytes = vec![0u8; record.length as usize];
     reader.seek(SeekFrom::Start(record.offset)).ok()?;
     reader.read_exact(&mut bytes).ok()?;
-    let buffer = Vector::<u8>::from_slice(&bytes);
-    let image = imgcodecs::imdecode(&buffer, imgcodecs::IMREAD_COLOR).ok()?;
-    (!image.empty()).then_some(image)
+    decode_jpeg(&bytes)
 }
 
 fn fail(session: &Session, error: ApiError) {

@@ -135,6 +135,15 @@ pub fn bgr_mat(frame: &referee_video::Frame) -> opencv::Result<Mat> {
     flat.reshape(3, frame.height as i32)?.try_clone()
 }
 
+/// Decodes a streamed JPEG frame to 8-bit BGR as opencv-python's `cv2.imdecode(buf,
+/// cv2.IMREAD_COLOR)` does (both are libjpeg-turbo with OpenCV's settings: checked bit for bit on
+/// the demo clip's frames); `None` for bytes that are not a decodable image.
+pub fn decode_jpeg(bytes: &[u8]) -> Option<Mat> {
+    let buffer = opencv::core::Vector::<u8>::from_slice(bytes);
+    let image = imgcodecs::imdecode(&buffer, imgcodecs::IMREAD_COLOR).ok()?;
+    (!image.empty()).then_some(image)
+}
+
 /// Reads one image as 8-bit BGR.
 pub fn read_image(path: &Path) -> Result<Mat, FrameError> {
     let unreadable = |reason: String| FrameError::Unreadable { path: path.to_owned(), reason };
