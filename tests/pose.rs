@@ -72,24 +72,16 @@ fn ultralytics_predict(model: &Path, inputs: &[String], dir: &Path) -> (Vec<Valu
     (reference, reference_log.lines().last().unwrap_or_default().to_owned())
 }
 
-#[test]
-fn every_frame_of_the_real_video_matches_ultralytics_predict_of_the_pt() {
-    // The legacy service: Ultralytics' predict of the .pt on the video, frames decoded by
-    // opencv-python. Ours: the default (any-shape) export, frames decoded by ffmpeg, minimal
-    // padding. Same people on every frame, keypoints within 0.05 px, no visibility flip.
-    let dir = TempDir::new("pose-video-parity");
-    let video = demo_video().to_str().unwrap().to_owned();
-    let (reference, reference_log) = ultralytics_predict(&pt_weights(), &[video.clone()], dir.path());
-    let (ours, our_log) = ai_referee_pose(&[&video]);
-    eprintln!("{}\n{reference_log}", our_log.trim());
-    assert_eq!(ours.len(), 230, "every frame of the demo clip");
+/// Our detections against Ultralytics', frame by frame: the same people, no visibility flip;
+/// returns (people compared, worst keypoint or box difference in px, worst score difference).
+fn compare_detections(ours: &[Value], reference: &[Value]) -> (usize, f64, f64) {
     assert_eq!(reference.len(), ours.len());
     let (mut people, mut worst_px, mut worst_score) = (0usize, 0f64, 0f64);
     let value = |v: &Value| v.as_f64().unwrap();
-    for (frame, (mine, theirs)) in ours.iter().zip(&reference).enumerate() {
+    for (frame, (mine, theirs)) in ours.iter().zip(reference).enumerate() {
         assert_eq!((&mine["width"], &mine["height"]), (&theirs["width"], &theirs["height"]));
         let (a, b) = (mine["detections"].as_array().unwrap(), theirs["detections"].as_array().unwrap());
-        assert_eq!(a.len(), b.len(), "people on frame {frame}");
+        assert_eq!(a.len(), b.len(), "people on frame {frame} of {}", mine["source"]);
         for (d, e) in a.iter().zip(b) {
             people += 1;
             worst_score = worst_score.max((value(&d["score"]) - value(&e["score"])).abs());
@@ -102,13 +94,60 @@ fn every_frame_of_the_real_video_matches_ultralytics_predict_of_the_pt() {
             }
         }
     }
+    (people, worst_px, worst_score)
+}
+
+#[test]
+fn every_frame_of_the_real_video_matches_ultralytics_predict_of_the_pt() {
+    // The legacy service: Ultralytics' predict of the .pt on the video, frames decoded by
+    // opencv-python. Ours: the default (any-shape) export, frames decoded by ffmpeg, minimal
+    // padding. Same people on every frame, keypoints within 0.05 px, no visibility flip.
+    let dir = TempDir::new("pose-video-parity");
+    let video = demo_video().to_str().unwrap().to_owned();
+    let (reference, reference_log) = ultralytics_predict(&pt_weights(), &[video.clone()], dir.path());
+    let (ours, our_log) = ai_referee_pose(&[&video]);
+    eprintln!("{}\n{reference_log}", our_log.trim());
+    assert_eq!(ours.len(), 230, "every frame of the demo clip");
+    let (people, worst_px, worst_score) = compare_detections(&ours, &reference);
     eprintln!("video parity with the .pt: {people} people on 230 frames, worst {worst_px:.4} px, worst score {worst_score:.2e}");
     assert!(worst_px <= 0.05, "worst keypoint or box difference {worst_px} px");
     assert!(worst_score <= 1e-4, "worst score difference {worst_score}");
     assert!(people >= 300, "the real model should find people on the demo clip ({people})");
     // Frames carry their presentation time.
     assert_eq!(ours[0]["time"], 0.0);
-    assert!((value(&ours[30]["time"]) - 1.0).abs() < 1e-9, "{}", ours[30]["time"]);
+    assert!((ours[30]["time"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{}", ours[30]["time"]);
+}
+
+#[test]
+fn other_frame_shapes_match_the_pt_too() {
+    // Portrait (a phone on its side), 4:3 and an odd size: each gets its own minimal padding
+    // (384×640, 640×480, 640×448) and still the .pt's detections. Lossless stills, so that both
+    // sides read the same pixels.
+    let dir = TempDir::new("pose-shapes");
+    let mut stills = Vec::new();
+    for (name, filter) in [("portrait", "transpose=1"), ("four-three", "crop=1200:900:300:50"), ("odd", "format=rgb24,crop=1001:667:400:200")] {
+        let status = Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y", "-i"])
+            .arg(demo_video())
+            .args(["-vf", &format!("select=not(mod(n\\,46)),{filter}"), "-vsync", "0"])
+            .arg(dir.path().join(format!("{name}-%02d.png")))
+            .status()
+            .expect("run ffmpeg");
+        assert!(status.success());
+    }
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        stills.push(entry.unwrap().path().to_str().unwrap().to_owned());
+    }
+    stills.sort();
+    assert_eq!(stills.len(), 15);
+    let (reference, _) = ultralytics_predict(&pt_weights(), &stills, dir.path());
+    let (ours, _) = ai_referee_pose(&stills.iter().map(String::as_str).collect::<Vec<_>>());
+    let sizes: std::collections::BTreeSet<(u64, u64)> = ours.iter().map(|l| (l["width"].as_u64().unwrap(), l["height"].as_u64().unwrap())).collect();
+    assert_eq!(sizes.into_iter().collect::<Vec<_>>(), vec![(994, 1768), (1001, 667), (1200, 900)]);
+    let (people, worst_px, worst_score) = compare_detections(&ours, &reference);
+    eprintln!("portrait, 4:3 and odd stills against the .pt: {people} people, worst {worst_px:.4} px, worst score {worst_score:.2e}");
+    assert!(worst_px <= 0.05, "worst keypoint or box difference {worst_px} px");
+    assert!(people >= 10, "the real model should find people on the stills ({people})");
 }
 
 #[test]
