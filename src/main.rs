@@ -30,6 +30,8 @@ enum Command {
     ParseSignal(ai_referee::cli::engine::ParseSignalArgs),
     /// Run the tracker and normalisation on detection sequences (JSON lines).
     Track(ai_referee::cli::engine::TrackArgs),
+    /// Agreement of an engine with the referee's recorded calls (call lines stripped first).
+    Evaluate(ai_referee::cli::evaluate::EvaluateArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Decide(args) => report(ai_referee::cli::engine::run_decide(args)),
         Command::ParseSignal(args) => report(ai_referee::cli::engine::run_parse_signal(args)),
         Command::Track(args) => report(ai_referee::cli::engine::run_track(args)),
+        Command::Evaluate(args) => report(ai_referee::cli::evaluate::run(args)),
         Command::Serve(config) => {
             init_logging(&config.log_level);
             let runtime = match tokio::runtime::Runtime::new() {

@@ -15,4 +15,5 @@ pub mod pipeline;
 pub mod pose;
 pub mod signal;
 pub mod tracker;
+pub mod v2;
 pub mod workbook;

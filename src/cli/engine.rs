@@ -1,6 +1,6 @@
 //! The engine's command-line tools, one JSON line out per line in: `decide` (phrases, or one
-//! phrase from a log and a keypoints workbook), `parse-signal` and `track`. A bad line gives an
-//! `error` line, never a stop.
+//! phrase from a log and a keypoints workbook; `--engine legacy` or `v2`), `parse-signal` and
+//! `track`. A bad line gives an `error` line, never a stop.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use crate::analysis::decision::Engine;
 use crate::analysis::kinematics::{normalise, Keypoints};
 use crate::analysis::signal;
 use crate::analysis::tracker::{Points, Tracker};
+use crate::analysis::v2::{self, EngineChoice, FrameTimes};
 use crate::analysis::workbook;
 
 /// Arguments of `ai-referee decide`.
@@ -30,9 +31,12 @@ pub struct DecideArgs {
     /// c in pixels, for the lunge flag (with --keypoints).
     #[arg(long)]
     pub normalisation_constant: Option<f64>,
-    /// Which rules decide.
+    /// The video's frame rate, for `v2` with --keypoints (default: frame count over the log's span).
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// Which rules decide: `legacy` (the `/analyze` contract) or `v2`.
     #[arg(long, default_value = "legacy")]
-    pub engine: Engine,
+    pub engine: EngineChoice,
 }
 
 /// Arguments of `ai-referee parse-signal`.
@@ -56,6 +60,12 @@ struct PhraseLine {
     signal: String,
     keypoints: Value,
     normalisation_constant: Option<f64>,
+    /// `v2`: each frame's time in seconds on the log's clock.
+    #[serde(default)]
+    frame_times: Option<Vec<f64>>,
+    /// `v2`: the video's frame rate (when no `frame_times`).
+    #[serde(default)]
+    fps: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,9 +86,18 @@ pub fn run_decide(args: DecideArgs) -> Result<(), String> {
         let engine = args.engine;
         return for_each_line(phrases, |line| {
             let p: PhraseLine = serde_json::from_value(line).map_err(|e| format!("bad phrase line: {e}"))?;
-            let phrase = signal::parse(&p.signal).map_err(|e| e.to_string())?;
             let keypoints = Keypoints::from_json(p.keypoints)?;
-            let decision = engine.decide(&keypoints, &phrase, p.normalisation_constant);
+            if engine == EngineChoice::V2 {
+                let times = match (p.frame_times, p.fps) {
+                    (Some(times), _) => Some(FrameTimes::from_timestamps(times).map_err(|e| e.to_string())?),
+                    (None, Some(fps)) => Some(FrameTimes::from_rate(fps, keypoints.frames())),
+                    (None, None) => None,
+                };
+                let decision = v2::decide_log(&keypoints, &p.signal, times).map_err(|e| e.to_string())?;
+                return Ok(json!({ "decision": decision }));
+            }
+            let phrase = signal::parse(&p.signal).map_err(|e| e.to_string())?;
+            let decision = Engine::Legacy.decide(&keypoints, &phrase, p.normalisation_constant);
             Ok(json!({ "decision": decision }))
         });
     }
@@ -86,10 +105,18 @@ pub fn run_decide(args: DecideArgs) -> Result<(), String> {
         return Err("give --phrases FILE, or --signal LOG --keypoints WORKBOOK".into());
     };
     let text = std::fs::read_to_string(log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
-    let phrase = signal::parse(&text).map_err(|e| e.legacy_message(&log.display().to_string()))?;
     let keypoints = workbook::read_workbook(book).map_err(|e| e.to_string())?;
-    let decision = args.engine.decide(&keypoints, &phrase, args.normalisation_constant);
-    println!("{}", serde_json::to_string_pretty(&decision).map_err(|e| e.to_string())?);
+    let decision = match args.engine {
+        EngineChoice::Legacy => {
+            let phrase = signal::parse(&text).map_err(|e| e.legacy_message(&log.display().to_string()))?;
+            serde_json::to_string_pretty(&Engine::Legacy.decide(&keypoints, &phrase, args.normalisation_constant))
+        }
+        EngineChoice::V2 => {
+            let times = args.fps.map(|fps| FrameTimes::from_rate(fps, keypoints.frames()));
+            serde_json::to_string_pretty(&v2::decide_log(&keypoints, &text, times).map_err(|e| e.to_string())?)
+        }
+    };
+    println!("{}", decision.map_err(|e| e.to_string())?);
     Ok(())
 }
 

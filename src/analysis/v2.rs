@@ -1,0 +1,1018 @@
+//! The `v2` referee engine: who had been advancing when the lights came on, on a true time axis.
+//!
+//! Beside the legacy rules (kept exact in `decision`), `v2` works in seconds, never in frames:
+//! frame times come from the stream's timestamps, the video's rate, or (recorded phrases) the
+//! standard rate that fits the frame count to the log's recording span, the last frame at its
+//! end. It reads only the timed event lines of the scoring-box log (`0.000s | …`) and the
+//! `Scores ->` line, never the referee's own call.
+//!
+//! The rule, per fencer, on the hips' forward position (gaps up to 0.4 s filled, Gaussian
+//! smoothing of 0.06 s):
+//! - `advance`: how long the fencer had been advancing without a break (hips forward faster
+//!   than 0.2 c/s), for an advance still going in the last 0.3 s before the first light;
+//! - `gain`: ground gained in the last second before the first light (in c);
+//! - `counter_attack`: the weapon arm already reaching forward (≥ 0.3 c past the front
+//!   shoulder) 0.5 s before the light while the fencer was not advancing.
+//!
+//! score = advance / 0.5 s + gain / 1 c − 1 (counter-attack); the higher score wins. The
+//! margin between the two scores gives the confidence; below a fitted margin, with a blade
+//! contact in the last second (pose cannot see who parried), with too few frames or with a
+//! fencer not seen, the call is marked uncertain. The rule is exactly symmetric (the same
+//! function of each fencer's forward coordinate) and time-true (every window is in seconds).
+
+use serde::Serialize;
+
+use crate::analysis::kinematics::{Keypoints, Row};
+
+/// The front (nearer the opponent) shoulder after the legacy's side swap.
+const FRONT_SHOULDER: usize = 6;
+/// The weapon hand: point 10, the wrist nearer the opponent after the side swap.
+///
+/// The legacy's pair swap puts, for each left/right pair, the point nearer the opponent at the
+/// even index for *both* fencers (larger x for the left fencer, smaller x for the right one).
+/// So 10 is always the front wrist and 9 the back one. The weapon arm is the one held and
+/// extended towards the opponent; the free hand is kept behind (foil, épée) or on the hip
+/// (sabre), so the front wrist is the weapon hand whichever hand the fencer holds it in. The
+/// legacy's blade check reads point 9 for the right fencer: that is the right fencer's back,
+/// unarmed hand. `v2` reads point 10 for both.
+pub const WEAPON_WRIST: usize = 10;
+/// The hips, whose mean is the fencer's position.
+const HIPS: [usize; 2] = [11, 12];
+
+/// Longest run of missing frames filled by linear interpolation, in seconds.
+pub const MAX_GAP_S: f64 = 0.4;
+/// Standard deviation of the Gaussian smoothing, in seconds.
+pub const SMOOTH_SIGMA_S: f64 = 0.06;
+/// Forward hip speed (c per second) above which a fencer is advancing; below minus it, going back.
+pub const ADVANCE_SPEED: f64 = 0.2;
+/// A dip under `ADVANCE_SPEED` shorter than this (seconds) does not break an advance: a speed
+/// grazing the line for a frame or two is not a stop, and the advance must not depend on
+/// whether the frame rate happens to sample the dip.
+pub const MIN_BREAK_S: f64 = 0.1;
+/// An advance counts if it was still going this long before the first light (seconds).
+pub const ADVANCE_RECENT_S: f64 = 0.3;
+/// Window for the ground gained before the first light (seconds).
+pub const GAIN_WINDOW_S: f64 = 1.0;
+/// Window looked at for stops and steps back (seconds).
+pub const STEP_BACK_WINDOW_S: f64 = 2.0;
+/// How long before the first light the counter-attack check looks (seconds).
+pub const COUNTER_LEAD_S: f64 = 0.5;
+/// Arm reach (front wrist ahead of the front shoulder, in c) that counts as extended.
+pub const COUNTER_REACH: f64 = 0.3;
+/// Seconds of advance worth one point of score.
+pub const ADVANCE_SCALE_S: f64 = 0.5;
+/// Ground gained (c) worth one point of score.
+pub const GAIN_SCALE: f64 = 1.0;
+/// Points taken from a fencer who counter-attacked.
+pub const COUNTER_PENALTY: f64 = 1.0;
+/// A blade contact this long before the first light (or up to the last light) makes the call doubtful.
+pub const BLADE_WINDOW_S: f64 = 1.0;
+/// With such a blade contact, the margin must be this many times the sure margin.
+pub const BLADE_MARGIN_FACTOR: f64 = 2.0;
+/// Fewer frames per second than this cannot show an advance.
+pub const MIN_FPS: f64 = 8.0;
+/// Score margin at or above which a call is sure: [`fit_sure_margin`] with `SURE_TARGET` on
+/// the 96 recorded phrases with a call (frame times from [`FrameTimes::estimate`]) gives
+/// 1.019; rounded. `ai-referee evaluate --folds 0` reports how that fit does on phrases left
+/// out of it (fitted per fold: 0.98–1.10).
+pub const DEFAULT_SURE_MARGIN: f64 = 1.02;
+/// A phrase whose first light comes within this many seconds of the start is "short".
+pub const SHORT_PHRASE_S: f64 = 2.0;
+/// The video rates a recorded phrase's frame count is matched against ([`FrameTimes::estimate`]).
+pub const NOMINAL_RATES: [f64; 3] = [15.0, 30.0, 60.0];
+/// How far (seconds) the video length at a standard rate may be from the log's recording span.
+pub const RATE_TOLERANCE_S: f64 = 0.6;
+
+/// Which engine decides: the legacy rules (the `/analyze` contract, `Engine::Legacy`) or `v2`.
+/// Parsed from `legacy` / `v2` (any case), as `--engine` and `REFEREE_ENGINE` take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// The legacy service's rules, exactly.
+    #[default]
+    Legacy,
+    /// This module's engine.
+    V2,
+}
+
+impl EngineChoice {
+    /// `legacy` or `v2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineChoice::Legacy => "legacy",
+            EngineChoice::V2 => "v2",
+        }
+    }
+}
+
+impl std::str::FromStr for EngineChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<EngineChoice, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "legacy" => Ok(EngineChoice::Legacy),
+            "v2" => Ok(EngineChoice::V2),
+            other => Err(format!("unknown engine {other:?} (available: legacy, v2)")),
+        }
+    }
+}
+
+/// Why a log cannot be decided by `v2`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum V2Error {
+    /// No `HIT:` event line.
+    #[error("no hit in the log")]
+    NoHit,
+    /// The box did not give both lights.
+    #[error("Not a double-touch phrase (Fencer 1: {fencer1}, Fencer 2: {fencer2})")]
+    NotDoubleTouch {
+        /// Fencer 1 (the right fencer).
+        fencer1: String,
+        /// Fencer 2 (the left fencer).
+        fencer2: String,
+    },
+    /// Frame times that are not finite and increasing, or not one per frame.
+    #[error("bad frame times: {0}")]
+    BadTimes(String),
+}
+
+/// One of the two fencers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The fencer on the left of the picture (Fencer 2, red lamp).
+    Left,
+    /// The fencer on the right of the picture (Fencer 1, green lamp).
+    Right,
+}
+
+impl Side {
+    /// `left` or `right`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Left => "left",
+            Side::Right => "right",
+        }
+    }
+
+    /// `Left` or `Right`.
+    pub fn title(self) -> &'static str {
+        match self {
+            Side::Left => "Left",
+            Side::Right => "Right",
+        }
+    }
+
+    /// The other fencer.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Left => Side::Right,
+            Side::Right => Side::Left,
+        }
+    }
+
+    /// +1 when forward is increasing x (left fencer), −1 otherwise.
+    fn direction(self) -> f64 {
+        match self {
+            Side::Left => 1.0,
+            Side::Right => -1.0,
+        }
+    }
+}
+
+/// What `v2` reads from the scoring-box log: event times in seconds on the log's clock.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhraseLog {
+    /// `Phrase recording started` (0 when the log has no such line).
+    pub start: f64,
+    /// `Phrase recording ended`, if the log says.
+    pub end: Option<f64>,
+    /// The last timed event.
+    pub last_event: f64,
+    /// The first `HIT:` line: when the lights came on.
+    pub first_light: f64,
+    /// The last `HIT:` line.
+    pub last_light: f64,
+    /// Whose light came on first, when the box says (`Left scores on Right` is the left's).
+    pub first_light_side: Option<Side>,
+    /// Blade-to-blade contacts.
+    pub blade_contacts: Vec<f64>,
+}
+
+impl PhraseLog {
+    /// Seconds from the start to the first light.
+    pub fn time_to_hit(&self) -> f64 {
+        self.first_light - self.start
+    }
+
+    /// The recording span: start to `Phrase recording ended` (or to the last event).
+    pub fn span(&self) -> f64 {
+        self.end.unwrap_or(self.last_event) - self.start
+    }
+}
+
+/// True for the lines the recorder writes about the referee's call: any line naming a
+/// winner, any remote-referee line, the broadcast text, and the bracketed `[date time] …`
+/// bookkeeping written after the phrase ended (interpretation, upload, compression).
+pub fn is_referee_call_line(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    line.trim_start().starts_with('[')
+        || ["winner", "referee", "broadcast:", "abstain"].iter().any(|w| lower.contains(w))
+}
+
+/// The log without the referee's call lines (see [`is_referee_call_line`]); every other line
+/// is kept as it was, each ending with a newline.
+pub fn strip_referee_call(log: &str) -> String {
+    log.lines().filter(|l| !is_referee_call_line(l)).flat_map(|l| [l, "\n"]).collect()
+}
+
+/// `<digits>.<digits>s |` at the start of a line (after spaces): the event time and the text after `|`.
+fn event_line(line: &str) -> Option<(f64, &str)> {
+    let s = line.trim_start();
+    let int = s.bytes().take_while(u8::is_ascii_digit).count();
+    if int == 0 || s.as_bytes().get(int) != Some(&b'.') {
+        return None;
+    }
+    let frac = s[int + 1..].bytes().take_while(u8::is_ascii_digit).count();
+    let after = &s[int + 1 + frac..];
+    if frac == 0 || !after.starts_with('s') {
+        return None;
+    }
+    let rest = after[1..].trim_start().strip_prefix('|')?;
+    Some((s[..int + 1 + frac].parse().ok()?, rest.trim()))
+}
+
+/// The upper-cased word after `label` (case-insensitive) on a `Scores ->` line.
+fn score_word(line: &str, label: &str) -> Option<String> {
+    let at = line.to_ascii_lowercase().find(label)? + label.len();
+    let word: String = line[at..].trim_start().chars().take_while(|c| c.is_alphanumeric()).collect();
+    (!word.is_empty()).then(|| word.to_uppercase())
+}
+
+/// Reads a scoring-box log: the timed event lines and the `Scores ->` line only, after
+/// [`strip_referee_call`]. A log whose scores line does not give both fencers `HIT` is refused.
+pub fn parse_log(text: &str) -> Result<PhraseLog, V2Error> {
+    let text = strip_referee_call(text);
+    let (mut start, mut end) = (None, None);
+    let mut last_event = f64::NEG_INFINITY;
+    let mut hits: Vec<(f64, Option<Side>)> = Vec::new();
+    let mut blade_contacts = Vec::new();
+    let mut scores = None;
+    for line in text.lines() {
+        if line.trim_start().starts_with("Scores ->") {
+            scores = Some((score_word(line, "fencer 1:"), score_word(line, "fencer 2:")));
+            continue;
+        }
+        let Some((t, event)) = event_line(line) else { continue };
+        last_event = last_event.max(t);
+        if event.contains("Phrase recording started") && start.is_none() {
+            start = Some(t);
+        } else if event.contains("Phrase recording ended") && end.is_none() {
+            end = Some(t);
+        } else if event.contains("Blade-to-blade contact") {
+            blade_contacts.push(t);
+        } else if event.contains("HIT:") {
+            let side = if event.contains("Left scores") {
+                Some(Side::Left)
+            } else if event.contains("Right scores") {
+                Some(Side::Right)
+            } else {
+                None
+            };
+            hits.push((t, side));
+        }
+    }
+    if let Some((f1, f2)) = scores {
+        if f1.as_deref() != Some("HIT") || f2.as_deref() != Some("HIT") {
+            let show = |s: Option<String>| s.unwrap_or_else(|| "None".into());
+            return Err(V2Error::NotDoubleTouch { fencer1: show(f1), fencer2: show(f2) });
+        }
+    }
+    let first_light = hits.iter().map(|h| h.0).fold(f64::INFINITY, f64::min);
+    if !first_light.is_finite() {
+        return Err(V2Error::NoHit);
+    }
+    let last_light = hits.iter().map(|h| h.0).fold(f64::NEG_INFINITY, f64::max);
+    let firsts: Vec<Side> = hits.iter().filter(|h| h.0 == first_light).filter_map(|h| h.1).collect();
+    let first_light_side = match firsts.as_slice() {
+        [one, rest @ ..] if rest.iter().all(|s| s == one) => Some(*one),
+        _ => None,
+    };
+    Ok(PhraseLog {
+        start: start.unwrap_or(0.0),
+        end,
+        last_event,
+        first_light,
+        last_light,
+        first_light_side,
+        blade_contacts,
+    })
+}
+
+/// Where frame times came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSource {
+    /// Each frame's own timestamp (the stream).
+    Timestamps,
+    /// The video's frame rate.
+    Rate,
+    /// Recorded phrases without timestamps: the standard rate that fits the frame count to the
+    /// log's recording span, the last frame at its end ([`FrameTimes::estimate`]).
+    Estimated,
+}
+
+/// The time of each frame, in seconds on the log's clock (0 = recording started).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrameTimes {
+    times: Vec<f64>,
+    rate: f64,
+    source: TimeSource,
+}
+
+impl FrameTimes {
+    /// `n` frames at `fps`, the first at 0 s.
+    pub fn from_rate(fps: f64, n: usize) -> FrameTimes {
+        FrameTimes { times: (0..n).map(|i| i as f64 / fps).collect(), rate: fps, source: TimeSource::Rate }
+    }
+
+    /// Each frame's own time; they must be finite and strictly increasing.
+    pub fn from_timestamps(times: Vec<f64>) -> Result<FrameTimes, V2Error> {
+        if times.iter().any(|t| !t.is_finite()) || times.windows(2).any(|w| w[1] <= w[0]) {
+            return Err(V2Error::BadTimes("timestamps must be finite and strictly increasing".into()));
+        }
+        let rate = match (times.first(), times.last()) {
+            (Some(a), Some(b)) if times.len() > 1 => (times.len() - 1) as f64 / (b - a),
+            _ => f64::NAN,
+        };
+        Ok(FrameTimes { times, rate, source: TimeSource::Timestamps })
+    }
+
+    /// `n` frames of a recorded phrase, placed on the log's clock. Cameras run at a standard
+    /// rate, and the video ends with the recording but may start a little late (or early): on
+    /// the recorded phrases the frame count is 15.07 × span + 0.05 for the 2025 set-up and
+    /// 29.35 × span − 6.0 for the 2026 one (a 30 fps camera starting ~0.2 s late; a 30 fps
+    /// video anchored at the start would end before the lights in the long phrases). So the
+    /// rate is the one of [`NOMINAL_RATES`] whose video length `n / rate` is nearest the span
+    /// (start to `Phrase recording ended`, else the last event), and the last frame is one
+    /// frame before the end: frame i at end − (n − i) / rate. Spreading the frames over the
+    /// span instead read the 30 fps phrases as 22–29 fps, stretching short ones by up to a
+    /// third and shifting their frames against the lights. When no standard rate is within
+    /// `RATE_TOLERANCE_S` (or a quarter of the span) of the span, the frames are spread evenly
+    /// over it as before: rate = n / span, frame i at start + i / rate.
+    pub fn estimate(n: usize, log: &PhraseLog) -> FrameTimes {
+        let span = log.span();
+        let end = log.start + span;
+        let off = |rate: f64| (n as f64 / rate - span).abs();
+        let nominal = NOMINAL_RATES
+            .iter()
+            .copied()
+            .min_by(|a, b| off(*a).total_cmp(&off(*b)))
+            .filter(|&r| span > 0.0 && n > 0 && off(r) <= RATE_TOLERANCE_S.max(0.25 * span));
+        if let Some(rate) = nominal {
+            let times = (0..n).map(|i| end - (n - i) as f64 / rate).collect();
+            return FrameTimes { times, rate, source: TimeSource::Estimated };
+        }
+        let rate = if span > 0.0 { n as f64 / span } else { f64::NAN };
+        let times = if rate.is_finite() {
+            (0..n).map(|i| log.start + i as f64 / rate).collect()
+        } else {
+            (0..n).map(|i| log.start + i as f64 / crate::analysis::signal::LOG_FPS).collect()
+        };
+        FrameTimes { times, rate, source: TimeSource::Estimated }
+    }
+
+    /// The frame times.
+    pub fn times(&self) -> &[f64] {
+        &self.times
+    }
+
+    /// Frames per second (given, estimated, or over the timestamps).
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Where the times came from.
+    pub fn source(&self) -> TimeSource {
+        self.source
+    }
+
+    /// Number of frames.
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    /// True with no frames.
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+}
+
+/// The numbers behind one fencer's part of the call (positions in c, times in seconds).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FencerFeatures {
+    /// How long the fencer had been advancing without a break, for an advance still going
+    /// 0.3 s before the first light (0 if none).
+    pub advance_s: f64,
+    /// How long before the first light the fencer's last advance ended (0: still advancing;
+    /// `None`: no advance in the last 2 s).
+    pub stopped_before_s: Option<f64>,
+    /// How long before the first light the fencer was last going back, within 2 s (`None`: not).
+    pub stepped_back_before_s: Option<f64>,
+    /// Hips' forward movement over the last second before the first light (c).
+    pub gain_last_s: f64,
+    /// Forward reach of the weapon wrist past the front shoulder 0.5 s before the first light (c).
+    pub arm_reach_early: Option<f64>,
+    /// Arm already reaching 0.5 s before the first light while not advancing.
+    pub counter_attack: bool,
+    /// Fraction of frames in the last second before the first light where the hips were seen.
+    pub seen_last_s: f64,
+    /// advance / 0.5 s + gain / 1 c − 1 for a counter-attack.
+    pub score: f64,
+}
+
+/// `v2`'s call on a double touch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct V2Decision {
+    /// `left` or `right`.
+    pub winner: String,
+    /// 0.5 (a coin flip) to 1.
+    pub confidence: f64,
+    /// True where this call should not be trusted (see `doubts`).
+    pub uncertain: bool,
+    /// The call in a referee's words.
+    pub explanation: String,
+    /// Why the call is uncertain (empty when sure).
+    pub doubts: Vec<String>,
+    /// Left score minus right score.
+    pub margin: f64,
+    /// When the first light came on (seconds on the log's clock).
+    pub first_light: f64,
+    /// The last frame's time (seconds on the log's clock).
+    pub last_frame_time: Option<f64>,
+    /// Frames per second used.
+    pub frame_rate: f64,
+    /// Where the frame times came from.
+    pub time_source: TimeSource,
+    /// Seconds from the nearest blade contact to the first light (negative: after it), if one
+    /// falls in the doubtful window.
+    pub blade_contact_before_s: Option<f64>,
+    /// The left fencer's numbers.
+    pub left: FencerFeatures,
+    /// The right fencer's numbers.
+    pub right: FencerFeatures,
+}
+
+/// What can be fitted: the margin at or above which a call is sure.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct V2Params {
+    /// Score margin for a sure call.
+    pub sure_margin: f64,
+}
+
+impl Default for V2Params {
+    fn default() -> V2Params {
+        V2Params { sure_margin: DEFAULT_SURE_MARGIN }
+    }
+}
+
+/// Decides a double touch with the default parameters.
+pub fn decide(keypoints: &Keypoints, log: &PhraseLog, times: &FrameTimes) -> Result<V2Decision, V2Error> {
+    decide_with(keypoints, log, times, &V2Params::default())
+}
+
+/// Parses the log (blind to the referee's call), estimates frame times from it when `times` is
+/// `None`, and decides.
+pub fn decide_log(keypoints: &Keypoints, log: &str, times: Option<FrameTimes>) -> Result<V2Decision, V2Error> {
+    let log = parse_log(log)?;
+    let times = times.unwrap_or_else(|| FrameTimes::estimate(keypoints.frames(), &log));
+    decide(keypoints, &log, &times)
+}
+
+/// Decides a double touch with the given parameters.
+pub fn decide_with(
+    keypoints: &Keypoints,
+    log: &PhraseLog,
+    times: &FrameTimes,
+    params: &V2Params,
+) -> Result<V2Decision, V2Error> {
+    if times.len() != keypoints.frames() {
+        return Err(V2Error::BadTimes(format!("{} times for {} frames", times.len(), keypoints.frames())));
+    }
+    let t = times.times();
+    let hit = log.first_light;
+    let left = features(&keypoints.left_x, t, hit, Side::Left);
+    let right = features(&keypoints.right_x, t, hit, Side::Right);
+    let margin = left.score - right.score;
+    let winner = if margin > 0.0 {
+        Side::Left
+    } else if margin < 0.0 {
+        Side::Right
+    } else {
+        // A dead heat: the fencer whose light came on first (both the same function of the
+        // phrase, so the rule stays symmetric); right when the box cannot tell.
+        log.first_light_side.unwrap_or(Side::Right)
+    };
+
+    let blade_contact_before_s = log
+        .blade_contacts
+        .iter()
+        .filter(|&&b| b >= hit - BLADE_WINDOW_S && b <= log.last_light)
+        .map(|&b| hit - b)
+        .min_by(|a, b| a.abs().total_cmp(&b.abs()));
+    let mut decision = V2Decision {
+        winner: winner.name().into(),
+        confidence: 1.0 / (1.0 + (-margin.abs()).exp()),
+        uncertain: false,
+        explanation: String::new(),
+        doubts: Vec::new(),
+        margin,
+        first_light: hit,
+        last_frame_time: t.last().copied(),
+        frame_rate: times.rate(),
+        time_source: times.source(),
+        blade_contact_before_s,
+        left,
+        right,
+    };
+    decision.doubts = decision.doubts_with(params);
+    decision.uncertain = !decision.doubts.is_empty();
+    decision.explanation = explain(winner, &decision.left, &decision.right, &decision.doubts);
+    Ok(decision)
+}
+
+impl V2Decision {
+    /// Why this call would be uncertain under `params` (empty: sure). `decide_with` fills
+    /// `doubts` and `uncertain` from it; cross-validation calls it again with other margins.
+    pub fn doubts_with(&self, params: &V2Params) -> Vec<String> {
+        let mut doubts = Vec::new();
+        let margin = self.margin.abs();
+        if margin < params.sure_margin {
+            doubts.push(format!("the two actions are close (margin {margin:.2}, sure from {:.2})", params.sure_margin));
+        }
+        if let Some(before) = self.blade_contact_before_s {
+            if margin < BLADE_MARGIN_FACTOR * params.sure_margin {
+                let when = if before >= 0.0 { format!("{before:.1} s before") } else { format!("{:.1} s after", -before) };
+                doubts.push(format!("blade contact {when} the lights: pose alone cannot tell who parried"));
+            }
+        }
+        if self.frame_rate.is_nan() || self.frame_rate < MIN_FPS {
+            doubts.push(format!("only {:.1} frames per second over the recording", self.frame_rate));
+        }
+        for (side, f) in [(Side::Left, &self.left), (Side::Right, &self.right)] {
+            if f.seen_last_s < 0.5 {
+                doubts.push(format!("{} seen in only {:.0}% of the last second", side.title(), 100.0 * f.seen_last_s));
+            }
+        }
+        match self.last_frame_time {
+            Some(last) if self.first_light - last > MAX_GAP_S => {
+                doubts.push(format!("the video ends {:.1} s before the lights", self.first_light - last));
+            }
+            None => doubts.push("no frames".into()),
+            _ => {}
+        }
+        doubts
+    }
+}
+
+/// Least share of sure calls that must agree with the referee when fitting the sure margin
+/// (0.92 was tried first: cross-validated, its sure calls agreed 89.6% of the time).
+pub const SURE_TARGET: f64 = 0.95;
+/// Fewest sure calls a fitted margin must leave.
+pub const SURE_MIN_CALLS: usize = 10;
+
+/// Fits the sure margin on decided phrases with the referee's call (`agrees`: the decision
+/// matched it): the smallest margin at which the calls that would be sure agree at least
+/// `target` (e.g. `SURE_TARGET`) of the time, over at least `SURE_MIN_CALLS` of them.
+/// Without one, just above the largest margin seen (nothing sure).
+pub fn fit_sure_margin(calls: &[(&V2Decision, bool)], target: f64) -> f64 {
+    let mut candidates: Vec<f64> = calls.iter().map(|(d, _)| d.margin.abs()).collect();
+    candidates.sort_by(f64::total_cmp);
+    candidates.dedup();
+    for &m in &candidates {
+        let params = V2Params { sure_margin: m };
+        let sure: Vec<bool> = calls.iter().filter(|(d, _)| d.doubts_with(&params).is_empty()).map(|&(_, a)| a).collect();
+        if sure.len() >= SURE_MIN_CALLS && sure.iter().filter(|&&a| a).count() as f64 >= target * sure.len() as f64 {
+            return m;
+        }
+    }
+    candidates.last().copied().unwrap_or(DEFAULT_SURE_MARGIN) + f64::EPSILON
+}
+
+/// One fencer's numbers from the x rows, the frame times and the first light's time.
+fn features(xs: &[Row], t: &[f64], hit: f64, side: Side) -> FencerFeatures {
+    let d = side.direction();
+    let raw_hips: Vec<f64> = xs.iter().map(|r| hips(r) * d).collect();
+    let (position, speed) = local_linear(t, &fill_gaps(t, &raw_hips, MAX_GAP_S), SMOOTH_SIGMA_S);
+    let reach_raw: Vec<f64> = xs.iter().map(|r| (r[WEAPON_WRIST] - r[FRONT_SHOULDER]) * d).collect();
+    let (reach, _) = local_linear(t, &fill_gaps(t, &reach_raw, MAX_GAP_S), SMOOTH_SIGMA_S);
+
+    let (advance_s, stopped_before_s) = advance(t, &speed, hit);
+    let stepped_back_before_s = (0..t.len())
+        .rev()
+        .filter(|&i| t[i] <= hit && t[i] >= hit - STEP_BACK_WINDOW_S)
+        .find(|&i| speed[i] < -ADVANCE_SPEED)
+        .map(|i| hit - t[i]);
+    let gain_last_s = gain(t, &position, hit).unwrap_or(0.0);
+    let early = hit - COUNTER_LEAD_S;
+    let arm_reach_early = if t.first().is_some_and(|&t0| early >= t0) { value_at(t, &reach, early) } else { None };
+    let speed_early = value_at(t, &speed, early);
+    let counter_attack = matches!((arm_reach_early, speed_early), (Some(r), Some(v)) if r >= COUNTER_REACH && v <= ADVANCE_SPEED);
+    let window: Vec<usize> = (0..t.len()).filter(|&i| t[i] <= hit && t[i] > hit - GAIN_WINDOW_S).collect();
+    let seen_last_s = if window.is_empty() {
+        0.0
+    } else {
+        window.iter().filter(|&&i| !raw_hips[i].is_nan()).count() as f64 / window.len() as f64
+    };
+    let score = advance_s / ADVANCE_SCALE_S + gain_last_s / GAIN_SCALE - if counter_attack { COUNTER_PENALTY } else { 0.0 };
+    FencerFeatures {
+        advance_s,
+        stopped_before_s,
+        stepped_back_before_s,
+        gain_last_s,
+        arm_reach_early,
+        counter_attack,
+        seen_last_s,
+        score,
+    }
+}
+
+/// Mean x of the hips seen (NaN when neither is).
+fn hips(row: &Row) -> f64 {
+    let seen: Vec<f64> = HIPS.iter().map(|&k| row[k]).filter(|v| !v.is_nan()).collect();
+    if seen.is_empty() {
+        f64::NAN
+    } else {
+        seen.iter().sum::<f64>() / seen.len() as f64
+    }
+}
+
+/// Fills runs of NaN between two seen values by linear interpolation in time, when the two
+/// seen frames are at most `max_gap` seconds apart. Ends are left missing.
+fn fill_gaps(t: &[f64], x: &[f64], max_gap: f64) -> Vec<f64> {
+    let mut out = x.to_vec();
+    let seen: Vec<usize> = (0..x.len()).filter(|&i| !x[i].is_nan()).collect();
+    for pair in seen.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if b > a + 1 && t[b] - t[a] <= max_gap {
+            for (i, v) in out.iter_mut().enumerate().take(b).skip(a + 1) {
+                let w = (t[i] - t[a]) / (t[b] - t[a]);
+                *v = x[a] + w * (x[b] - x[a]);
+            }
+        }
+    }
+    out
+}
+
+/// Gaussian-weighted local linear fit over time (σ in seconds, cut at 3σ), over the values
+/// seen: per frame the fitted value and slope (per second). A straight line comes back exactly,
+/// at the ends too (where a plain moving average would bend it). A missing frame stays missing.
+fn local_linear(t: &[f64], x: &[f64], sigma: f64) -> (Vec<f64>, Vec<f64>) {
+    let n = x.len();
+    let mut value = vec![f64::NAN; n];
+    let mut slope = vec![f64::NAN; n];
+    for i in 0..n {
+        if x[i].is_nan() {
+            continue;
+        }
+        let near = |j: &usize| (t[*j] - t[i]).abs() <= 3.0 * sigma;
+        let lo = (0..=i).rev().take_while(near).last().unwrap_or(i);
+        let (mut sw, mut st, mut sx, mut stt, mut stx) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for j in (lo..n).take_while(near) {
+            if !x[j].is_nan() {
+                let dt = t[j] - t[i];
+                let w = (-0.5 * (dt / sigma).powi(2)).exp();
+                sw += w;
+                st += w * dt;
+                sx += w * x[j];
+                stt += w * dt * dt;
+                stx += w * dt * x[j];
+            }
+        }
+        let det = sw * stt - st * st;
+        if det > 1e-12 * sw * sw * sigma * sigma {
+            slope[i] = (sw * stx - st * sx) / det;
+            value[i] = (sx - slope[i] * st) / sw;
+        } else {
+            value[i] = sx / sw;
+        }
+    }
+    (value, slope)
+}
+
+/// x at time `at`, linearly between the frames around it (both seen); after the last frame,
+/// the last value when it is at most `MAX_GAP_S` old.
+fn value_at(t: &[f64], x: &[f64], at: f64) -> Option<f64> {
+    let n = t.len();
+    if n == 0 || at < t[0] {
+        return None;
+    }
+    if at >= t[n - 1] {
+        let v = x[n - 1];
+        return (at - t[n - 1] <= MAX_GAP_S && !v.is_nan()).then_some(v);
+    }
+    let i = t.partition_point(|&ti| ti <= at) - 1;
+    let (a, b) = (x[i], x[i + 1]);
+    if a.is_nan() || b.is_nan() {
+        return None;
+    }
+    Some(a + (at - t[i]) / (t[i + 1] - t[i]) * (b - a))
+}
+
+/// Forward movement over the `GAIN_WINDOW_S` before `hit` (from the first seen frame when the
+/// window starts before it).
+fn gain(t: &[f64], position: &[f64], hit: f64) -> Option<f64> {
+    let end = value_at(t, position, hit)?;
+    let from = hit - GAIN_WINDOW_S;
+    let start = value_at(t, position, from).or_else(|| {
+        (0..t.len()).find(|&i| t[i] >= from && t[i] <= hit && !position[i].is_nan()).map(|i| position[i])
+    })?;
+    Some(end - start)
+}
+
+/// Where the speed crosses `ADVANCE_SPEED` between frames `a` and `b` (linear).
+fn crossing(t: &[f64], v: &[f64], a: usize, b: usize) -> f64 {
+    let (va, vb) = (v[a], v[b]);
+    if va.is_nan() || vb.is_nan() || va == vb {
+        return if va.is_nan() || va <= ADVANCE_SPEED { t[b] } else { t[a] };
+    }
+    let w = ((ADVANCE_SPEED - va) / (vb - va)).clamp(0.0, 1.0);
+    t[a] + w * (t[b] - t[a])
+}
+
+/// (duration of the advance going on in the last `ADVANCE_RECENT_S` before `hit`, or 0;
+/// how long before `hit` the latest advance within `STEP_BACK_WINDOW_S` ended).
+fn advance(t: &[f64], v: &[f64], hit: f64) -> (f64, Option<f64>) {
+    let advancing = |i: usize| v[i] > ADVANCE_SPEED;
+    let Some(end) = (0..t.len()).rev().filter(|&i| t[i] <= hit).find(|&i| advancing(i)) else {
+        return (0.0, None);
+    };
+    let run_start = |mut i: usize| {
+        while i > 0 && advancing(i - 1) {
+            i -= 1;
+        }
+        i
+    };
+    let mut start = run_start(end);
+    let mut began = if start == 0 { t[0] } else { crossing(t, v, start - 1, start) };
+    // A dip under the speed shorter than `MIN_BREAK_S` is no break: bridge it to the advance before.
+    while start > 0 {
+        let Some(prev_end) = (0..start).rev().find(|&i| advancing(i)) else { break };
+        if began - crossing(t, v, prev_end, prev_end + 1) >= MIN_BREAK_S {
+            break;
+        }
+        start = run_start(prev_end);
+        began = if start == 0 { t[0] } else { crossing(t, v, start - 1, start) };
+    }
+    let ended = if end + 1 < t.len() { crossing(t, v, end, end + 1).min(hit) } else { t[end].min(hit) };
+    let before = (hit - ended).max(0.0);
+    if before > STEP_BACK_WINDOW_S {
+        return (0.0, None);
+    }
+    // The interpolated end, not the frame's time: the same at any frame rate.
+    let duration = if before <= ADVANCE_RECENT_S { (ended - began).max(0.0) } else { 0.0 };
+    (duration, Some(before))
+}
+
+/// "Left had been advancing for 0.9 s when the lights came on; Right stopped advancing 0.4 s
+/// before and stepped back 0.2 s before."
+fn explain(winner: Side, left: &FencerFeatures, right: &FencerFeatures, doubts: &[String]) -> String {
+    let part = |side: Side, f: &FencerFeatures| -> String {
+        let mut s = match f.stopped_before_s {
+            Some(b) if f.advance_s > 0.0 && b < 0.05 => {
+                format!("{} had been advancing for {:.1} s when the lights came on", side.title(), f.advance_s)
+            }
+            Some(b) if f.advance_s > 0.0 => {
+                format!("{} advanced for {:.1} s and stopped {:.1} s before the lights", side.title(), f.advance_s, b)
+            }
+            Some(b) => format!("{} stopped advancing {:.1} s before the lights", side.title(), b),
+            None => format!("{} was not advancing", side.title()),
+        };
+        if let Some(b) = f.stepped_back_before_s {
+            s.push_str(&format!(" and stepped back {b:.1} s before"));
+        }
+        if f.counter_attack {
+            s.push_str(", with the arm already out and not advancing (a counter-attack)");
+        }
+        s
+    };
+    // Ground in percent of the opening distance between the front feet (4 c).
+    let pct = |g: f64| 100.0 * g / 4.0;
+    let (first, second) = match winner {
+        Side::Left => ((Side::Left, left), (Side::Right, right)),
+        Side::Right => ((Side::Right, right), (Side::Left, left)),
+    };
+    let mut text = format!(
+        "{} gets the touch. {}; {}. In the last second {} gained {:.0}% of the opening distance, {} {:.0}%.",
+        winner.title(),
+        part(first.0, first.1),
+        part(second.0, second.1),
+        first.0.title(),
+        pct(first.1.gain_last_s),
+        second.0.title(),
+        pct(second.1.gain_last_s),
+    );
+    if !doubts.is_empty() {
+        text.push_str(&format!(" Not sure: {}.", doubts.join("; ")));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "Phrase 1 initialized at 2025-10-20 20:59:20\n\
+        Recording started at 2025-10-20 20:59:20\n 0.000s | Phrase recording started\n\
+         1.947s | Off-Target: Blade-to-blade contact.\n 3.345s | HIT: Left scores on Right!\n\
+         3.368s | Lockout period started (0.200s window)\n 3.528s | HIT: Simultaneous valid hits!\n\
+         4.000s | Phrase recording ended\nScores -> Fencer 1: HIT, Fencer 2: HIT\nPhrase ended\n\
+        [2025-10-20 20:59:27] Interpretation -> Right Fencer: HIT, Left Fencer: HIT\n\
+        [2025-10-20 20:59:27] Manual selection winner: Right Fencer (Green Lamp)\nWinner: Right\n";
+
+    fn approx(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    #[test]
+    fn the_referee_call_is_stripped_and_never_read() {
+        let stripped = strip_referee_call(LOG);
+        assert!(!stripped.to_lowercase().contains("winner"));
+        assert!(stripped.contains("3.528s | HIT: Simultaneous valid hits!\n"));
+        assert!(stripped.contains("Scores -> Fencer 1: HIT, Fencer 2: HIT\n"));
+        let a = parse_log(LOG).unwrap();
+        assert_eq!(a, parse_log(&stripped).unwrap());
+        assert_eq!(a, parse_log(&LOG.replace("winner: Right", "winner: Left")).unwrap());
+    }
+
+    #[test]
+    fn the_log_gives_times_in_seconds() {
+        let p = parse_log(LOG).unwrap();
+        assert_eq!(p.start, 0.0);
+        assert_eq!(p.end, Some(4.0));
+        assert_eq!(p.first_light, 3.345);
+        assert_eq!(p.last_light, 3.528);
+        assert_eq!(p.first_light_side, Some(Side::Left));
+        assert_eq!(p.blade_contacts, vec![1.947]);
+        assert_eq!(p.span(), 4.0);
+        let single = LOG.replace("Fencer 2: HIT", "Fencer 2: MISS");
+        assert!(matches!(parse_log(&single), Err(V2Error::NotDoubleTouch { .. })));
+        assert_eq!(parse_log(" 0.000s | Phrase recording started\n"), Err(V2Error::NoHit));
+        assert_eq!(event_line(" 12.5s | x"), Some((12.5, "x")));
+        assert_eq!(event_line("Lockout active (0.130s window)"), None);
+    }
+
+    #[test]
+    fn frame_times_from_rate_timestamps_and_the_log() {
+        let log = parse_log(LOG).unwrap();
+        let est = FrameTimes::estimate(120, &log);
+        assert!(approx(est.rate(), 30.0, 1e-12));
+        assert!(approx(est.times()[30], 1.0, 1e-12));
+        assert_eq!(est.source(), TimeSource::Estimated);
+        // A 30 fps camera that started 0.25 s late: 34 frames over a 1.38 s span are 30 fps,
+        // not 24.6, and the last frame is one frame before the end.
+        let late = PhraseLog { end: Some(1.38), ..log.clone() };
+        let est = FrameTimes::estimate(34, &late);
+        assert_eq!(est.rate(), 30.0);
+        assert!(approx(est.times()[33], 1.38 - 1.0 / 30.0, 1e-12) && approx(est.times()[0], 1.38 - 34.0 / 30.0, 1e-12));
+        // No standard rate near: spread over the span as before.
+        let long = PhraseLog { end: Some(20.0), ..log.clone() };
+        assert!(approx(FrameTimes::estimate(60, &long).rate(), 3.0, 1e-12));
+        assert!(approx(FrameTimes::from_rate(15.0, 4).times()[3], 0.2, 1e-12));
+        let ts = FrameTimes::from_timestamps(vec![0.0, 0.1, 0.3]).unwrap();
+        assert!(approx(ts.rate(), 2.0 / 0.3, 1e-12));
+        assert!(FrameTimes::from_timestamps(vec![0.0, 0.0]).is_err());
+    }
+
+    #[test]
+    fn gaps_are_filled_only_when_short() {
+        let t: Vec<f64> = (0..10).map(|i| i as f64 * 0.1).collect();
+        let mut x: Vec<f64> = t.iter().map(|&s| 2.0 * s).collect();
+        x[2] = f64::NAN;
+        x[3] = f64::NAN;
+        x[5..=9].fill(f64::NAN);
+        x[9] = 1.8;
+        let f = fill_gaps(&t, &x, 0.4);
+        assert!(approx(f[2], 0.4, 1e-12) && approx(f[3], 0.6, 1e-12));
+        assert!(f[5].is_nan(), "a 0.5 s gap stays missing");
+    }
+
+    #[test]
+    fn the_fit_keeps_a_line_and_speed_is_per_second() {
+        for fps in [15.0, 30.0] {
+            let t: Vec<f64> = (0..60).map(|i| i as f64 / fps).collect();
+            let x: Vec<f64> = t.iter().map(|&s| 1.5 * s + 2.0).collect();
+            let (s, v) = local_linear(&t, &x, SMOOTH_SIGMA_S);
+            assert!(s.iter().zip(&x).all(|(a, b)| approx(*a, *b, 1e-9)), "a straight line is its own fit, ends too");
+            assert!(v.iter().all(|&v| approx(v, 1.5, 1e-9)), "{fps} fps: {v:?}");
+            let mut gappy = x.clone();
+            gappy[10] = f64::NAN;
+            let (s, v) = local_linear(&t, &gappy, SMOOTH_SIGMA_S);
+            assert!(s[10].is_nan() && v[10].is_nan() && approx(v[11], 1.5, 1e-9));
+        }
+    }
+
+    /// A fencer standing until `go`, then advancing at 1 c/s (left's forward is +x).
+    fn walker(t: &[f64], go: f64) -> Vec<f64> {
+        t.iter().map(|&s| if s < go { 0.0 } else { s - go }).collect()
+    }
+
+    #[test]
+    fn advance_is_measured_in_seconds_at_any_rate() {
+        for fps in [15.0, 30.0, 60.0] {
+            let t: Vec<f64> = (0..(3.0 * fps) as usize).map(|i| i as f64 / fps).collect();
+            let (_, v) = local_linear(&t, &walker(&t, 1.0), SMOOTH_SIGMA_S);
+            let (dur, before) = advance(&t, &v, 2.9);
+            assert!(approx(dur, 1.9, 0.1), "{fps} fps: advanced {dur}");
+            assert_eq!(before, Some(0.0));
+        }
+        // Stopped at 1.8 s: no advance counts at 2.9 s, but the stop is reported.
+        let t: Vec<f64> = (0..90).map(|i| i as f64 / 30.0).collect();
+        let x: Vec<f64> = t.iter().map(|&s| s.clamp(1.0, 1.8)).collect();
+        let (_, v) = local_linear(&t, &x, SMOOTH_SIGMA_S);
+        let (dur, before) = advance(&t, &v, 2.9);
+        assert_eq!(dur, 0.0);
+        assert!(approx(before.unwrap(), 1.1, 0.1), "{before:?}");
+        // A dip under the speed for a frame is no stop; one of 0.3 s is.
+        let mut v = vec![1.0; 90];
+        v[45] = 0.1;
+        assert!(approx(advance(&t, &v, 2.9).0, 2.9, 1e-9));
+        v[40..49].fill(0.1);
+        assert!(approx(advance(&t, &v, 2.9).0, 2.9 - 49.0 / 30.0 + 0.1 / 0.9 / 30.0, 0.04), "{:?}", advance(&t, &v, 2.9));
+    }
+
+    fn row(hip: f64, shoulder: f64, wrist: f64) -> Row {
+        let mut r = [f64::NAN; 17];
+        r[11] = hip;
+        r[12] = hip;
+        r[FRONT_SHOULDER] = shoulder;
+        r[WEAPON_WRIST] = wrist;
+        r
+    }
+
+    /// Left advances for the whole phrase; right stands with the arm out (x grows to the right).
+    fn phrase(fps: f64) -> (Keypoints, PhraseLog, FrameTimes) {
+        let times = FrameTimes::from_rate(fps, (2.0 * fps) as usize);
+        let mut k = Keypoints::default();
+        for &s in times.times() {
+            k.left_x.push(row(1.0 + s, 1.0 + s, 1.2 + s));
+            k.left_y.push([1.0; 17]);
+            k.right_x.push(row(8.0, 7.9, 7.4));
+            k.right_y.push([1.0; 17]);
+        }
+        let log = PhraseLog {
+            start: 0.0,
+            end: Some(2.0),
+            last_event: 2.0,
+            first_light: 1.9,
+            last_light: 1.95,
+            first_light_side: None,
+            blade_contacts: vec![],
+        };
+        (k, log, times)
+    }
+
+    #[test]
+    fn the_advancing_fencer_wins_over_a_standing_counter_attack() {
+        let (k, log, times) = phrase(30.0);
+        let d = decide(&k, &log, &times).unwrap();
+        assert_eq!(d.winner, "left");
+        assert!(approx(d.left.advance_s, 1.9, 0.05), "{}", d.left.advance_s);
+        assert!(approx(d.left.gain_last_s, 1.0, 0.02));
+        assert!(d.right.counter_attack && !d.left.counter_attack);
+        assert!(approx(d.right.arm_reach_early.unwrap(), 0.5, 1e-9));
+        assert!(!d.uncertain, "{:?}", d.doubts);
+        assert!(d.confidence > 0.9 && d.confidence < 1.0);
+        assert!(d.explanation.starts_with("Left gets the touch. Left had been advancing for 1.9 s"), "{}", d.explanation);
+        // A blade contact just before the lights makes a close call doubtful, not a clear one.
+        let blade = PhraseLog { blade_contacts: vec![1.7], ..log.clone() };
+        let strict = V2Params { sure_margin: d.margin.abs() };
+        let b = decide_with(&k, &blade, &times, &strict).unwrap();
+        assert!(b.uncertain && b.doubts.iter().any(|s| s.contains("blade")), "{:?}", b.doubts);
+        assert_eq!(b.blade_contact_before_s.map(|s| (s * 10.0).round()), Some(2.0));
+    }
+
+    #[test]
+    fn mirroring_swaps_the_winner_exactly() {
+        let (k, log, times) = phrase(15.0);
+        let flip = |rows: &[Row]| rows.iter().map(|r| r.map(|v| -v)).collect::<Vec<Row>>();
+        let m = Keypoints { left_x: flip(&k.right_x), left_y: k.right_y.clone(), right_x: flip(&k.left_x), right_y: k.left_y.clone() };
+        let (a, b) = (decide(&k, &log, &times).unwrap(), decide(&m, &log, &times).unwrap());
+        assert_eq!((a.winner.as_str(), b.winner.as_str()), ("left", "right"));
+        assert_eq!(a.margin, -b.margin);
+        assert_eq!(a.left, b.right);
+    }
+
+    #[test]
+    fn missing_fencers_and_sparse_frames_are_doubts() {
+        let (mut k, log, _) = phrase(30.0);
+        let sparse = FrameTimes::from_timestamps((0..60).map(|i| i as f64 * 0.2).collect()).unwrap();
+        assert!(decide(&k, &log, &sparse).unwrap().doubts.iter().any(|s| s.contains("frames per second")));
+        let times = FrameTimes::from_rate(30.0, 60);
+        for r in k.right_x.iter_mut().skip(35) {
+            *r = [f64::NAN; 17];
+        }
+        let d = decide(&k, &log, &times).unwrap();
+        assert!(d.uncertain && d.doubts.iter().any(|s| s.starts_with("Right seen in only")), "{:?}", d.doubts);
+        assert!(decide(&k, &log, &FrameTimes::from_rate(30.0, 10)).is_err(), "one time per frame");
+    }
+}

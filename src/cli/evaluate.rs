@@ -1,0 +1,254 @@
+//! `ai-referee evaluate`: how often an engine agrees with the referee's recorded call, with the
+//! call's own lines stripped from each log before deciding; overall, per phrase type, when sure,
+//! and (for `v2`) cross-validated over the one thing it fits, the sure margin.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::analysis::decision::Engine;
+use crate::analysis::kinematics::Keypoints;
+use crate::analysis::signal;
+use crate::analysis::v2::{self, EngineChoice, FrameTimes, V2Decision, V2Params};
+
+/// Phrases recorded at this many frames per second or more count as 30 fps ones.
+const FPS30_FROM: f64 = 20.0;
+
+/// Arguments of `ai-referee evaluate`.
+#[derive(Debug, Clone, Args)]
+pub struct EvaluateArgs {
+    /// JSON lines with `id`, `signal`, `keypoints` and `referee_call` (`left`, `right` or null).
+    #[arg(long)]
+    pub phrases: PathBuf,
+    /// Which rules decide.
+    #[arg(long, default_value = "v2")]
+    pub engine: EngineChoice,
+    /// Cross-validate v2's sure margin over this many folds (0: leave one out).
+    #[arg(long)]
+    pub folds: Option<usize>,
+    /// Share of sure calls that must agree with the referee when fitting the sure margin.
+    #[arg(long, default_value_t = v2::SURE_TARGET)]
+    pub sure_target: f64,
+    /// Also list every phrase (id, type, call, decision) in the table on stderr.
+    #[arg(long)]
+    pub per_phrase: bool,
+}
+
+/// One phrase's outcome.
+#[derive(Debug, Clone)]
+struct Outcome {
+    id: Value,
+    call: Option<String>,
+    short: bool,
+    fps30: bool,
+    winner: String,
+    /// v2's decision (none for the legacy engine).
+    v2: Option<V2Decision>,
+    sure: bool,
+}
+
+/// Agreement figures over a set of phrases with a call.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    /// Phrases with a referee call.
+    pub n: usize,
+    /// Decisions equal to the call.
+    pub agree: usize,
+    /// agree / n.
+    pub agreement: Option<f64>,
+    /// Phrases marked sure.
+    pub sure: usize,
+    /// Sure decisions equal to the call.
+    pub sure_agree: usize,
+    /// sure_agree / sure.
+    pub sure_accuracy: Option<f64>,
+    /// sure / n.
+    pub coverage: Option<f64>,
+}
+
+fn ratio(a: usize, b: usize) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+fn figures<'a>(outcomes: impl Iterator<Item = &'a Outcome>) -> Figures {
+    let (mut n, mut agree, mut sure, mut sure_agree) = (0, 0, 0, 0);
+    for o in outcomes {
+        let Some(call) = &o.call else { continue };
+        let ok = *call == o.winner;
+        n += 1;
+        agree += usize::from(ok);
+        if o.sure {
+            sure += 1;
+            sure_agree += usize::from(ok);
+        }
+    }
+    Figures {
+        n,
+        agree,
+        agreement: ratio(agree, n),
+        sure,
+        sure_agree,
+        sure_accuracy: ratio(sure_agree, sure),
+        coverage: ratio(sure, n),
+    }
+}
+
+/// Overall and per type: short (first light within 2 s of the start) / long, 15 / 30 fps.
+fn report(outcomes: &[Outcome]) -> Value {
+    json!({
+        "overall": figures(outcomes.iter()),
+        "by_type": {
+            "short": figures(outcomes.iter().filter(|o| o.short)),
+            "long": figures(outcomes.iter().filter(|o| !o.short)),
+            "fps15": figures(outcomes.iter().filter(|o| !o.fps30)),
+            "fps30": figures(outcomes.iter().filter(|o| o.fps30)),
+        }
+    })
+}
+
+/// Decides one phrase line after stripping the referee's call from its log.
+fn outcome(line: &Value, engine: EngineChoice) -> Result<Outcome, String> {
+    let id = line.get("id").cloned().unwrap_or(Value::Null);
+    let log = line.get("signal").and_then(Value::as_str).ok_or("no signal")?;
+    let log = v2::strip_referee_call(log);
+    let keypoints = Keypoints::from_json(line.get("keypoints").cloned().ok_or("no keypoints")?)?;
+    let call = line.get("referee_call").and_then(Value::as_str).map(str::to_owned);
+    let parsed = v2::parse_log(&log).map_err(|e| e.to_string())?;
+    let times = FrameTimes::estimate(keypoints.frames(), &parsed);
+    let short = parsed.time_to_hit() <= v2::SHORT_PHRASE_S;
+    let fps30 = times.rate() >= FPS30_FROM;
+    let (winner, v2, sure) = match engine {
+        EngineChoice::Legacy => {
+            let phrase = signal::parse(&log).map_err(|e| e.to_string())?;
+            let c = line.get("normalisation_constant").and_then(Value::as_f64);
+            (Engine::Legacy.decide(&keypoints, &phrase, c).winner, None, true)
+        }
+        EngineChoice::V2 => {
+            let d = v2::decide(&keypoints, &parsed, &times).map_err(|e| e.to_string())?;
+            (d.winner.clone(), Some(d.clone()), !d.uncertain)
+        }
+    };
+    Ok(Outcome { id, call, short, fps30, winner, v2, sure })
+}
+
+/// The sure flags cross-validated: for each fold, the margin fitted on the other folds' phrases
+/// with a call decides which of this fold's calls are sure. Folds are every k-th phrase (k = 0:
+/// one phrase per fold). Returns the outcomes and the fitted margins.
+fn cross_validate(outcomes: &[Outcome], folds: usize, target: f64) -> (Vec<Outcome>, Vec<f64>) {
+    let n = outcomes.len();
+    let k = if folds == 0 || folds > n { n } else { folds };
+    let mut out = outcomes.to_vec();
+    let mut margins = Vec::new();
+    for fold in 0..k {
+        let train: Vec<(&V2Decision, bool)> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % k != fold)
+            .filter_map(|(_, o)| Some((o.v2.as_ref()?, *o.call.as_ref()? == o.winner)))
+            .collect();
+        let params = V2Params { sure_margin: v2::fit_sure_margin(&train, target) };
+        margins.push(params.sure_margin);
+        for (i, o) in out.iter_mut().enumerate().filter(|(i, _)| i % k == fold) {
+            debug_assert_eq!(i % k, fold);
+            if let Some(d) = &o.v2 {
+                o.sure = d.doubts_with(&params).is_empty();
+            }
+        }
+    }
+    (out, margins)
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{:5.1}%", 100.0 * v))
+}
+
+/// The readable table for stderr.
+fn table(title: &str, report: &Value) -> String {
+    let mut s = format!("{title}\n  {:<8} {:>4} {:>9} {:>6} {:>9} {:>9}\n", "type", "n", "agreement", "sure", "sure acc", "coverage");
+    let mut row = |name: &str, f: &Value| {
+        let get = |k: &str| f[k].as_f64();
+        s.push_str(&format!(
+            "  {:<8} {:>4} {:>9} {:>6} {:>9} {:>9}\n",
+            name,
+            f["n"],
+            pct(get("agreement")),
+            f["sure"],
+            pct(get("sure_accuracy")),
+            pct(get("coverage"))
+        ));
+    };
+    row("overall", &report["overall"]);
+    for t in ["short", "long", "fps15", "fps30"] {
+        row(t, &report["by_type"][t]);
+    }
+    s
+}
+
+/// `evaluate`: JSON on stdout, a table on stderr.
+pub fn run(args: EvaluateArgs) -> Result<(), String> {
+    let file = std::fs::File::open(&args.phrases).map_err(|e| format!("cannot read {}: {e}", args.phrases.display()))?;
+    let mut outcomes = Vec::new();
+    let mut errors = Vec::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}:{}: {e}", args.phrases.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(&line).map_err(|e| format!("line {} is not JSON: {e}", n + 1))?;
+        match outcome(&value, args.engine) {
+            Ok(o) => outcomes.push(o),
+            Err(e) => errors.push(json!({ "id": value.get("id"), "error": e })),
+        }
+    }
+    let in_sample = report(&outcomes);
+    let mut result = json!({
+        "engine": args.engine.name(),
+        "phrases": outcomes.len() + errors.len(),
+        "decided": outcomes.len(),
+        "referee_call_lines": "stripped before deciding",
+    });
+    if args.engine == EngineChoice::V2 {
+        let all: Vec<(&V2Decision, bool)> =
+            outcomes.iter().filter_map(|o| Some((o.v2.as_ref()?, *o.call.as_ref()? == o.winner))).collect();
+        result["sure_margin"] = json!(V2Params::default().sure_margin);
+        result["sure_margin_fitted_on_all"] = json!(v2::fit_sure_margin(&all, args.sure_target));
+        result["sure_target"] = json!(args.sure_target);
+    }
+    result["in_sample"] = in_sample.clone();
+    let mut text = table(&format!("{} on {} phrases (in sample)", args.engine.name(), outcomes.len()), &in_sample);
+    if let (Some(folds), EngineChoice::V2) = (args.folds, args.engine) {
+        let (cv, margins) = cross_validate(&outcomes, folds, args.sure_target);
+        let cv_report = report(&cv);
+        let (lo, hi) = margins.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &m| (a.min(m), b.max(m)));
+        text.push_str(&table(&format!("cross-validated ({} folds; sure margin fitted per fold: {lo:.2}–{hi:.2})", margins.len()), &cv_report));
+        result["cross_validated"] = json!({
+            "folds": margins.len(),
+            "fitted": "the sure margin only; the winner has no fitted parameter, so agreement equals in-sample",
+            "sure_margin_range": [lo, hi],
+            "figures": cv_report,
+        });
+    }
+    if args.per_phrase {
+        for o in &outcomes {
+            let (margin, doubts) = o.v2.as_ref().map_or((String::new(), String::new()), |d| (format!("{:+.2}", d.margin), d.doubts.join("; ")));
+            text.push_str(&format!(
+                "  {:<28} {:<5} {:<5} call {:<5} → {:<5} {} {:>6} {}\n",
+                o.id.as_str().unwrap_or("?"),
+                if o.short { "short" } else { "long" },
+                if o.fps30 { "30fps" } else { "15fps" },
+                o.call.as_deref().unwrap_or("-"),
+                o.winner,
+                if o.sure { "sure" } else { "    " },
+                margin,
+                doubts
+            ));
+        }
+    }
+    result["errors"] = json!(errors);
+    eprint!("{text}");
+    println!("{}", serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
+    Ok(())
+}
