@@ -14,12 +14,11 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::analysis::artifacts::{artifact_dir_name, carry_audio, create_artifact_dir, has_audio, write_atomically};
-use crate::analysis::decision::Engine;
 use crate::analysis::fisheye::FisheyeSettings;
 use crate::analysis::frames::{bgr_mat, open_video, FrameError};
-use crate::analysis::pipeline::{PhraseOutcome, PhrasePipeline, PipelineOptions};
+use crate::analysis::pipeline::{PhraseOutcome, PhrasePipeline, PipelineOptions, ScoringLog};
+use crate::analysis::v2::EngineChoice;
 use crate::analysis::pose::PoseModel;
-use crate::analysis::signal;
 use crate::config::ServeConfig;
 use crate::error::{json_response, ApiError, ResponseBody};
 use crate::form::{base_name, form_boundary, read_form, Form, SavedFile};
@@ -78,9 +77,13 @@ async fn accept(config: &ServeConfig, model: Arc<PoseModel>, form: Form, started
     let signal_name = named(signal, "Signal file must have a filename")?;
     let include_keypoints = form_bool(&form, "include_keypoints", false)?;
     let save_overlay = form_bool(&form, "save_overlay", true)?;
+    let engine = match form.field("engine") {
+        Some(text) => text.parse::<EngineChoice>().map_err(ApiError::Unprocessable)?,
+        None => config.engine,
+    };
 
     let signal_text = String::from_utf8_lossy(&tokio::fs::read(&signal.path).await?).into_owned();
-    let phrase = signal::parse(&signal_text).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let log = ScoringLog::parse(&signal_text).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
 
     let dir = create_artifact_dir(&config.output_dir, &artifact_dir_name(&signal_name, SystemTime::now()))?;
     let video_path = dir.join(&video_name);
@@ -95,10 +98,12 @@ async fn accept(config: &ServeConfig, model: Arc<PoseModel>, form: Form, started
         fps: DEFAULT_FPS,
         dir: dir.clone(),
         stem: stem_of(&video_name),
+        engine,
+        frame_rate: None,
     };
     let keep_audio = config.fisheye_keep_audio;
     let input = video_path.clone();
-    let outcome = tokio::task::spawn_blocking(move || analyse_video(model, options, &input, &phrase, keep_audio))
+    let outcome = tokio::task::spawn_blocking(move || analyse_video(model, options, &input, &log, keep_audio))
         .await
         .map_err(|e| ApiError::Internal(format!("analysis task failed: {e}")))??;
 
@@ -109,7 +114,7 @@ async fn accept(config: &ServeConfig, model: Arc<PoseModel>, form: Form, started
 
 /// Decodes the video frame by frame into the pipeline (ffmpeg's pixels, as the legacy's
 /// opencv-python read them), then decides.
-fn analyse_video(model: Arc<PoseModel>, mut options: PipelineOptions, video: &Path, phrase: &signal::Phrase, keep_audio: bool) -> Result<PhraseOutcome, ApiError> {
+fn analyse_video(model: Arc<PoseModel>, mut options: PipelineOptions, video: &Path, log: &ScoringLog, keep_audio: bool) -> Result<PhraseOutcome, ApiError> {
     let unreadable = |e: FrameError| ApiError::UnsupportedMediaType(format!("cannot read the video: {e}"));
     let mut decoder = open_video(video).map_err(unreadable)?;
     if let Some(fps) = decoder.fps().filter(|f| f.is_finite() && *f > 0.0) {
@@ -119,12 +124,12 @@ fn analyse_video(model: Arc<PoseModel>, mut options: PipelineOptions, video: &Pa
     for frame in decoder.by_ref() {
         let frame = frame.map_err(|e| unreadable(FrameError::Unreadable { path: video.to_owned(), reason: e.to_string() }))?;
         let image = bgr_mat(&frame).map_err(|e| ApiError::Internal(e.to_string()))?;
-        pipeline.push(&image)?;
+        pipeline.push(&image, Some(frame.time).filter(|t| t.is_finite()))?;
     }
     if pipeline.frames_processed() == 0 {
         return Err(ApiError::UnsupportedMediaType("the video has no frames ffmpeg can decode".into()));
     }
-    let outcome = pipeline.finish(phrase, Engine::Legacy)?;
+    let outcome = pipeline.finish(log)?;
     if let Some(corrected) = &outcome.files.corrected_video {
         if keep_audio && has_audio(video) {
             if let Err(e) = carry_audio(corrected, video) {
@@ -154,10 +159,19 @@ pub fn phrase_result(files: &PhraseFiles, outcome: &PhraseOutcome, include_keypo
     artifacts.insert("video".into(), show(shown_video).into());
     artifacts.insert("signal".into(), show(&files.signal).into());
     artifacts.insert("result_json".into(), show(&result_json).into());
+    let legacy = serde_json::to_value(&outcome.decision).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let v2 = match &outcome.v2 {
+        Ok(d) => serde_json::to_value(d).map_err(|e| ApiError::Internal(e.to_string()))?,
+        Err(reason) => json!({ "error": reason }),
+    };
+    let chosen = match outcome.engine {
+        EngineChoice::Legacy => legacy.clone(),
+        EngineChoice::V2 => v2.clone(),
+    };
     let mut body = json!({
         "input_video": show(&files.video),
         "input_signal": show(&files.signal),
-        "decision": outcome.decision,
+        "decision": chosen,
         "artifacts": artifacts,
         "metadata": {
             "video_angle": outcome.normalised.video_angle,
@@ -166,6 +180,8 @@ pub fn phrase_result(files: &PhraseFiles, outcome: &PhraseOutcome, include_keypo
         },
         "artifact_dir": show(&files.dir),
         "wall_time_seconds": started.elapsed().as_secs_f64(),
+        "engine": outcome.engine.name(),
+        "decisions": { "legacy": legacy, "v2": v2 },
     });
     if include_keypoints {
         body["keypoints"] = serde_json::to_value(&outcome.normalised.keypoints).map_err(|e| ApiError::Internal(e.to_string()))?;

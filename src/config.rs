@@ -73,6 +73,12 @@ pub struct ServeConfig {
     /// memory; it stays on disk and is picked up again when resumed or asked for.
     #[arg(long, env = "REFEREE_SESSION_IDLE_SECONDS", default_value_t = 900)]
     pub session_idle_seconds: u64,
+
+    /// Whose decision is the answer's `decision`: `legacy` (the drop-in's rules, exactly) or
+    /// `v2`; both are always under `decisions`. A request may choose (`engine` form field,
+    /// `?engine=`).
+    #[arg(long, env = "REFEREE_ENGINE", default_value = "legacy")]
+    pub engine: crate::analysis::v2::EngineChoice,
 }
 
 impl ServeConfig {

@@ -122,6 +122,7 @@ impl From<crate::analysis::pipeline::PipelineError> for ApiError {
         use crate::analysis::pipeline::PipelineError;
         match err {
             PipelineError::Kinematics(e) => ApiError::Unprocessable(e.to_string()),
+            e @ PipelineError::Undecidable { .. } => ApiError::Unprocessable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

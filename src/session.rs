@@ -18,11 +18,9 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::analysis::decision::Engine;
 use crate::analysis::frames::decode_jpeg;
-use crate::analysis::pipeline::{PhrasePipeline, PipelineOptions};
+use crate::analysis::pipeline::{PhrasePipeline, PipelineOptions, ScoringLog};
 use crate::analysis::pose::PoseModel;
-use crate::analysis::signal::{self, Phrase};
 use crate::analyze::{phrase_result, PhraseFiles};
 use crate::error::ApiError;
 
@@ -90,7 +88,7 @@ struct Inner {
     next_index: u64,
     mjpeg: File,
     index_file: File,
-    phrase: Option<Phrase>,
+    phrase: Option<ScoringLog>,
     uploading: bool,
     upload_done: bool,
     started: Instant,
@@ -201,7 +199,7 @@ impl Session {
 
     /// Takes the log; a log the rules refuse is a 422 and is not kept.
     pub fn set_signal(&self, text: &str) -> Result<(), ApiError> {
-        let phrase = signal::parse(text).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        let phrase = ScoringLog::parse(text).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
         std::fs::write(self.dir.join("signal.txt"), text)?;
         let mut inner = self.lock();
         inner.phrase = Some(phrase);
@@ -425,7 +423,7 @@ fn reload(id: &str, dir: &Path, max_phrase_bytes: u64) -> Result<Session, ApiErr
     let index_file = OpenOptions::new().create(true).append(true).open(&index_path)?;
     let next_index = frames.last().map_or(0, |r| r.index + 1);
     let bytes = frames.iter().map(|r| r.length).sum();
-    let phrase = std::fs::read_to_string(dir.join("signal.txt")).ok().and_then(|t| signal::parse(&t).ok());
+    let phrase = std::fs::read_to_string(dir.join("signal.txt")).ok().and_then(|t| ScoringLog::parse(&t).ok());
     let result: Option<Value> =
         std::fs::read(dir.join("analysis_result.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let upload_done = dir.join(UPLOAD_COMPLETE).is_file();
@@ -476,7 +474,7 @@ fn reload(id: &str, dir: &Path, max_phrase_bytes: u64) -> Result<Session, ApiErr
 /// What the worker does next.
 enum Work {
     Frame(FrameRecord),
-    Finish(Phrase),
+    Finish(ScoringLog),
 }
 
 /// Reads stored frames back in order, runs them through the pipeline, and makes the verdict once
@@ -514,7 +512,7 @@ fn run_worker(session: Arc<Session>, model: Arc<PoseModel>, options: PipelineOpt
                 let decoded = read_frame(&mut reader, record);
                 let mut inner_result = Ok(());
                 match decoded {
-                    Some(frame) => inner_result = pipeline.push(&frame),
+                    Some(frame) => inner_result = pipeline.push(&frame, record.timestamp),
                     None => {
                         let mut inner = session.lock();
                         inner.progress.corrupt_frames += 1;
@@ -528,8 +526,8 @@ fn run_worker(session: Arc<Session>, model: Arc<PoseModel>, options: PipelineOpt
                 inner.progress.frames_analysed += 1;
                 session.publish(&inner);
             }
-            Work::Finish(phrase) => {
-                let outcome = match pipeline.finish(&phrase, Engine::Legacy) {
+            Work::Finish(log) => {
+                let outcome = match pipeline.finish(&log) {
                     Ok(o) => o,
                     Err(e) => return fail(&session, e.into()),
                 };

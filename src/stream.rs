@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::analysis::fisheye::FisheyeSettings;
 use crate::analysis::pipeline::PipelineOptions;
+use crate::analysis::v2::EngineChoice;
 use crate::error::{json_response, ApiError, ResponseBody};
 use crate::mjpeg::{boundary_from_content_type, settle_boundary, sniff_boundary, Limits, MjpegStream, Part};
 use crate::server::AppState;
@@ -55,15 +56,22 @@ fn verdict_response(p: Progress) -> Result<Response<ResponseBody>, ApiError> {
 }
 
 /// What a session's pipeline runs with: the server's fisheye settings, the phrase's frame rate
-/// (`?fps=`, else 15) for the written videos.
-fn pipeline_options(config: &crate::config::ServeConfig, fps: Option<f64>) -> PipelineOptions {
+/// (`?fps=`, else 15 for the written videos), and the engine (`?engine=`, else the server's).
+fn pipeline_options(config: &crate::config::ServeConfig, fps: Option<f64>, engine: Option<EngineChoice>) -> PipelineOptions {
     PipelineOptions {
         fisheye: config.fisheye_enabled.then_some(FisheyeSettings { strength: config.fisheye_strength, balance: config.fisheye_balance }),
         overlay: true,
         fps: fps.unwrap_or(15.0),
         dir: config.output_dir.clone(),
         stem: "frames".into(),
+        engine: engine.unwrap_or(config.engine),
+        frame_rate: fps,
     }
+}
+
+/// `?engine=legacy|v2`, if given; 400 for another.
+fn engine_param(req: &Request<Incoming>) -> Result<Option<EngineChoice>, ApiError> {
+    query_param(req, "engine").map(|e| e.parse::<EngineChoice>().map_err(ApiError::BadRequest)).transpose()
 }
 
 /// `POST /stream`.
@@ -78,6 +86,7 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<Incoming>) -> Resu
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_owned();
     let config = &state.config;
     let fps = query_param(&req, "fps").and_then(|f| f.parse::<f64>().ok()).filter(|f| *f > 0.0 && f.is_finite());
+    let engine = engine_param(&req)?;
     let body = Box::pin(BodyStream::new(req.into_body()).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) }));
     // 415 or 400 before any session is made. Without a Content-Type (ffmpeg's `-method POST`
     // sends none) the body's first line must be a boundary.
@@ -87,7 +96,7 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<Incoming>) -> Resu
         boundary_from_content_type(&content_type)?;
         settle_boundary(&content_type, body).await?
     };
-    let session = state.sessions.open_upload(id, model, pipeline_options(config, fps))?;
+    let session = state.sessions.open_upload(id, model, pipeline_options(config, fps, engine))?;
     let mut guard = UploadGuard { session: session.clone(), open: true };
     let limits = Limits { max_part_bytes: config.max_frame_bytes, max_phrase_bytes: config.max_phrase_bytes, ..Limits::default() };
     let mut parts = MjpegStream::new(body, boundary, limits);
@@ -170,7 +179,7 @@ pub async fn put_signal(state: &AppState, id: &str, req: Request<Incoming>) -> R
     if session.upload_complete() {
         // A session reloaded after a restart has no worker yet: its frames are analysed now.
         let model = state.ready_model()?;
-        session.ensure_worker(model, pipeline_options(&state.config, None))?;
+        session.ensure_worker(model, pipeline_options(&state.config, None, None))?;
         return verdict_response(session.verdict().await);
     }
     let p = session.progress();

@@ -224,6 +224,32 @@ fn ffmpeg_mpjpeg_then_the_log_by_put() {
 }
 
 #[test]
+fn a_stream_chooses_its_engine_by_query() {
+    let out = TempDir::new("stream-engine");
+    let server = marker_server(&out.path().join("results"));
+    let rendered = render(1, out.path());
+    let post = |target: &str| server.request("POST", target, &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], &whole_body(&rendered, true));
+    let answer = post("/stream?session=engine-v2&engine=v2");
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    let answer = answer.json();
+    assert_eq!(answer["engine"], "v2");
+    assert_eq!(answer["decision"], answer["decisions"]["v2"]);
+    assert!(answer["decision"]["explanation"].is_string(), "{answer}");
+    assert_eq!(answer["decision"]["time_source"], "timestamps", "from each part's X-Timestamp");
+    assert_eq!(answer["decisions"]["legacy"]["winner"], phrase(1)["legacy_decision"]["winner"]);
+    // The server's default (legacy) without the query.
+    let plain = post("/stream?session=engine-default").json();
+    assert_eq!(plain["engine"], "legacy");
+    assert_eq!(plain["decision"], plain["decisions"]["legacy"]);
+    assert_eq!(plain["decisions"]["v2"], answer["decisions"]["v2"], "the same frames and times give the same v2 call");
+    // (A small body: the server answers before reading it.)
+    let unknown = server.request("POST", "/stream?session=engine-bad&engine=v3", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], b"--frame--\r\n");
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.json()["detail"].as_str().unwrap().contains("legacy, v2"));
+    assert_eq!(server.get("/sessions/engine-bad").status, 404, "no session is made for it");
+}
+
+#[test]
 fn ffmpegs_natural_command_without_a_content_type_streams_too() {
     // `ffmpeg -f mpjpeg -method POST URL` sends no Content-Type; its body opens with --ffmpeg.
     let out = TempDir::new("stream-ffmpeg-plain");

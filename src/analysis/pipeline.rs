@@ -1,7 +1,8 @@
 //! The phrase pipeline: decoded frames go in one at a time (fisheye → pose → tracker, with the
 //! corrected and overlay videos written as they pass), and once the log is known, `finish` runs
-//! normalisation and the decision and writes the workbook. `/analyze` feeds it from a video
-//! file; the streaming route feeds it frames as they arrive. Nothing here knows HTTP.
+//! normalisation and both engines' decisions (the legacy rules and `v2`, on the frames' own
+//! times) and writes the workbook. `/analyze` feeds it from a video file; the streaming route
+//! feeds it frames as they arrive. Nothing here knows HTTP.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use crate::analysis::fisheye::{Fisheye, FisheyeSettings};
 use crate::analysis::kinematics::{normalise, KinematicsError, Normalised};
 use crate::analysis::letterbox::letterbox;
 use crate::analysis::pose::{PoseError, PoseModel};
-use crate::analysis::signal::Phrase;
+use crate::analysis::signal::{self, Phrase, SignalError};
+use crate::analysis::v2::{self, EngineChoice, FrameTimes, V2Decision};
 use crate::analysis::tracker::{FrameTracks, Points, Tracker};
 use crate::analysis::workbook;
 
@@ -32,6 +34,28 @@ pub struct PipelineOptions {
     pub dir: PathBuf,
     /// The stem of the artifact names (the uploaded video's stem).
     pub stem: String,
+    /// Which engine's decision is the answer (both are always made).
+    pub engine: EngineChoice,
+    /// The phrase's true frame rate when it is known but its frames carry no times (`/stream`'s
+    /// `?fps=`); with neither, `v2` spreads the frames over the log's recording span.
+    pub frame_rate: Option<f64>,
+}
+
+/// A scoring-box log as the engines take it: the legacy's parse, and the text (`v2` reads its
+/// own lines from it, never the referee's call).
+#[derive(Debug, Clone)]
+pub struct ScoringLog {
+    /// The legacy's parse.
+    pub phrase: Phrase,
+    /// The log as received.
+    pub text: String,
+}
+
+impl ScoringLog {
+    /// Parses a log; a log the legacy rules refuse is refused.
+    pub fn parse(text: &str) -> Result<ScoringLog, SignalError> {
+        Ok(ScoringLog { phrase: signal::parse(text)?, text: text.to_owned() })
+    }
 }
 
 /// Why a phrase could not be analysed.
@@ -43,6 +67,14 @@ pub enum PipelineError {
     /// No frame showed both fencers.
     #[error(transparent)]
     Kinematics(#[from] KinematicsError),
+    /// The engine asked for cannot decide this phrase.
+    #[error("the {engine} engine cannot decide this phrase: {reason}")]
+    Undecidable {
+        /// The engine.
+        engine: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// OpenCV failed on a frame or a video file.
     #[error("video processing failed: {0}")]
     Video(String),
@@ -76,8 +108,12 @@ pub struct PipelineFiles {
 /// A finished phrase.
 #[derive(Debug, Clone)]
 pub struct PhraseOutcome {
-    /// The decision.
+    /// The legacy rules' decision.
     pub decision: Decision,
+    /// `v2`'s decision, or why it could not decide.
+    pub v2: Result<V2Decision, String>,
+    /// Which of the two is the answer.
+    pub engine: EngineChoice,
     /// c, the video angle and the normalised keypoints.
     pub normalised: Normalised,
     /// Frames that went through pose.
@@ -93,6 +129,7 @@ pub struct PhrasePipeline {
     fisheye: Option<Fisheye>,
     tracker: Option<Tracker>,
     frames: Vec<FrameTracks>,
+    times: Vec<Option<f64>>,
     corrected: Option<VideoOut>,
     overlay: Option<VideoOut>,
 }
@@ -100,7 +137,7 @@ pub struct PhrasePipeline {
 impl PhrasePipeline {
     /// A pipeline writing into `options.dir`.
     pub fn new(model: Arc<PoseModel>, options: PipelineOptions) -> PhrasePipeline {
-        PhrasePipeline { model, options, fisheye: None, tracker: None, frames: Vec::new(), corrected: None, overlay: None }
+        PhrasePipeline { model, options, fisheye: None, tracker: None, frames: Vec::new(), times: Vec::new(), corrected: None, overlay: None }
     }
 
     /// Frames pushed so far.
@@ -114,8 +151,8 @@ impl PhrasePipeline {
     }
 
     /// Runs one decoded BGR frame through fisheye, pose and the tracker, and writes it to the
-    /// corrected and overlay videos.
-    pub fn push(&mut self, frame: &Mat) -> Result<(), PipelineError> {
+    /// corrected and overlay videos. `time`: its presentation time in seconds, when known.
+    pub fn push(&mut self, frame: &Mat, time: Option<f64>) -> Result<(), PipelineError> {
         let corrected = self.correct(frame)?;
         let (input, geometry) = letterbox(&corrected, self.model.input_shape()).map_err(|e| PipelineError::Video(e.to_string()))?;
         let detections = self.model.detect(&[input], &[geometry])?.pop().unwrap_or_default();
@@ -133,7 +170,22 @@ impl PhrasePipeline {
             out.write(&drawn).map_err(|reason| PipelineError::Artifact { path, reason })?;
         }
         self.frames.push(tracks);
+        self.times.push(time);
         Ok(())
+    }
+
+    /// The frames' times for `v2`: their own, when every frame has one and they increase
+    /// (counted from the first frame, which the log's clock also starts from), else the known
+    /// rate; `None` leaves `v2` to spread them over the log's span.
+    fn frame_times(&self) -> Option<FrameTimes> {
+        let own: Option<Vec<f64>> = self.times.iter().copied().collect();
+        if let Some(first) = own.as_ref().and_then(|t| t.first().copied()) {
+            let relative = own.unwrap_or_default().into_iter().map(|t| t - first).collect();
+            if let Ok(times) = FrameTimes::from_timestamps(relative) {
+                return Some(times);
+            }
+        }
+        self.options.frame_rate.map(|fps| FrameTimes::from_rate(fps, self.times.len()))
     }
 
     fn correct(&mut self, frame: &Mat) -> Result<Mat, PipelineError> {
@@ -156,8 +208,9 @@ impl PhrasePipeline {
         self.options.dir.join(format!("{}_{suffix}", self.options.stem))
     }
 
-    /// Normalises, decides and writes the workbook; closes the videos.
-    pub fn finish(self, phrase: &Phrase, engine: Engine) -> Result<PhraseOutcome, PipelineError> {
+    /// Normalises, decides with both engines and writes the workbook; closes the videos.
+    pub fn finish(self, log: &ScoringLog) -> Result<PhraseOutcome, PipelineError> {
+        let times = self.frame_times();
         let mut files = PipelineFiles::default();
         let finish_video = |video: Option<VideoOut>| -> Result<Option<PathBuf>, PipelineError> {
             video
@@ -167,12 +220,17 @@ impl PhrasePipeline {
         files.corrected_video = finish_video(self.corrected)?;
         files.overlay_video = finish_video(self.overlay)?;
         let normalised = normalise(&self.frames)?;
-        let decision = engine.decide(&normalised.keypoints, phrase, Some(normalised.normalisation_constant));
+        let decision = Engine::Legacy.decide(&normalised.keypoints, &log.phrase, Some(normalised.normalisation_constant));
+        let v2 = v2::decide_log(&normalised.keypoints, &log.text, times).map_err(|e| e.to_string());
+        let engine = self.options.engine;
+        if let (EngineChoice::V2, Err(reason)) = (engine, &v2) {
+            return Err(PipelineError::Undecidable { engine: engine.name(), reason: reason.clone() });
+        }
         let book = self.options.dir.join(format!("{}_keypoints.xlsx", self.options.stem));
         workbook::write_workbook(&normalised.keypoints, &book)
             .map_err(|e| PipelineError::Artifact { path: book.clone(), reason: e.to_string() })?;
         files.workbook = Some(book);
-        Ok(PhraseOutcome { decision, normalised, frames_processed: self.frames.len(), files })
+        Ok(PhraseOutcome { decision, v2, engine, normalised, frames_processed: self.frames.len(), files })
     }
 }
 
