@@ -9,7 +9,7 @@ say() { echo "setup: $*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
 APT_PACKAGES=(libopencv-dev clang libclang-dev libturbojpeg0-dev pkg-config ffmpeg nginx curl
-              python3-venv unzip)
+              python3-venv unzip chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

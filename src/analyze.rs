@@ -159,6 +159,10 @@ pub fn phrase_result(files: &PhraseFiles, outcome: &PhraseOutcome, include_keypo
     artifacts.insert("video".into(), show(shown_video).into());
     artifacts.insert("signal".into(), show(&files.signal).into());
     artifacts.insert("result_json".into(), show(&result_json).into());
+    let timeline_json = files.dir.join("timeline.json");
+    let timeline = serde_json::to_vec(&outcome.timeline).map_err(|e| ApiError::Internal(e.to_string()))?;
+    write_atomically(&timeline_json, &timeline)?;
+    artifacts.insert("timeline".into(), show(&timeline_json).into());
     let legacy = serde_json::to_value(&outcome.decision).map_err(|e| ApiError::Internal(e.to_string()))?;
     let v2 = match &outcome.v2 {
         Ok(d) => serde_json::to_value(d).map_err(|e| ApiError::Internal(e.to_string()))?,

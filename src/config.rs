@@ -79,6 +79,11 @@ pub struct ServeConfig {
     /// `?engine=`).
     #[arg(long, env = "REFEREE_ENGINE", default_value = "legacy")]
     pub engine: crate::analysis::v2::EngineChoice,
+
+    /// A bearer token every route but `/health` then wants (header, `?token=`, or the cookie
+    /// the query token sets); none by default.
+    #[arg(long, env = "REFEREE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl ServeConfig {

@@ -22,6 +22,9 @@ pub enum ApiError {
     /// Malformed request: bad multipart, bad id, missing filename (400).
     #[error("{0}")]
     BadRequest(String),
+    /// No token, or a wrong one, where the server wants one (401).
+    #[error("{0}")]
+    Unauthorized(String),
     /// No such route or session (404).
     #[error("{0}")]
     NotFound(String),
@@ -56,6 +59,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -81,6 +85,9 @@ impl ApiError {
         };
         let body = serde_json::json!({ "detail": detail });
         let mut response = json_response(status, &body);
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
         }

@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod analyze;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -15,3 +16,4 @@ pub mod mjpeg;
 pub mod server;
 pub mod session;
 pub mod stream;
+pub mod view;

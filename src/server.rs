@@ -163,7 +163,18 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
+    let mut sign_in = None;
+    if let Some(expected) = state.config.token.as_deref().filter(|_| !crate::auth::is_open(&segments)) {
+        match crate::auth::check(req.headers(), req.uri(), expected) {
+            Ok(cookie) => sign_in = cookie,
+            Err(e) => return Ok(e.into_response()),
+        }
+    }
     let result = match (&method, segments.as_slice()) {
+        (&Method::GET, [""]) => Ok(crate::view::index()),
+        (&Method::GET, ["assets", name]) => crate::view::asset(name),
+        (&Method::GET, ["sessions"]) => Ok(crate::view::sessions(&state)),
+        (&Method::GET, ["sessions", id, "view"]) => crate::view::session_page(&state, id),
         (&Method::GET, ["health"]) => Ok(health(&state)),
         (&Method::POST, ["analyze"]) => async { crate::analyze::analyze(&state.config, state.ready_model()?, req).await }.await,
         (&Method::POST, ["stream"]) => crate::stream::post_stream(state.clone(), req).await,
@@ -171,12 +182,19 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
         (&Method::PUT, ["sessions", id, "signal"]) => crate::stream::put_signal(&state, id, req).await,
         (&Method::GET, ["sessions", id, "events"]) => crate::stream::events(&state, id),
         (&Method::GET, ["sessions", id, "artifacts", name]) => crate::stream::artifact(&state, id, name).await,
-        (_, ["health"] | ["analyze"] | ["stream"] | ["sessions", _] | ["sessions", _, "signal" | "events"] | ["sessions", _, "artifacts", _]) => {
+        (
+            _,
+            [""] | ["assets", _] | ["health"] | ["analyze"] | ["stream"] | ["sessions"] | ["sessions", _] | ["sessions", _, "signal" | "events" | "view"] | ["sessions", _, "artifacts", _],
+        ) => {
             Err(ApiError::MethodNotAllowed)
         }
         _ => Err(ApiError::NotFound(format!("no route for {path}"))),
     };
-    Ok(result.unwrap_or_else(ApiError::into_response))
+    let mut response = result.unwrap_or_else(ApiError::into_response);
+    if let Some(cookie) = sign_in {
+        response.headers_mut().append(hyper::header::SET_COOKIE, cookie);
+    }
+    Ok(response)
 }
 
 /// `GET /health`, in the legacy shape.

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::analysis::artifacts::write_atomically;
 use crate::analysis::frames::decode_jpeg;
 use crate::analysis::pipeline::{PhrasePipeline, PipelineOptions, ScoringLog};
 use crate::analysis::pose::PoseModel;
@@ -95,6 +96,62 @@ struct Inner {
     upload_seconds: f64,
     last_byte: Instant,
     progress: Progress,
+}
+
+/// A session in a line, for the piste view's index.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    /// The session id.
+    pub session: String,
+    /// Its state.
+    pub state: SessionState,
+    /// Frames stored.
+    pub frames_received: usize,
+    /// Frames through pose (as many as stored once decided; unknown for a session at rest).
+    pub frames_analysed: Option<usize>,
+    /// The winner of the answer's decision, once decided.
+    pub winner: Option<String>,
+    /// Whose decision that is.
+    pub engine: Option<String>,
+    /// When its files last changed (RFC 3339, UTC).
+    pub updated: String,
+}
+
+impl SessionSummary {
+    fn of(p: &Progress, updated: String) -> SessionSummary {
+        let (winner, engine) = winner_and_engine(p.result.as_ref());
+        SessionSummary {
+            session: p.session.clone(),
+            state: p.state,
+            frames_received: p.frames_received,
+            frames_analysed: Some(p.frames_analysed),
+            winner,
+            engine,
+            updated,
+        }
+    }
+
+    /// From the files alone: the index's lines and the result, if any.
+    fn on_disk(dir: &Path, session: String, updated: String) -> SessionSummary {
+        let frames_received = std::fs::read(dir.join("frames.idx")).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0);
+        let result: Option<Value> = std::fs::read(dir.join("analysis_result.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let (winner, engine) = winner_and_engine(result.as_ref());
+        let state = match (&result, frames_received == 0 || dir.join(UPLOAD_COMPLETE).is_file()) {
+            (Some(_), _) => SessionState::Done,
+            (None, true) => SessionState::Receiving, // nothing yet, or all frames in and the log awaited
+            (None, false) => SessionState::Interrupted,
+        };
+        let frames_analysed = result.as_ref().map(|_| frames_received);
+        SessionSummary { session, state, frames_received, frames_analysed, winner, engine, updated }
+    }
+}
+
+fn winner_and_engine(result: Option<&Value>) -> (Option<String>, Option<String>) {
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    match result {
+        Some(r) => (text(&r["decision"]["winner"]), text(&r["engine"]).or(Some("legacy".to_owned()))),
+        None => (None, None),
+    }
 }
 
 /// One streamed phrase.
@@ -321,6 +378,38 @@ impl Sessions {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The newest `limit` sessions, in memory or on disk (newest first, by the last change of
+    /// their files), summed up for the piste view's index. Sessions on disk are read, not
+    /// reloaded: listing opens no files for writing and starts nothing.
+    pub fn list(&self, limit: usize) -> Vec<SessionSummary> {
+        let Ok(entries) = std::fs::read_dir(&self.output) else { return Vec::new() };
+        let mut found: Vec<(std::time::SystemTime, String)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let id = e.file_name().to_str()?.to_owned();
+                let dir = e.path();
+                let changed = ["frames.idx", "signal.txt", "analysis_result.json"]
+                    .iter()
+                    .filter_map(|f| std::fs::metadata(dir.join(f)).and_then(|m| m.modified()).ok())
+                    .max()?;
+                (valid_id(&id) && dir.join("frames.idx").is_file()).then_some((changed, id))
+            })
+            .collect();
+        found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        found.truncate(limit);
+        let open = self.registry();
+        found
+            .into_iter()
+            .map(|(changed, id)| {
+                let updated = crate::analysis::artifacts::utc_rfc3339(changed);
+                match open.get(&id) {
+                    Some(session) => SessionSummary::of(&session.progress(), updated),
+                    None => SessionSummary::on_disk(&self.output.join(&id), id, updated),
+                }
+            })
+            .collect()
+    }
+
     /// A session known to this server: in memory, or on disk from before a restart (reloaded,
     /// without a worker until an upload opens it).
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
@@ -481,6 +570,7 @@ enum Work {
 /// the upload is complete and the log is in.
 fn run_worker(session: Arc<Session>, model: Arc<PoseModel>, options: PipelineOptions) {
     let mut pipeline = PhrasePipeline::new(model, options);
+    let mut view_written: Option<Instant> = None;
     let mut reader = match File::open(session.dir.join("frames.mjpeg")) {
         Ok(f) => f,
         Err(e) => return fail(&session, ApiError::Internal(format!("cannot read the stored frames: {e}"))),
@@ -522,11 +612,16 @@ fn run_worker(session: Arc<Session>, model: Arc<PoseModel>, options: PipelineOpt
                 if let Err(e) = inner_result {
                     return fail(&session, e.into());
                 }
+                if view_written.is_none_or(|at| at.elapsed() >= VIEW_EVERY) {
+                    write_view(&session, &pipeline);
+                    view_written = Some(Instant::now());
+                }
                 let mut inner = session.lock();
                 inner.progress.frames_analysed += 1;
                 session.publish(&inner);
             }
             Work::Finish(log) => {
+                write_view(&session, &pipeline);
                 let outcome = match pipeline.finish(&log) {
                     Ok(o) => o,
                     Err(e) => return fail(&session, e.into()),
@@ -560,6 +655,19 @@ fn run_worker(session: Arc<Session>, model: Arc<PoseModel>, options: PipelineOpt
                 session.publish(&inner);
                 return;
             }
+        }
+    }
+}
+
+/// How often the piste view's latest frame (`view.jpg`) is written while frames are analysed.
+const VIEW_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Writes the latest analysed frame with its skeletons as `view.jpg` (whole, by rename); a
+/// failure costs the view a picture, never the phrase.
+fn write_view(session: &Session, pipeline: &PhrasePipeline) {
+    if let Some(jpeg) = pipeline.latest_view_jpeg() {
+        if let Err(e) = write_atomically(&session.dir.join("view.jpg"), &jpeg) {
+            warn!(session = %session.id, %e, "cannot write the view's latest frame");
         }
     }
 }

@@ -129,7 +129,10 @@ fn a_curl_upload_answers_in_the_legacy_shape_with_its_artifacts() {
     ]);
     assert_eq!(status, 200, "{body}");
     let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["input_video", "input_signal", "decision", "artifacts", "metadata", "artifact_dir", "wall_time_seconds", "keypoints"]);
+    // The legacy's keys in the legacy's order, then ours: whose call `decision` is and both calls.
+    assert_eq!(keys, ["input_video", "input_signal", "decision", "artifacts", "metadata", "artifact_dir", "wall_time_seconds", "engine", "decisions", "keypoints"]);
+    assert_eq!(body["engine"], "legacy");
+    assert_eq!(body["decisions"]["legacy"], body["decision"]);
     let decision_keys: Vec<&str> = body["decision"].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(decision_keys, ["winner", "reason", "left_pauses", "right_pauses", "blade_analysis", "blade_details", "speed_comparison", "lunge_detected"]);
     let frames = phrase["keypoints"]["left_x"].as_array().unwrap().len();
@@ -153,6 +156,8 @@ fn a_curl_upload_answers_in_the_legacy_shape_with_its_artifacts() {
     assert_eq!(frame_count(&overlay), frames as u64, "the overlay has every frame");
     let book = ai_referee::analysis::workbook::read_workbook(Path::new(artifacts["excel"].as_str().unwrap())).unwrap();
     assert_eq!(book.frames(), frames);
+    let timeline: Value = serde_json::from_slice(&std::fs::read(artifacts["timeline"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(timeline["times"].as_array().unwrap().len(), frames, "the piste view's timeline has every frame");
     let saved: Value = serde_json::from_slice(&std::fs::read(artifacts["result_json"].as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(saved, body, "analysis_result.json is the response");
     assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("partial")));

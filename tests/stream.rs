@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{http_request, marker_server, marker_server_with, phrase, render, repo, Events, HttpResponse, Rendered, Server, TempDir};
+use common::{http_request, marker_server, marker_server_with, phrase, render, repo, Events, HttpResponse, Nginx, Rendered, Server, TempDir};
 use serde_json::Value;
 
 fn frame_part(boundary: &str, index: usize, jpeg: &[u8]) -> Vec<u8> {
@@ -277,32 +277,10 @@ fn through_nginx_with_the_shipped_config() {
     let out = TempDir::new("stream-nginx");
     let server = marker_server(&out.path().join("results"));
     let rendered = render(3, out.path());
-    // The shipped config, pointed at this server and a free port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let prefix = out.path().join("nginx");
-    std::fs::create_dir_all(prefix.join("logs")).unwrap();
     let shipped = std::fs::read_to_string(repo().join("deploy/nginx.conf")).unwrap();
     assert!(shipped.contains("proxy_request_buffering off") && shipped.contains("proxy_http_version 1.1"));
-    let mut conf = shipped.replace("server 127.0.0.1:8080;", &format!("server {};", server.addr)).replace("listen 8000;", &format!("listen 127.0.0.1:{port};"));
-    conf = format!("user root;\npid {}/nginx.pid;\nerror_log {}/logs/error.log;\n{conf}", prefix.display(), prefix.display());
-    conf = conf.replace("http {", &format!("http {{\n    access_log off;\n    client_body_temp_path {0}/body;\n    proxy_temp_path {0}/proxy;", prefix.display()));
-    std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
-    let mut nginx = Command::new("nginx")
-        .args(["-p", prefix.to_str().unwrap(), "-c", prefix.join("nginx.conf").to_str().unwrap(), "-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run nginx");
-    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut ready = false;
-    for _ in 0..5000 {
-        if TcpStream::connect(proxy).is_ok() {
-            ready = true;
-            break;
-        }
-        std::thread::yield_now();
-    }
-    assert!(ready, "nginx did not start");
+    let nginx = Nginx::start(server.addr, &out.path().join("nginx"));
+    let proxy = nginx.addr;
 
     let n = rendered.jpegs.len();
     let mut upload = ChunkedUpload::start(proxy, "/stream?session=ng-1", "multipart/x-mixed-replace; boundary=frame");
@@ -313,9 +291,7 @@ fn through_nginx_with_the_shipped_config() {
     let mut events = Events::open_when_known(proxy, "ng-1");
     events.wait_for(|p| p["frames_analysed"].as_u64().unwrap() >= 1);
     let response = upload.finish_phrase(&rendered, n / 2);
-    // SIGTERM lets the master stop its workers (SIGKILL would orphan them).
-    let _ = Command::new("kill").args(["-TERM", &nginx.id().to_string()]).status();
-    let _ = nginx.wait();
+    drop(nginx);
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
     assert_eq!(response.json()["stream"]["frames_received"], n);
     assert_eq!(response.json()["decision"]["winner"], phrase(3)["legacy_decision"]["winner"]);

@@ -8,11 +8,18 @@ use serde_json::Value;
 
 use crate::error::{require_exists, ClientError};
 
-/// An HTTP client whose requests give up after `timeout` seconds.
-pub fn http_client(timeout: Option<f64>) -> Result<reqwest::Client, ClientError> {
+/// An HTTP client whose requests give up after `timeout` seconds and carry the server's bearer
+/// `token`, if it wants one.
+pub fn http_client(timeout: Option<f64>, token: Option<&str>) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
     if let Some(t) = timeout {
         builder = builder.timeout(Duration::from_secs_f64(t));
+    }
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ClientError::Failed("the token has characters a header cannot carry".into()))?;
+        value.set_sensitive(true);
+        builder = builder.default_headers(std::iter::once((reqwest::header::AUTHORIZATION, value)).collect());
     }
     builder.build().map_err(|e| ClientError::Failed(format!("cannot build the HTTP client: {e}")))
 }
@@ -29,9 +36,9 @@ async fn json_answer(url: &str, sent: Result<reqwest::Response, reqwest::Error>)
 }
 
 /// `GET /health`.
-pub async fn health(server: &str, timeout: f64) -> Result<Value, ClientError> {
+pub async fn health(server: &str, timeout: f64, token: Option<&str>) -> Result<Value, ClientError> {
     let url = format!("{}/health", server.trim_end_matches('/'));
-    let client = http_client(Some(timeout))?;
+    let client = http_client(Some(timeout), token)?;
     json_answer(&url, client.get(&url).send().await).await
 }
 
@@ -65,6 +72,7 @@ pub async fn analyze(
     include_keypoints: bool,
     save_overlay: bool,
     timeout: f64,
+    token: Option<&str>,
 ) -> Result<Value, ClientError> {
     require_exists(video, "video file")?;
     require_exists(signal, "signal file")?;
@@ -78,7 +86,7 @@ pub async fn analyze(
         form = form.text("save_overlay", "false");
     }
     let url = format!("{}/analyze", server.trim_end_matches('/'));
-    let client = http_client(Some(timeout))?;
+    let client = http_client(Some(timeout), token)?;
     json_answer(&url, client.post(&url).multipart(form).send().await).await
 }
 

@@ -29,6 +29,9 @@ use crate::source::{CaptureOptions, SourceSpec};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The server's bearer token, when it wants one (its --token / REFEREE_TOKEN).
+    #[arg(long, global = true, env = "REFEREE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,14 +139,16 @@ async fn main() -> ExitCode {
     if std::env::var_os("OPENCV_LOG_LEVEL").is_none() {
         let _ = opencv::core::set_log_level(opencv::core::LogLevel::LOG_LEVEL_SILENT);
     }
-    let outcome = match Cli::parse().command {
-        Command::Health { server, timeout } => legacy::health(&server, timeout).await.map(|v| println!("{}", output::pretty(v))),
+    let cli = Cli::parse();
+    let token = cli.token.as_deref();
+    let outcome = match cli.command {
+        Command::Health { server, timeout } => legacy::health(&server, timeout, token).await.map(|v| println!("{}", output::pretty(v))),
         Command::Analyze { server, video, signal, include_keypoints, no_overlay, timeout } => {
-            legacy::analyze(&server, &video, &signal, include_keypoints, !no_overlay, timeout)
+            legacy::analyze(&server, &video, &signal, include_keypoints, !no_overlay, timeout, token)
                 .await
                 .map(|v| println!("{}", output::pretty(v)))
         }
-        Command::Stream(args) => stream(args).await,
+        Command::Stream(args) => stream(args, token).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -155,7 +160,7 @@ async fn main() -> ExitCode {
 }
 
 /// `stream`: capture into the spool, stream from it, print the verdict.
-async fn stream(args: StreamArgs) -> Result<(), ClientError> {
+async fn stream(args: StreamArgs, token: Option<&str>) -> Result<(), ClientError> {
     let spec = match (&args.video, &args.camera, &args.frames) {
         (Some(video), _, _) => {
             require_exists(video, "video file")?;
@@ -198,7 +203,7 @@ async fn stream(args: StreamArgs) -> Result<(), ClientError> {
     if !args.quiet {
         progress.note(&format!("session {session} → {}", args.server));
     }
-    let client = legacy::http_client(None)?;
+    let client = legacy::http_client(None, token)?;
     let upload_options = upload::UploadOptions {
         server: args.server.clone(),
         session: session.clone(),

@@ -48,10 +48,22 @@ pub fn create_artifact_dir(output: &Path, name: &str) -> std::io::Result<PathBuf
 
 /// `%Y%m%dT%H%M%SZ` for a UTC instant.
 pub fn utc_stamp(now: SystemTime) -> String {
-    let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (y, m, d, hh, mm, ss) = utc_fields(now);
+    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
+}
+
+/// RFC 3339 (`2026-12-03T08:30:12Z`) for a UTC instant.
+pub fn utc_rfc3339(at: SystemTime) -> String {
+    let (y, m, d, hh, mm, ss) = utc_fields(at);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
+/// Year, month, day, hour, minute, second of a UTC instant.
+fn utc_fields(at: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
+    let secs = at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.

@@ -14,6 +14,7 @@ pub mod letterbox;
 pub mod pipeline;
 pub mod pose;
 pub mod signal;
+pub mod timeline;
 pub mod tracker;
 pub mod v2;
 pub mod workbook;

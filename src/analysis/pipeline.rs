@@ -17,6 +17,7 @@ use crate::analysis::kinematics::{normalise, KinematicsError, Normalised};
 use crate::analysis::letterbox::letterbox;
 use crate::analysis::pose::{PoseError, PoseModel};
 use crate::analysis::signal::{self, Phrase, SignalError};
+use crate::analysis::timeline::Timeline;
 use crate::analysis::v2::{self, EngineChoice, FrameTimes, V2Decision};
 use crate::analysis::tracker::{FrameTracks, Points, Tracker};
 use crate::analysis::workbook;
@@ -114,6 +115,8 @@ pub struct PhraseOutcome {
     pub v2: Result<V2Decision, String>,
     /// Which of the two is the answer.
     pub engine: EngineChoice,
+    /// The phrase over time, for the piste view.
+    pub timeline: Timeline,
     /// c, the video angle and the normalised keypoints.
     pub normalised: Normalised,
     /// Frames that went through pose.
@@ -132,12 +135,24 @@ pub struct PhrasePipeline {
     times: Vec<Option<f64>>,
     corrected: Option<VideoOut>,
     overlay: Option<VideoOut>,
+    /// The latest frame with the tracked skeletons drawn (when overlays are drawn).
+    latest_drawn: Option<Mat>,
 }
 
 impl PhrasePipeline {
     /// A pipeline writing into `options.dir`.
     pub fn new(model: Arc<PoseModel>, options: PipelineOptions) -> PhrasePipeline {
-        PhrasePipeline { model, options, fisheye: None, tracker: None, frames: Vec::new(), times: Vec::new(), corrected: None, overlay: None }
+        PhrasePipeline {
+            model,
+            options,
+            fisheye: None,
+            tracker: None,
+            frames: Vec::new(),
+            times: Vec::new(),
+            corrected: None,
+            overlay: None,
+            latest_drawn: None,
+        }
     }
 
     /// Frames pushed so far.
@@ -168,10 +183,20 @@ impl PhrasePipeline {
             let fps = self.options.fps;
             let out = open_video(&mut self.overlay, &path, fps, w, h)?;
             out.write(&drawn).map_err(|reason| PipelineError::Artifact { path, reason })?;
+            self.latest_drawn = Some(drawn);
         }
         self.frames.push(tracks);
         self.times.push(time);
         Ok(())
+    }
+
+    /// The latest analysed frame with both fencers' skeletons drawn, as a JPEG (none before the
+    /// first frame, or when overlays are off).
+    pub fn latest_view_jpeg(&self) -> Option<Vec<u8>> {
+        let frame = self.latest_drawn.as_ref()?;
+        let mut jpeg = opencv::core::Vector::<u8>::new();
+        let params = opencv::core::Vector::<i32>::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, 80]);
+        opencv::imgcodecs::imencode(".jpg", frame, &mut jpeg, &params).ok()?.then(|| jpeg.to_vec())
     }
 
     /// The frames' times for `v2`: their own, when every frame has one and they increase
@@ -221,7 +246,17 @@ impl PhrasePipeline {
         files.overlay_video = finish_video(self.overlay)?;
         let normalised = normalise(&self.frames)?;
         let decision = Engine::Legacy.decide(&normalised.keypoints, &log.phrase, Some(normalised.normalisation_constant));
-        let v2 = v2::decide_log(&normalised.keypoints, &log.text, times).map_err(|e| e.to_string());
+        // v2 reads its own lines of the log; without times of their own the frames are placed
+        // on the log's clock from its recording span (else at the legacy's 15 per second).
+        let v2_log = v2::parse_log(&log.text).map_err(|e| e.to_string());
+        let n = normalised.keypoints.frames();
+        let times = match (times, &v2_log) {
+            (Some(times), _) => times,
+            (None, Ok(read)) => FrameTimes::estimate(n, read),
+            (None, Err(_)) => FrameTimes::from_rate(signal::LOG_FPS, n),
+        };
+        let v2 = v2_log.clone().and_then(|read| v2::decide(&normalised.keypoints, &read, &times).map_err(|e| e.to_string()));
+        let timeline = Timeline::new(&normalised.keypoints, times.times(), v2_log.as_ref().ok(), &decision);
         let engine = self.options.engine;
         if let (EngineChoice::V2, Err(reason)) = (engine, &v2) {
             return Err(PipelineError::Undecidable { engine: engine.name(), reason: reason.clone() });
@@ -230,7 +265,7 @@ impl PhrasePipeline {
         workbook::write_workbook(&normalised.keypoints, &book)
             .map_err(|e| PipelineError::Artifact { path: book.clone(), reason: e.to_string() })?;
         files.workbook = Some(book);
-        Ok(PhraseOutcome { decision, v2, engine, normalised, frames_processed: self.frames.len(), files })
+        Ok(PhraseOutcome { decision, v2, engine, timeline, normalised, frames_processed: self.frames.len(), files })
     }
 }
 

@@ -601,8 +601,7 @@ pub fn fit_sure_margin(calls: &[(&V2Decision, bool)], target: f64) -> f64 {
 /// One fencer's numbers from the x rows, the frame times and the first light's time.
 fn features(xs: &[Row], t: &[f64], hit: f64, side: Side) -> FencerFeatures {
     let d = side.direction();
-    let raw_hips: Vec<f64> = xs.iter().map(|r| hips(r) * d).collect();
-    let (position, speed) = local_linear(t, &fill_gaps(t, &raw_hips, MAX_GAP_S), SMOOTH_SIGMA_S);
+    let (raw_hips, position, speed) = hip_track(xs, t, side);
     let reach_raw: Vec<f64> = xs.iter().map(|r| (r[WEAPON_WRIST] - r[FRONT_SHOULDER]) * d).collect();
     let (reach, _) = local_linear(t, &fill_gaps(t, &reach_raw, MAX_GAP_S), SMOOTH_SIGMA_S);
 
@@ -634,6 +633,25 @@ fn features(xs: &[Row], t: &[f64], hit: f64, side: Side) -> FencerFeatures {
         seen_last_s,
         score,
     }
+}
+
+/// A fencer's forward hip speed per frame, in normalised units per second (positive: towards
+/// the opponent), with gaps filled and smoothed exactly as the rule reads it; NaN where the hips
+/// are not seen. `times` are the frames' times (one per row of `keypoints`).
+pub fn forward_speed(keypoints: &Keypoints, times: &[f64], side: Side) -> Vec<f64> {
+    let xs = match side {
+        Side::Left => &keypoints.left_x,
+        Side::Right => &keypoints.right_x,
+    };
+    hip_track(xs, times, side).2
+}
+
+/// The hips' forward coordinate as seen (NaN where not), then filled and smoothed: (raw,
+/// position, speed per second).
+fn hip_track(xs: &[Row], t: &[f64], side: Side) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let raw: Vec<f64> = xs.iter().map(|r| hips(r) * side.direction()).collect();
+    let (position, speed) = local_linear(t, &fill_gaps(t, &raw, MAX_GAP_S), SMOOTH_SIGMA_S);
+    (raw, position, speed)
 }
 
 /// Mean x of the hips seen (NaN when neither is).

@@ -406,3 +406,44 @@ impl Events {
     }
 }
 
+
+/// The shipped `deploy/nginx.conf` running in front of a server, on a free loopback port;
+/// stopped (SIGTERM, so that the master stops its workers) on drop.
+pub struct Nginx {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Nginx {
+    /// Starts nginx with the shipped config pointed at `upstream`, its files under `prefix`.
+    pub fn start(upstream: SocketAddr, prefix: &Path) -> Nginx {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        std::fs::create_dir_all(prefix.join("logs")).unwrap();
+        let shipped = std::fs::read_to_string(repo().join("deploy/nginx.conf")).unwrap();
+        let mut conf = shipped.replace("server 127.0.0.1:8080;", &format!("server {upstream};")).replace("listen 8000;", &format!("listen 127.0.0.1:{port};"));
+        conf = format!("user root;\npid {0}/nginx.pid;\nerror_log {0}/logs/error.log;\n{conf}", prefix.display());
+        conf = conf.replace("http {", &format!("http {{\n    access_log off;\n    client_body_temp_path {0}/body;\n    proxy_temp_path {0}/proxy;", prefix.display()));
+        std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .args(["-p", prefix.to_str().unwrap(), "-c", prefix.join("nginx.conf").to_str().unwrap(), "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run nginx");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::yield_now();
+        }
+        Nginx { child, addr }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}

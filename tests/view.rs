@@ -1,0 +1,202 @@
+//! The piste view in a real browser (headless Chromium, installed by scripts/setup.sh): after a
+//! phrase streamed by `referee-client`, the index and the session's page are loaded through the
+//! shipped nginx config at its sub-path (`/referee/`), and what they show is checked in the DOM
+//! the browser built: the session on the index with its winner, the verdict, both engines'
+//! calls, the latest analysed frame and the timeline picture. Screenshots (phone and laptop
+//! sizes) are kept under `target/tmp/view-screenshots/` to look at.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{http_request, marker_server, phrase, render, Nginx, TempDir};
+
+/// Headless Chromium's DOM of `url` once its scripts have run (virtual time lets fetches,
+/// server-sent events and timers complete).
+fn dom(url: &str, profile: &Path) -> String {
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000", "--window-size=1280,900"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--dump-dom", url])
+        .output()
+        .expect("run chromium (scripts/setup.sh installs Debian's chromium)");
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A screenshot of `url` at `width`×`height`, kept in `dir`; returns its path.
+fn screenshot(url: &str, profile: &Path, dir: &Path, name: &str, (width, height): (u32, u32)) -> PathBuf {
+    let file = dir.join(name);
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=15000"])
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", file.display()))
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    let png = std::fs::read(&file).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} is not a real screenshot", file.display());
+    file
+}
+
+/// The text inside the first element with `id="{id}"` (tags stripped).
+fn text_of(dom: &str, id: &str) -> String {
+    let at = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in the page"));
+    let from = at + dom[at..].find('>').unwrap() + 1;
+    let mut depth = 1i32;
+    let (mut text, mut i) = (String::new(), from);
+    let bytes = dom.as_bytes();
+    while i < dom.len() && depth > 0 {
+        if bytes[i] == b'<' {
+            let end = i + dom[i..].find('>').unwrap();
+            let tag = &dom[i + 1..end];
+            if tag.starts_with('/') {
+                depth -= 1;
+            } else if !tag.ends_with('/') && !["img", "br", "input", "meta", "link", "hr"].iter().any(|v| tag.starts_with(v)) {
+                depth += 1;
+            }
+            i = end + 1;
+        } else {
+            let next = dom[i..].find('<').map_or(dom.len(), |n| i + n);
+            text.push_str(&dom[i..next]);
+            i = next;
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn the_index_and_the_session_page_show_the_phrase_and_its_call() {
+    let out = TempDir::new("view");
+    let server = marker_server(&out.path().join("results"));
+    let nginx = Nginx::start(server.addr, &out.path().join("nginx"));
+    let rendered = render(2, out.path());
+    // referee-client is the workspace's other binary, built beside ai-referee.
+    let client = Path::new(env!("CARGO_BIN_EXE_ai-referee")).with_file_name("referee-client");
+    let streamed = Command::new(client)
+        .arg("stream")
+        .arg(format!("http://{}/referee", nginx.addr))
+        .arg("--frames")
+        .arg(&rendered.frames)
+        .args(["--fps", "15", "--session", "piste-3", "--quiet", "--signal"])
+        .arg(&rendered.log)
+        .output()
+        .unwrap();
+    assert!(streamed.status.success(), "{}", String::from_utf8_lossy(&streamed.stderr));
+    let winner = phrase(2)["legacy_decision"]["winner"].as_str().unwrap().to_owned();
+    assert_eq!(String::from_utf8_lossy(&streamed.stdout).trim(), winner);
+
+    let base = format!("http://{}/referee/", nginx.addr);
+    let profile = out.path().join("chromium-profile");
+    // The index: the session, decided, with its winner.
+    let index = dom(&base, &profile);
+    let row_at = index.find("data-session=\"piste-3\"").unwrap_or_else(|| panic!("piste-3 is not on the index:\n{index}"));
+    let row = &index[row_at..index[row_at..].find("</tr>").map_or(index.len(), |e| row_at + e)];
+    assert!(row.to_lowercase().contains(&winner), "the index row shows the winner: {row}");
+    assert!(row.contains("sessions/piste-3/view"), "the row links to the view: {row}");
+
+    // The session's page: the verdict large, both calls, the frame and the timeline.
+    let view_url = format!("{base}sessions/piste-3/view");
+    let view = dom(&view_url, &profile);
+    assert_eq!(text_of(&view, "winner"), winner.to_uppercase());
+    assert!(text_of(&view, "engine").to_lowercase().contains("legacy"), "{}", text_of(&view, "engine"));
+    let legacy_call = text_of(&view, "legacy-call");
+    assert!(legacy_call.contains(phrase(2)["legacy_decision"]["reason"].as_str().unwrap()), "{legacy_call}");
+    let v2_call = text_of(&view, "v2-call");
+    assert!(v2_call.to_lowercase().contains("left") || v2_call.to_lowercase().contains("right"), "{v2_call}");
+    assert!(view.contains("id=\"latest-frame\""), "the latest analysed frame is shown");
+    let timeline = &view[view.find("id=\"timeline\"").expect("the timeline picture")..];
+    assert!(timeline.contains("speed left") && timeline.contains("speed right"), "both fencers' speeds are drawn");
+    assert!(timeline.contains("class=\"hit"), "the hit is marked");
+    for download in ["frames_overlay.mp4", "frames_keypoints.xlsx", "analysis_result.json"] {
+        assert!(text_of(&view, "downloads").len() > 3 && view.contains(download), "a download link to {download}");
+    }
+    // What the page points at is there: the frame is a JPEG, the downloads are served.
+    let frame = http_request(nginx.addr, "GET", "/referee/sessions/piste-3/artifacts/view.jpg", &[], b"");
+    assert_eq!(frame.status, 200);
+    assert!(frame.body.starts_with(&[0xFF, 0xD8]), "view.jpg is a JPEG");
+    for download in ["frames_overlay.mp4", "frames_keypoints.xlsx", "analysis_result.json", "timeline.json"] {
+        let got = http_request(nginx.addr, "GET", &format!("/referee/sessions/piste-3/artifacts/{download}"), &[], b"");
+        assert_eq!(got.status, 200, "{download}");
+    }
+
+    // Screenshots to look at, phone- and laptop-sized.
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("view-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    for (name, url, size) in [
+        ("index-phone.png", base.as_str(), (390, 844)),
+        ("session-phone.png", view_url.as_str(), (390, 3200)),
+        ("index-laptop.png", base.as_str(), (1280, 800)),
+        ("session-laptop.png", view_url.as_str(), (1280, 2300)),
+    ] {
+        let file = screenshot(url, &profile, &shots, name, size);
+        eprintln!("screenshot: {}", file.display());
+    }
+    drop(nginx);
+}
+
+#[test]
+fn the_pages_load_nothing_from_outside_and_unknown_sessions_are_404() {
+    let out = TempDir::new("view-offline");
+    let server = marker_server(&out.path().join("results"));
+    let index = server.get("/");
+    assert!(index.body == std::fs::read(common::repo().join("src/view/index.html")).unwrap(), "the index is the embedded page");
+    assert_eq!(server.get("/assets/view.css").status, 200);
+    for file in ["index.html", "session.html", "view.css"] {
+        let text = std::fs::read_to_string(common::repo().join("src/view").join(file)).unwrap().to_lowercase();
+        // No CDN, no web fonts, no absolute URLs: a venue may be offline, a proxy may add a
+        // prefix. (SVG's namespace name is a name, not a fetch.)
+        let text = text.replace("http://www.w3.org/2000/svg", "");
+        for outside in ["http://", "https://", "//cdn", "@import", "@font-face", "src=\"/", "href=\"/", "fetch('/", "fetch(\"/"] {
+            assert!(!text.contains(outside), "{file} refers to {outside:?}");
+        }
+    }
+    let sessions = server.get("/sessions").json();
+    assert_eq!(sessions["sessions"], serde_json::json!([]), "a new server lists no sessions");
+    let missing = server.get("/sessions/nobody/view");
+    assert_eq!(missing.status, 404);
+    assert!(missing.json()["detail"].is_string());
+}
+
+#[test]
+fn a_token_guards_everything_but_health_and_a_page_link_signs_the_browser_in() {
+    let out = TempDir::new("view-token");
+    let server = common::marker_server_with(&out.path().join("results"), &["--token", "s3cret"]);
+    assert_eq!(server.get("/health").status, 200, "the health check stays open");
+    for (method, path) in [("GET", "/"), ("GET", "/sessions"), ("GET", "/sessions/p1"), ("GET", "/sessions/p1/view"), ("POST", "/stream"), ("POST", "/analyze"), ("PUT", "/sessions/p1/signal")] {
+        for headers in [vec![], vec![("Authorization", "Bearer s3cre")], vec![("Cookie", "referee_token=wrong")]] {
+            let refused = server.request(method, path, &headers, b"");
+            assert_eq!(refused.status, 401, "{method} {path} with {headers:?}");
+            assert_eq!(refused.header("www-authenticate"), Some("Bearer"));
+            assert!(refused.json()["detail"].as_str().unwrap().contains("token"), "{method} {path}");
+        }
+    }
+    // The client with the token streams and gets its verdict; without it, 401 (exit 145, as
+    // Python's sys.exit(401) left it).
+    let rendered = render(5, out.path());
+    let client = Path::new(env!("CARGO_BIN_EXE_ai-referee")).with_file_name("referee-client");
+    let stream = |token: Option<&str>| {
+        let mut command = Command::new(&client);
+        command.arg("stream").arg(server.url()).arg("--frames").arg(&rendered.frames).args(["--fps", "15", "--session", "locked", "--quiet", "--retries", "0", "--signal"]).arg(&rendered.log);
+        if let Some(token) = token {
+            command.env("REFEREE_TOKEN", token);
+        }
+        command.output().unwrap()
+    };
+    let without = stream(None);
+    assert_eq!(without.status.code(), Some(401 % 256), "{}", String::from_utf8_lossy(&without.stderr));
+    let with = stream(Some("s3cret"));
+    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+    assert_eq!(String::from_utf8_lossy(&with.stdout).trim(), phrase(5)["legacy_decision"]["winner"].as_str().unwrap());
+    // A link with ?token= signs the browser in: the page's own fetches then carry the cookie.
+    let profile = out.path().join("chromium-profile");
+    let index = dom(&format!("{}/?token=s3cret", server.url()), &profile);
+    assert!(index.contains("data-session=\"locked\""), "the index lists the session once signed in:\n{index}");
+    let view = dom(&format!("{}/sessions/locked/view?token=s3cret", server.url()), &profile);
+    assert_eq!(text_of(&view, "winner"), phrase(5)["legacy_decision"]["winner"].as_str().unwrap().to_uppercase());
+    let signed = server.request("GET", "/sessions?token=s3cret", &[], b"");
+    assert!(signed.header("set-cookie").is_some_and(|c| c.starts_with("referee_token=s3cret;") && c.contains("HttpOnly")));
+}
