@@ -200,3 +200,66 @@ fn a_token_guards_everything_but_health_and_a_page_link_signs_the_browser_in() {
     let signed = server.request("GET", "/sessions?token=s3cret", &[], b"");
     assert!(signed.header("set-cookie").is_some_and(|c| c.starts_with("referee_token=s3cret;") && c.contains("HttpOnly")));
 }
+
+#[test]
+fn the_views_data_follows_a_phrase_while_it_uploads() {
+    use std::io::{Read, Write};
+    let out = TempDir::new("view-live");
+    let server = marker_server(&out.path().join("results"));
+    let rendered = render(6, out.path());
+    // Half the phrase sent on a chunked body that stays open.
+    let mut upload = std::net::TcpStream::connect(server.addr).unwrap();
+    let head = "POST /stream?session=live HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    upload.write_all(head.as_bytes()).unwrap();
+    let mut send = |bytes: &[u8]| {
+        write!(upload, "{:x}\r\n", bytes.len()).unwrap();
+        upload.write_all(bytes).unwrap();
+        upload.write_all(b"\r\n").unwrap();
+    };
+    let frame_part = |i: usize, jpeg: &[u8]| {
+        let mut part = format!("--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Index: {i}\r\nX-Timestamp: {:.4}\r\n\r\n", jpeg.len(), i as f64 / 15.0).into_bytes();
+        part.extend_from_slice(jpeg);
+        part.extend_from_slice(b"\r\n");
+        part
+    };
+    // The whole phrase as one body, sent in two pieces: the first half of the frames and the
+    // delimiter that ends the last of them (a part is known whole when its delimiter comes), then
+    // the rest once the first half is seen analysed.
+    let half = rendered.jpegs.len() / 2;
+    let mut body: Vec<u8> = rendered.jpegs.iter().enumerate().flat_map(|(i, jpeg)| frame_part(i, jpeg)).collect();
+    let split = rendered.jpegs.iter().enumerate().take(half).map(|(i, jpeg)| frame_part(i, jpeg).len()).sum::<usize>() + "--frame".len();
+    body.extend_from_slice(b"--frame\r\nContent-Type: text/plain\r\n\r\n");
+    body.extend_from_slice(&std::fs::read(&rendered.log).unwrap());
+    body.extend_from_slice(b"\r\n--frame--\r\n");
+    send(&body[..split]);
+    // What the page shows live, from the routes it reads: the session receiving with every frame
+    // sent so far, pose at work on them (polled with a deadline: pose runs on its own), and the
+    // latest analysed frame with its skeletons. (Chromium cannot dump a page whose event stream is
+    // still open, so the page itself is loaded once the phrase is decided, below.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let live = loop {
+        let progress = server.get("/sessions/live").json();
+        if progress["frames_analysed"] == half {
+            break progress;
+        }
+        assert!(std::time::Instant::now() < deadline, "pose never caught up with the first {half} frames: {progress}");
+    };
+    assert_eq!(live["state"], "receiving");
+    assert_eq!(live["frames_received"], half);
+    let frame = server.get("/sessions/live/artifacts/view.jpg");
+    assert_eq!(frame.status, 200, "the latest analysed frame is there while the phrase uploads");
+    assert!(frame.body.starts_with(&[0xFF, 0xD8]));
+    let mut events = common::Events::open(server.addr, "live");
+    let (kind, first) = events.next().expect("an event");
+    assert_eq!((kind.as_str(), &first["state"]), ("progress", &serde_json::json!("receiving")), "{first}");
+    // The rest of the phrase and the log: the page then shows the call.
+    send(&body[split..]);
+    upload.write_all(b"0\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    upload.read_to_end(&mut answer).unwrap();
+    assert_eq!(common::parse_response(&answer).status, 200);
+    let profile = out.path().join("chromium-profile");
+    let done = dom(&format!("{}/sessions/live/view", server.url()), &profile);
+    assert_eq!(text_of(&done, "winner"), phrase(6)["legacy_decision"]["winner"].as_str().unwrap().to_uppercase());
+    assert_eq!(text_of(&done, "frames-analysed"), rendered.jpegs.len().to_string());
+}

@@ -240,24 +240,27 @@ pub async fn stream_phrase(
         if let Some(Err(e)) = signal.borrow().as_ref() {
             return Err(ClientError::Failed(e.clone()));
         }
+        // A server that refuses the upload outright (a missing or wrong token) may answer before
+        // reading the body and close, which the client sees as a broken connection: ask it.
+        session_state(client, base, &options.session).await?;
         if retry >= options.retries {
             let tries = if options.retries == 1 { "retry" } else { "retries" };
             return Err(ClientError::Failed(format!("upload failed after {} {tries}: {why}", options.retries)));
         }
         retry += 1;
         tokio::time::sleep(after.unwrap_or_else(|| backoff(retry))).await;
-        match session_state(client, base, &options.session).await {
-            Ok(Some(s)) if s["state"] == "done" && s["result"].is_object() => {
+        match session_state(client, base, &options.session).await? {
+            Lookup::Found(s) if s["state"] == "done" && s["result"].is_object() => {
                 progress.note("the server had already decided the phrase");
                 return Ok(s["result"].clone());
             }
-            Ok(Some(s)) if s["state"] == "failed" => {
+            Lookup::Found(s) if s["state"] == "failed" => {
                 let detail = s["error"].as_str().unwrap_or("the phrase could not be analysed").to_owned();
                 return Err(ClientError::Failed(format!("the server could not decide the phrase: {detail}")));
             }
-            Ok(Some(s)) => from = s["next_frame_index"].as_u64().unwrap_or(0),
-            Ok(None) => from = 0,
-            Err(_) => {} // unreachable still: resend from where we were; the server skips what it holds
+            Lookup::Found(s) => from = s["next_frame_index"].as_u64().unwrap_or(0),
+            Lookup::Unknown => from = 0,
+            Lookup::Unanswered => {}
         }
         progress.note(&format!("{why}; resuming from frame {from} (retry {retry}/{})", options.retries));
     }
@@ -280,14 +283,35 @@ fn describe(e: &reqwest::Error) -> String {
     format!("connection lost ({text})")
 }
 
-/// `GET /sessions/{id}`: the session, `None` when the server does not know it.
-async fn session_state(client: &reqwest::Client, base: &str, id: &str) -> Result<Option<Value>, reqwest::Error> {
-    let response = client.get(format!("{base}/sessions/{id}")).timeout(Duration::from_secs(10)).send().await?;
-    if response.status() == reqwest::StatusCode::NOT_FOUND {
-        return Ok(None);
+/// What `GET /sessions/{id}` says of a session.
+enum Lookup {
+    /// The server has it (its JSON).
+    Found(Value),
+    /// The server does not know it (404): resend from the start.
+    Unknown,
+    /// No usable answer (unreachable, busy): resend from where we were; the server skips what it
+    /// holds.
+    Unanswered,
+}
+
+/// `GET /sessions/{id}`; an error only when the server refuses this client (401, 403), which no
+/// retry mends.
+async fn session_state(client: &reqwest::Client, base: &str, id: &str) -> Result<Lookup, ClientError> {
+    let Ok(response) = client.get(format!("{base}/sessions/{id}")).timeout(Duration::from_secs(10)).send().await else {
+        return Ok(Lookup::Unanswered);
+    };
+    let status = response.status();
+    if matches!(status, reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN) {
+        let text = response.text().await.unwrap_or_default();
+        return Err(ClientError::http(status.as_u16(), &text));
     }
-    let response = response.error_for_status()?;
-    Ok(response.json::<Value>().await.ok())
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(Lookup::Unknown);
+    }
+    match (status.is_success(), response.json::<Value>().await) {
+        (true, Ok(session)) => Ok(Lookup::Found(session)),
+        _ => Ok(Lookup::Unanswered),
+    }
 }
 
 #[cfg(test)]
