@@ -124,8 +124,7 @@ fn positive(text: &str) -> Result<f64, String> {
 }
 
 fn session_id(text: &str) -> Result<String, String> {
-    let ok = (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if referee_wire::valid_session_id(text) {
         Ok(text.to_owned())
     } else {
         Err("use 1 to 64 of A-Z a-z 0-9 _ -".into())
@@ -187,7 +186,7 @@ async fn stream(args: StreamArgs, token: Option<&str>) -> Result<(), ClientError
     // A camera films until the phrase is over, which the log's arrival says (a log file given
     // at the start says nothing of the kind: then the camera runs to --duration or its end).
     let stop_on_log = matches!(spec, SourceSpec::Camera(_)) && !matches!(signal_spec, SignalSpec::File(_));
-    let session = args.session.clone().unwrap_or_else(upload::new_session_id);
+    let session = args.session.clone().unwrap_or_else(|| referee_wire::new_session_id_with_prefix("piste-"));
     let spool = Arc::new(spool::Spool::create(&session).map_err(|e| ClientError::Failed(format!("cannot make the frame spool: {e}")))?);
     let options = CaptureOptions { fps: args.fps, realtime: args.realtime, duration: args.duration, jpeg_quality: args.jpeg_quality };
     let capture = source::start(spec, options, spool.clone())?;
@@ -231,5 +230,20 @@ fn print_verdict(verdict: Value, quiet: bool) {
             eprintln!("referee-client: verdict {after:.2} s after the last byte");
         }
         println!("{}", output::pretty(verdict));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_flag_takes_the_wire_rule_and_the_ids_made_here() {
+        assert_eq!(session_id("phrase-01_A").as_deref(), Ok("phrase-01_A"));
+        assert!(session_id("").is_err());
+        assert!(session_id(&"a".repeat(65)).is_err());
+        assert!(session_id("../etc").is_err());
+        let made = referee_wire::new_session_id_with_prefix("piste-");
+        assert!(made.starts_with("piste-") && session_id(&made).is_ok(), "{made}");
     }
 }

@@ -4,11 +4,10 @@
 //! drops, the server is asked where the session stands (`GET /sessions/{id}`) and the upload
 //! resumes from its next frame, up to a number of retries.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use referee_wire::{PartWriter, SESSION_ID_HEADER};
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
@@ -32,62 +31,6 @@ pub struct UploadOptions {
     pub verdict_timeout: Duration,
 }
 
-/// A fresh session id, `[A-Za-z0-9_-]{1,64}`.
-pub fn new_session_id() -> String {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    format!("piste-{ms}-{:08x}", random_u64() as u32)
-}
-
-/// A boundary no JPEG is likely to contain.
-fn new_boundary() -> String {
-    format!("referee-{:016x}{:016x}", random_u64(), random_u64())
-}
-
-fn random_u64() -> u64 {
-    // std's hasher keys are random per process (and per RandomState): enough for names.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    h.finish()
-}
-
-// Each part goes out with the delimiter that ends it (`\r\n--boundary`), as ffmpeg's mpjpeg
-// does: a multipart reader only knows a part is whole once it sees that delimiter, so a frame
-// sent without it would wait at the server for the next frame (or the log) to arrive.
-
-/// What opens a part: the first delimiter line, or the end of the delimiter already sent.
-fn part_opening(boundary: &str, first: bool) -> String {
-    if first {
-        format!("--{boundary}\r\n")
-    } else {
-        "\r\n".to_owned()
-    }
-}
-
-/// One frame part, the delimiter that ends it included.
-fn frame_part(boundary: &str, first: bool, index: u64, timestamp: f64, jpeg: &[u8]) -> Bytes {
-    let mut out = format!(
-        "{}Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Index: {index}\r\nX-Timestamp: {timestamp:.3}\r\n\r\n",
-        part_opening(boundary, first),
-        jpeg.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(jpeg);
-    out.extend_from_slice(format!("\r\n--{boundary}").as_bytes());
-    Bytes::from(out)
-}
-
-/// The log part and the closing delimiter.
-fn signal_and_close(boundary: &str, first: bool, log: &[u8]) -> Bytes {
-    let mut out = format!(
-        "{}Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline; name=\"signal\"; filename=\"signal.txt\"\r\n\r\n",
-        part_opening(boundary, first)
-    )
-    .into_bytes();
-    out.extend_from_slice(log);
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    Bytes::from(out)
-}
-
 /// Where the body generator is.
 enum Stage {
     Frames(u64),
@@ -97,9 +40,8 @@ enum Stage {
 
 struct BodyState {
     stage: Stage,
-    boundary: String,
-    /// No part has gone out yet.
-    first: bool,
+    /// Writes the parts (and knows whether one has gone out yet).
+    parts: PartWriter,
     spool: Arc<Spool>,
     captured: watch::Receiver<crate::spool::SpoolStatus>,
     signal: watch::Receiver<SignalState>,
@@ -125,8 +67,7 @@ fn body(state: BodyState) -> reqwest::Body {
                         Ok(f) => f,
                         Err(e) => return Some((Err(e), BodyState { stage: Stage::Done, ..st })),
                     };
-                    let part = frame_part(&st.boundary, st.first, i, ts, &jpeg);
-                    st.first = false;
+                    let part = st.parts.frame(i, ts, &jpeg);
                     st.progress.sent(i, part.len());
                     st.stage = Stage::Frames(i + 1);
                     return Some((Ok(part), st));
@@ -139,7 +80,7 @@ fn body(state: BodyState) -> reqwest::Body {
                             if let Some(tx) = st.last_byte.take() {
                                 let _ = tx.send(());
                             }
-                            Some((Ok(signal_and_close(&st.boundary, st.first, &log)), st))
+                            Some((Ok(st.parts.signal_and_close(&log)), st))
                         }
                         // The log cannot be had: the upload stops here (the caller says why).
                         _ => Some((Err(std::io::Error::other("no log to send")), st)),
@@ -173,12 +114,12 @@ pub async fn stream_phrase(
     let mut from = 0u64;
     let mut retry = 0u32;
     loop {
-        let boundary = new_boundary();
+        let parts = PartWriter::new();
+        let content_type = parts.content_type();
         let (last_byte_tx, last_byte_rx) = oneshot::channel();
         let state = BodyState {
             stage: Stage::Frames(from),
-            boundary: boundary.clone(),
-            first: true,
+            parts,
             captured: spool.watch(),
             spool: spool.clone(),
             signal: signal.clone(),
@@ -187,8 +128,8 @@ pub async fn stream_phrase(
         };
         let request = client
             .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, format!("multipart/x-mixed-replace; boundary={boundary}"))
-            .header("X-Session-Id", &options.session)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(SESSION_ID_HEADER, &options.session)
             .body(body(state));
         let attempt = async {
             let response = request.send().await;
@@ -317,31 +258,6 @@ async fn session_state(client: &reqwest::Client, base: &str, id: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parts_are_well_formed_multipart_each_ended_at_once() {
-        let body = [
-            frame_part("b", true, 7, 0.4666, b"JPEG"),
-            frame_part("b", false, 8, 0.5333, b"JPEG2"),
-            signal_and_close("b", false, b"log"),
-        ]
-        .concat();
-        let expected = "--b\r\nContent-Type: image/jpeg\r\nContent-Length: 4\r\nX-Frame-Index: 7\r\nX-Timestamp: 0.467\r\n\r\nJPEG\r\n\
-            --b\r\nContent-Type: image/jpeg\r\nContent-Length: 5\r\nX-Frame-Index: 8\r\nX-Timestamp: 0.533\r\n\r\nJPEG2\r\n\
-            --b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline; name=\"signal\"; filename=\"signal.txt\"\r\n\r\nlog\r\n\
-            --b--\r\n";
-        assert_eq!(String::from_utf8(body).unwrap(), expected);
-        assert!(frame_part("b", false, 0, 0.0, b"J").ends_with(b"J\r\n--b"), "a frame carries its closing delimiter");
-        assert!(signal_and_close("b", true, b"log").starts_with(b"--b\r\nContent-Type: text/plain"));
-    }
-
-    #[test]
-    fn ids_and_boundaries_are_fresh_and_valid() {
-        let (a, b) = (new_session_id(), new_session_id());
-        assert_ne!(a, b);
-        assert!(a.len() <= 64 && a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
-        assert_ne!(new_boundary(), new_boundary());
-    }
 
     #[test]
     fn backoff_grows_then_stays() {
