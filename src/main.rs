@@ -24,14 +24,9 @@ enum Command {
     Pose(ai_referee::cli::pose::PoseArgs),
     /// Paint a recorded phrase's keypoints as markers (for the marker pose model).
     Render(ai_referee::cli::render::RenderArgs),
-    /// Decide phrases from normalised keypoints (JSON lines, or a log and a keypoints workbook).
-    Decide(ai_referee::cli::engine::DecideArgs),
-    /// Parse scoring-box logs (JSON lines): the phrase, or the legacy's refusal.
-    ParseSignal(ai_referee::cli::engine::ParseSignalArgs),
-    /// Run the tracker and normalisation on detection sequences (JSON lines).
-    Track(ai_referee::cli::engine::TrackArgs),
-    /// Agreement of an engine with the referee's recorded calls (call lines stripped first).
-    Evaluate(ai_referee::cli::evaluate::EvaluateArgs),
+    /// The engine's tools: decide, parse-signal, track, evaluate (also in `referee-engine`).
+    #[command(flatten)]
+    Engine(referee_engine::cli::EngineCommand),
 }
 
 fn main() -> ExitCode {
@@ -39,10 +34,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Pose(args) => report(ai_referee::cli::pose::run(args)),
         Command::Render(args) => report(ai_referee::cli::render::run(args)),
-        Command::Decide(args) => report(ai_referee::cli::engine::run_decide(args)),
-        Command::ParseSignal(args) => report(ai_referee::cli::engine::run_parse_signal(args)),
-        Command::Track(args) => report(ai_referee::cli::engine::run_track(args)),
-        Command::Evaluate(args) => report(ai_referee::cli::evaluate::run(args)),
+        Command::Engine(command) => report(command.run()),
         Command::Serve(config) => {
             init_logging(&config.log_level);
             let runtime = match tokio::runtime::Runtime::new() {
@@ -66,13 +58,7 @@ fn main() -> ExitCode {
 
 /// Exit status of a tool subcommand: its error on stderr and failure, or success.
 fn report(result: Result<(), String>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("ai-referee: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    referee_engine::cli::report("ai-referee", result)
 }
 
 /// Structured logs on stderr, filtered by `RUST_LOG` if set, else by the legacy level.

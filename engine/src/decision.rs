@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use crate::analysis::kinematics::{Keypoints, Row};
-use crate::analysis::signal::{Phrase, LOG_FPS};
+use crate::kinematics::{Keypoints, Row};
+use crate::signal::{Phrase, LOG_FPS};
 
 /// Front-ankle speed (normalised units per frame) under which a fencer counts as still.
 const STILL: f64 = 0.03;
@@ -429,7 +429,7 @@ fn blade(k: &Keypoints, phrase: &Phrase, right_of_way: Option<Side>) -> (Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::signal::BladeContact;
+    use crate::signal::BladeContact;
 
     fn phrase(contacts: &[i64]) -> Phrase {
         Phrase {

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::tracker::{is_valid, FrameTracks, IntBox, Points, KEYPOINTS};
+use crate::tracker::{is_valid, FrameTracks, IntBox, Points, KEYPOINTS};
 
 /// Left/right keypoint pairs swapped to put the front one at the even index.
 const PAIRS: [(usize, usize); 8] = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)];
@@ -169,7 +169,7 @@ fn scaled(points: &Points, c: f32) -> Xy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::tracker::{keypoint_box, SlotFrame};
+    use crate::tracker::{keypoint_box, SlotFrame};
 
     fn slot(x: f32, back_ankle: f32, front_ankle: f32) -> Option<SlotFrame> {
         let mut p = [[0.0; 2]; KEYPOINTS];

@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 
-use crate::analysis::decision::{Decision, Pause};
-use crate::analysis::kinematics::Keypoints;
-use crate::analysis::v2::{forward_speed, PhraseLog, Side, ADVANCE_SPEED};
+use crate::decision::{Decision, Pause};
+use crate::kinematics::Keypoints;
+use crate::v2::{forward_speed, PhraseLog, Side, ADVANCE_SPEED};
 
 /// A stretch of time, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

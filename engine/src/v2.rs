@@ -22,7 +22,7 @@
 
 use serde::Serialize;
 
-use crate::analysis::kinematics::{Keypoints, Row};
+use crate::kinematics::{Keypoints, Row};
 
 /// The front (nearer the opponent) shoulder after the legacy's side swap.
 const FRONT_SHOULDER: usize = 6;
@@ -376,7 +376,7 @@ impl FrameTimes {
         let times = if rate.is_finite() {
             (0..n).map(|i| log.start + i as f64 / rate).collect()
         } else {
-            (0..n).map(|i| log.start + i as f64 / crate::analysis::signal::LOG_FPS).collect()
+            (0..n).map(|i| log.start + i as f64 / crate::signal::LOG_FPS).collect()
         };
         FrameTimes { times, rate, source: TimeSource::Estimated }
     }

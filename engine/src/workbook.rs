@@ -8,8 +8,8 @@ use std::path::Path;
 use calamine::{DataRef, Reader, Xlsx};
 use rust_xlsxwriter::{Format, Workbook, XlsxError};
 
-use crate::analysis::kinematics::{Keypoints, Row as Frame17};
-use crate::analysis::tracker::KEYPOINTS as NUM_KEYPOINTS;
+use crate::kinematics::{Keypoints, Row as Frame17};
+use crate::tracker::KEYPOINTS as NUM_KEYPOINTS;
 
 /// Sheet names, in the order the legacy wrote them.
 pub const SHEETS: [&str; 4] = ["Left_X", "Left_Y", "Right_X", "Right_Y"];

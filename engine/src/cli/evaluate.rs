@@ -1,4 +1,4 @@
-//! `ai-referee evaluate`: how often an engine agrees with the referee's recorded call, with the
+//! `evaluate`: how often an engine agrees with the referee's recorded call, with the
 //! call's own lines stripped from each log before deciding; overall, per phrase type, when sure,
 //! and (for `v2`) cross-validated over the one thing it fits, the sure margin.
 
@@ -9,15 +9,15 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::analysis::decision::Engine;
-use crate::analysis::kinematics::Keypoints;
-use crate::analysis::signal;
-use crate::analysis::v2::{self, EngineChoice, FrameTimes, V2Decision, V2Params};
+use crate::decision::Engine;
+use crate::kinematics::Keypoints;
+use crate::signal;
+use crate::v2::{self, EngineChoice, FrameTimes, V2Decision, V2Params};
 
 /// Phrases recorded at this many frames per second or more count as 30 fps ones.
 const FPS30_FROM: f64 = 20.0;
 
-/// Arguments of `ai-referee evaluate`.
+/// Arguments of `evaluate` (`ai-referee evaluate`, `referee-engine evaluate`).
 #[derive(Debug, Clone, Args)]
 pub struct EvaluateArgs {
     /// JSON lines with `id`, `signal`, `keypoints` and `referee_call` (`left`, `right` or null).

@@ -1,4 +1,4 @@
-//! The engine's command-line tools, one JSON line out per line in: `decide` (phrases, or one
+//! The engine's JSON-lines tools, one JSON line out per line in: `decide` (phrases, or one
 //! phrase from a log and a keypoints workbook; `--engine legacy` or `v2`), `parse-signal` and
 //! `track`. A bad line gives an `error` line, never a stop.
 
@@ -9,14 +9,14 @@ use clap::Args;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::analysis::decision::Engine;
-use crate::analysis::kinematics::{normalise, Keypoints};
-use crate::analysis::signal;
-use crate::analysis::tracker::{Points, Tracker};
-use crate::analysis::v2::{self, EngineChoice, FrameTimes};
-use crate::analysis::workbook;
+use crate::decision::Engine;
+use crate::kinematics::{normalise, Keypoints};
+use crate::signal;
+use crate::tracker::{Points, Tracker};
+use crate::v2::{self, EngineChoice, FrameTimes};
+use crate::workbook;
 
-/// Arguments of `ai-referee decide`.
+/// Arguments of `decide` (`ai-referee decide`, `referee-engine decide`).
 #[derive(Debug, Clone, Args)]
 pub struct DecideArgs {
     /// JSON lines with `id`, `signal`, `keypoints` and `normalisation_constant`.
@@ -39,7 +39,7 @@ pub struct DecideArgs {
     pub engine: EngineChoice,
 }
 
-/// Arguments of `ai-referee parse-signal`.
+/// Arguments of `parse-signal` (`ai-referee parse-signal`, `referee-engine parse-signal`).
 #[derive(Debug, Clone, Args)]
 pub struct ParseSignalArgs {
     /// JSON lines with `id` and `signal`.
@@ -47,7 +47,7 @@ pub struct ParseSignalArgs {
     pub signals: PathBuf,
 }
 
-/// Arguments of `ai-referee track`.
+/// Arguments of `track` (`ai-referee track`, `referee-engine track`).
 #[derive(Debug, Clone, Args)]
 pub struct TrackArgs {
     /// JSON lines with `id`, `frame_width`, `frame_height` and `detections`.

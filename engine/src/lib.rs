@@ -1,0 +1,23 @@
+//! The pure referee engine: from a phrase's scoring-box log and each frame's detections to the
+//! right-of-way call. Plain structs in, plain structs out; no libtorch, no OpenCV, no HTTP, so
+//! it builds and tests in seconds. The service (`ai-referee`) feeds it frames as they arrive;
+//! the `referee-engine` binary runs its tools ([`cli`]) without the service.
+//!
+//! A phrase's way through the crate:
+//! - [`tracker`]: the two-fencer tracker, fed one frame's detections at a time.
+//! - [`kinematics`]: the tracker's frames normalised (c, sides, front/back pairs).
+//! - [`signal`]: the scoring-box log, parsed as the legacy parsed it.
+//! - [`decision`]: the legacy right-of-way rules, exactly.
+//! - [`v2`]: who had been advancing when the lights came on, on a true time axis.
+//! - [`timeline`]: speeds, pauses, retreats and lights in seconds, for the piste view.
+//! - [`workbook`]: the legacy keypoints workbook (.xlsx), written and read back.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod decision;
+pub mod kinematics;
+pub mod signal;
+pub mod timeline;
+pub mod tracker;
+pub mod v2;
+pub mod workbook;
