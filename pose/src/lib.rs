@@ -5,6 +5,10 @@
 //! This module owns every tensor of the pose side and knows nothing of OpenCV or HTTP, so the
 //! same code runs on a GPU machine that has libtorch alone.
 
+pub mod scheduler;
+
+pub use scheduler::{PoseBackend, PoseScheduler, SchedulerSettings, SchedulerStats, Ticket};
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -1,15 +1,20 @@
 //! `pose-bench`: the tensor side of pose on its own (libtorch only, no OpenCV), so it runs on a
 //! GPU machine that has no OpenCV. It loads frames letterboxed here (`ai-referee pose
 //! --save-tensors DIR`), checks the detections on the chosen device against the CPU ones saved
-//! beside them, and prints ms/frame at batch 1, 8 and 32.
+//! beside them, and prints ms/frame at batch 1, 8 and 32; then, through the pose scheduler
+//! (batches formed across phrases), ms/frame with 1, 4 and 16 phrases submitting at once.
 //!
-//! Usage: `pose-bench DIR [--model M] [--device auto|cpu|cuda] [--rounds N]`.
+//! Usage: `pose-bench DIR [--model M] [--device auto|cpu|cuda] [--rounds N] [--max-batch B]
+//! [--sessions 1,4,16]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use referee_pose::{DeviceChoice, Letterbox, PoseDetection, PoseModel};
+use std::sync::Arc;
+use std::time::Duration;
+
+use referee_pose::{DeviceChoice, Letterbox, PoseDetection, PoseModel, PoseScheduler, SchedulerSettings};
 use serde_json::Value;
 use tch::{Device, Tensor};
 
@@ -18,7 +23,11 @@ struct Args {
     model: PathBuf,
     device: DeviceChoice,
     rounds: usize,
+    max_batch: usize,
+    sessions: Vec<usize>,
 }
+
+const USAGE: &str = "usage: pose-bench DIR [--model M] [--device auto|cpu|cuda] [--rounds N] [--max-batch B] [--sessions 1,4,16]";
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
@@ -26,19 +35,28 @@ fn parse_args() -> Result<Args, String> {
     let mut model = PathBuf::from("models/yolo11n-pose.torchscript");
     let mut device = DeviceChoice::Auto;
     let mut rounds = 5;
+    let mut max_batch = 16;
+    let mut sessions = vec![1, 4, 16];
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--model" => model = PathBuf::from(value("--model")?),
             "--device" => device = value("--device")?.parse().map_err(|e| format!("{e}"))?,
             "--rounds" => rounds = value("--rounds")?.parse().map_err(|_| "--rounds takes a number".to_owned())?,
-            "-h" | "--help" => return Err("usage: pose-bench DIR [--model M] [--device auto|cpu|cuda] [--rounds N]".into()),
+            "--max-batch" => max_batch = value("--max-batch")?.parse().map_err(|_| "--max-batch takes a number".to_owned())?,
+            "--sessions" => {
+                sessions = value("--sessions")?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>().map_err(|_| "--sessions takes numbers, e.g. 1,4,16".to_owned()))
+                    .collect::<Result<_, _>>()?
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
             other if dir.is_none() && !other.starts_with('-') => dir = Some(PathBuf::from(other)),
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
-    let dir = dir.ok_or("usage: pose-bench DIR [--model M] [--device auto|cpu|cuda] [--rounds N]")?;
-    Ok(Args { dir, model, device, rounds: rounds.max(1) })
+    let dir = dir.ok_or(USAGE)?;
+    Ok(Args { dir, model, device, rounds: rounds.max(1), max_batch: max_batch.max(1), sessions })
 }
 
 fn main() -> ExitCode {
@@ -127,6 +145,44 @@ fn run() -> Result<bool, String> {
         }
         let forward_ms = start.elapsed().as_secs_f64() * 1e3 / (args.rounds * batch) as f64;
         println!("pose-bench: batch {batch:>2}: {forward_ms:.2} ms/frame forward, {detect_ms:.2} ms/frame with upload, decode and NMS");
+    }
+
+    // Through the scheduler: `sessions` phrases at once, each submitting its frames in order
+    // with up to 4 in flight (as a session does), batches formed across them.
+    let model = Arc::new(model);
+    for &phrases in &args.sessions {
+        let settings = SchedulerSettings { max_batch: args.max_batch, batch_wait: Duration::from_millis(2), ..SchedulerSettings::default() };
+        let scheduler = Arc::new(PoseScheduler::start(model.clone(), settings).map_err(|e| e.to_string())?);
+        let per_phrase = (args.rounds * 8).max(n);
+        let start = Instant::now();
+        let runners: Vec<_> = (0..phrases)
+            .map(|p| {
+                let scheduler = scheduler.clone();
+                let own: Vec<(Tensor, Letterbox)> = (0..per_phrase).map(|i| (frames[(i + p) % n].copy(), geometry[(i + p) % n])).collect();
+                std::thread::spawn(move || -> Result<(), String> {
+                    let mut waiting = std::collections::VecDeque::new();
+                    for (input, frame) in own {
+                        waiting.push_back(scheduler.submit(input, frame));
+                        if waiting.len() > 4 {
+                            waiting.pop_front().expect("non-empty").wait().map_err(|e| e.to_string())?;
+                        }
+                    }
+                    waiting.into_iter().try_for_each(|t| t.wait().map(|_| ()).map_err(|e| e.to_string()))
+                })
+            })
+            .collect();
+        for runner in runners {
+            runner.join().map_err(|_| "a phrase thread panicked".to_owned())??;
+        }
+        let total = (phrases * per_phrase) as f64;
+        let ms = start.elapsed().as_secs_f64() * 1e3 / total;
+        let stats = scheduler.stats();
+        println!(
+            "pose-bench: scheduler, {phrases:>2} phrases: {ms:.2} ms/frame, {:.0} frames/s, mean batch {:.1}, largest {}",
+            1e3 / ms,
+            stats.mean_batch,
+            stats.largest_batch
+        );
     }
     Ok(ok)
 }
