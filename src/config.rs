@@ -80,6 +80,30 @@ pub struct ServeConfig {
     #[arg(long, env = "REFEREE_ENGINE", default_value = "legacy")]
     pub engine: crate::analysis::v2::EngineChoice,
 
+    /// Analyse streamed phrases (`false`: frames and logs are stored only, and an upload ends
+    /// with 202 and the session's progress; for ingest-only front ends and benchmarks).
+    #[arg(long, env = "REFEREE_ANALYSIS", default_value = "true",
+          value_parser = legacy_bool, action = ArgAction::Set)]
+    pub analysis: bool,
+
+    /// Most frames in one pose forward pass; the scheduler batches frames of every phrase.
+    #[arg(long, env = "REFEREE_MAX_BATCH", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_batch: u64,
+
+    /// Milliseconds a pose batch waits for more frames once its first is in.
+    #[arg(long, env = "REFEREE_BATCH_WAIT_MS", default_value_t = 2)]
+    pub batch_wait_ms: u64,
+
+    /// libtorch's intra-op threads for pose (0: one per core).
+    #[arg(long, env = "REFEREE_POSE_THREADS", default_value_t = 0)]
+    pub pose_threads: usize,
+
+    /// Threads that decode, correct, letterbox and track the phrases' frames (0: one per core);
+    /// OpenCV runs single-threaded inside each.
+    #[arg(long, env = "REFEREE_ANALYSIS_THREADS", default_value_t = 0)]
+    pub analysis_threads: usize,
+
     /// A bearer token every route but `/health` then wants (header, `?token=`, or the cookie
     /// the query token sets); none by default.
     #[arg(long, env = "REFEREE_TOKEN", hide_env_values = true)]
@@ -87,6 +111,22 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// Frames one phrase may have waiting on the pose scheduler at once: enough to fill a batch
+    /// on a GPU with a few phrases, few enough to keep a phrase's memory small.
+    pub fn in_flight(&self) -> usize {
+        (self.max_batch as usize).clamp(1, 4)
+    }
+
+    /// libtorch's intra-op thread count: the flag, or one per core.
+    pub fn pose_thread_count(&self) -> usize {
+        if self.pose_threads > 0 { self.pose_threads } else { cores() }
+    }
+
+    /// The analysis pool's thread count: the flag, or one per core.
+    pub fn analysis_thread_count(&self) -> usize {
+        if self.analysis_threads > 0 { self.analysis_threads } else { cores() }
+    }
+
     /// The socket address to bind, from `host` and `port`.
     pub fn bind_addr(&self) -> Result<SocketAddr, String> {
         let host = self.host.trim_matches(|c| c == '[' || c == ']');
@@ -97,6 +137,11 @@ impl ServeConfig {
         };
         Ok(SocketAddr::new(ip, self.port))
     }
+}
+
+/// The cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// The legacy service's boolean rule: `0`, `false`, `no` and `off` (any case, trimmed) are false,

@@ -124,6 +124,28 @@ impl From<crate::mjpeg::MjpegError> for ApiError {
     }
 }
 
+impl From<crate::session::SessionError> for ApiError {
+    fn from(err: crate::session::SessionError) -> Self {
+        use crate::session::SessionError as E;
+        match err {
+            E::AlreadyComplete(_) | E::ReceivingElsewhere(_) => ApiError::Conflict(err.to_string()),
+            E::Busy(_) => ApiError::Unavailable(err.to_string()),
+            E::PhraseTooLarge { .. } => ApiError::PayloadTooLarge(err.to_string()),
+            E::BadLog(_) => ApiError::Unprocessable(err.to_string()),
+            E::Storage(_) => ApiError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<crate::session::Failure> for ApiError {
+    fn from(failure: crate::session::Failure) -> Self {
+        match failure.kind {
+            crate::session::FailureKind::Undecidable => ApiError::Unprocessable(failure.message),
+            crate::session::FailureKind::Internal => ApiError::Internal(failure.message),
+        }
+    }
+}
+
 impl From<crate::analysis::pipeline::PipelineError> for ApiError {
     fn from(err: crate::analysis::pipeline::PipelineError) -> Self {
         use crate::analysis::pipeline::PipelineError;

@@ -1,19 +1,22 @@
 //! The streaming AI referee for fencing: a server that runs a pose model on each frame of a
 //! phrase as it arrives and applies the right-of-way rules when the last hit is in.
 //!
-//! A frame's way through the crate: [`server`] (routes) → [`analysis`] (pose, tracker,
-//! normalisation, decision). [`config`] holds the settings, [`error`] the one error type that
-//! knows HTTP statuses.
+//! A frame's way through the crate: [`server`] (connections and the router) → [`handlers`]
+//! (one module per route family) → [`session`] (stored frames, admission, the analysis pool) →
+//! [`analysis`] (fisheye, letterbox, the pose scheduler, tracker, decisions). [`state`] is what
+//! handlers share, [`config`] the settings, [`error`] the one error type that knows HTTP
+//! statuses (typed errors below it are mapped there). The pure engine is the `referee-engine`
+//! crate, the model the `referee-pose` crate, the wire format shared with the client
+//! `referee-wire`.
 
 pub mod analysis;
-pub mod analyze;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod form;
+pub mod handlers;
 pub mod mjpeg;
 pub mod server;
 pub mod session;
-pub mod stream;
-pub mod view;
+pub mod state;

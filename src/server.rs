@@ -1,41 +1,28 @@
-//! The HTTP server: accepts connections, routes requests to handlers, and owns the shared state
-//! (configuration and the one pose model). Handlers return `Result<_, ApiError>`; statuses are
-//! decided in `error.rs`.
+//! The HTTP server: accepts connections, loads the model behind the pose scheduler, sets the
+//! thread counts, and routes each request to its handler (`handlers/`). Handlers return
+//! `Result<_, ApiError>`; statuses are decided in `error.rs`. Nothing imports this module back.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
-use crate::analysis::pose::{DeviceChoice, PoseModel};
+use crate::analysis::pose::{DeviceChoice, PoseModel, PoseScheduler, SchedulerSettings};
 use crate::config::ServeConfig;
-use crate::error::{json_response, ApiError, ResponseBody};
-
-/// What every request handler can see.
-#[derive(Debug)]
-pub struct AppState {
-    /// The settings the server was started with.
-    pub config: ServeConfig,
-    /// The pose model, set once it is loaded and warmed up.
-    pub model: OnceLock<Arc<PoseModel>>,
-    /// Streamed phrases.
-    pub sessions: crate::session::Sessions,
-}
-
-impl AppState {
-    /// The pose model, or 503 while it is still loading.
-    pub fn ready_model(&self) -> Result<Arc<PoseModel>, ApiError> {
-        self.model.get().cloned().ok_or_else(|| ApiError::Unavailable("the pose model is still loading".into()))
-    }
-}
+use crate::error::{ApiError, ResponseBody};
+use crate::handlers::{analyze, health, sessions, stream, view};
+use crate::session::worker::AnalysisPool;
+use crate::session::Sessions;
+use crate::state::AppState;
 
 /// Why `serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +41,23 @@ pub enum ServeError {
     /// The pose model could not be loaded or warmed up.
     #[error("pose model: {0}")]
     Model(#[from] crate::analysis::pose::PoseError),
+    /// A thread could not be started.
+    #[error("cannot start threads: {0}")]
+    Threads(std::io::Error),
+}
+
+/// How often sessions nobody uses are looked for and retired.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// The one place thread counts are set: libtorch's intra-op threads for pose (the scheduler's
+/// forward passes), one inter-op thread, and OpenCV single-threaded inside each analysis thread
+/// (the pool gives the parallelism; OpenCV's own pool on top of it only oversubscribes the cores).
+fn set_thread_counts(config: &ServeConfig) {
+    tch::set_num_threads(config.pose_thread_count() as i32);
+    tch::set_num_interop_threads(1);
+    if let Err(e) = opencv::core::set_num_threads(1) {
+        warn!(%e, "cannot set OpenCV's thread count");
+    }
 }
 
 /// Number of blank forward passes run before the model is reported ready.
@@ -77,8 +81,26 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         "configuration"
     );
 
-    let sessions = crate::session::Sessions::new(config.output_dir.clone(), config.max_sessions as usize, config.max_phrase_bytes, std::time::Duration::from_secs(config.session_idle_seconds));
-    let state = Arc::new(AppState { config, model: OnceLock::new(), sessions });
+    set_thread_counts(&config);
+    let pool = AnalysisPool::start(config.analysis_thread_count()).map_err(ServeError::Threads)?;
+    info!(
+        pose_threads = config.pose_thread_count(),
+        analysis_threads = pool.threads(),
+        max_batch = config.max_batch,
+        batch_wait_ms = config.batch_wait_ms,
+        analysis = config.analysis,
+        "threads"
+    );
+    let sessions = Sessions::new(config.output_dir.clone(), config.max_sessions as usize, config.max_phrase_bytes, Duration::from_secs(config.session_idle_seconds), pool);
+    let state = Arc::new(AppState { config, pose: OnceLock::new(), sessions });
+    let sweeper = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            every.tick().await;
+            sweeper.sessions.sweep();
+        }
+    });
     let (model_failed_tx, model_failed_rx) = oneshot::channel();
     spawn_model_loader(state.clone(), device, model_failed_tx);
 
@@ -117,7 +139,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     }
 }
 
-/// Loads and warms the model on a blocking thread; reports failure through `failed`.
+/// Loads and warms the model on a blocking thread and starts the pose scheduler over it;
+/// reports failure through `failed`.
 fn spawn_model_loader(state: Arc<AppState>, device: DeviceChoice, failed: oneshot::Sender<ServeError>) {
     tokio::task::spawn_blocking(move || {
         let path = state.config.model.clone();
@@ -128,9 +151,22 @@ fn spawn_model_loader(state: Arc<AppState>, device: DeviceChoice, failed: onesho
         match loaded {
             Ok((model, ms)) => {
                 let (device, layout) = (model.device(), model.layout());
-                // Set before saying so: whoever reads "model ready" must find /health ok.
-                let _ = state.model.set(Arc::new(model));
-                info!(?device, ?layout, warm_forward_ms = format!("{ms:.1}"), "model ready");
+                let settings = SchedulerSettings {
+                    max_batch: state.config.max_batch as usize,
+                    batch_wait: Duration::from_millis(state.config.batch_wait_ms),
+                    ..SchedulerSettings::default()
+                };
+                match PoseScheduler::start(Arc::new(model), settings) {
+                    Ok(scheduler) => {
+                        // Set before saying so: whoever reads "model ready" must find /health ok.
+                        let _ = state.pose.set(Arc::new(scheduler));
+                        info!(?device, ?layout, warm_forward_ms = format!("{ms:.1}"), "model ready");
+                    }
+                    Err(err) => {
+                        error!(%err, "pose scheduler not started");
+                        let _ = failed.send(ServeError::Threads(err));
+                    }
+                }
             }
             Err(err) => {
                 error!(%err, "model not loaded");
@@ -171,17 +207,17 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
         }
     }
     let result = match (&method, segments.as_slice()) {
-        (&Method::GET, [""]) => Ok(crate::view::index()),
-        (&Method::GET, ["assets", name]) => crate::view::asset(name),
-        (&Method::GET, ["sessions"]) => Ok(crate::view::sessions(&state)),
-        (&Method::GET, ["sessions", id, "view"]) => crate::view::session_page(&state, id),
-        (&Method::GET, ["health"]) => Ok(health(&state)),
-        (&Method::POST, ["analyze"]) => async { crate::analyze::analyze(&state.config, state.ready_model()?, req).await }.await,
-        (&Method::POST, ["stream"]) => crate::stream::post_stream(state.clone(), req).await,
-        (&Method::GET, ["sessions", id]) => crate::stream::get_session(&state, id),
-        (&Method::PUT, ["sessions", id, "signal"]) => crate::stream::put_signal(&state, id, req).await,
-        (&Method::GET, ["sessions", id, "events"]) => crate::stream::events(&state, id),
-        (&Method::GET, ["sessions", id, "artifacts", name]) => crate::stream::artifact(&state, id, name).await,
+        (&Method::GET, [""]) => Ok(view::index()),
+        (&Method::GET, ["assets", name]) => view::asset(name),
+        (&Method::GET, ["sessions"]) => Ok(view::sessions(&state)),
+        (&Method::GET, ["sessions", id, "view"]) => view::session_page(&state, id),
+        (&Method::GET, ["health"]) => Ok(health::health(&state)),
+        (&Method::POST, ["analyze"]) => async { analyze::analyze(&state.config, state.ready_pose()?, req).await }.await,
+        (&Method::POST, ["stream"]) => stream::post_stream(state.clone(), req).await,
+        (&Method::GET, ["sessions", id]) => sessions::get_session(&state, id),
+        (&Method::PUT, ["sessions", id, "signal"]) => sessions::put_signal(&state, id, req).await,
+        (&Method::GET, ["sessions", id, "events"]) => sessions::events(&state, id),
+        (&Method::GET, ["sessions", id, "artifacts", name]) => sessions::artifact(&state, id, name).await,
         (
             _,
             [""] | ["assets", _] | ["health"] | ["analyze"] | ["stream"] | ["sessions"] | ["sessions", _] | ["sessions", _, "signal" | "events" | "view"] | ["sessions", _, "artifacts", _],
@@ -195,15 +231,4 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
         response.headers_mut().append(hyper::header::SET_COOKIE, cookie);
     }
     Ok(response)
-}
-
-/// `GET /health`, in the legacy shape.
-fn health(state: &AppState) -> Response<ResponseBody> {
-    let loaded = state.model.get().is_some();
-    let body = serde_json::json!({
-        "status": if loaded { "ok" } else { "model_not_loaded" },
-        "model_path": state.config.model.display().to_string(),
-        "model_loaded": loaded,
-    });
-    json_response(StatusCode::OK, &body)
 }

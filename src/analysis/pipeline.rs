@@ -1,9 +1,12 @@
-//! The phrase pipeline: decoded frames go in one at a time (fisheye → pose → tracker, with the
-//! corrected and overlay videos written as they pass), and once the log is known, `finish` runs
-//! normalisation and both engines' decisions (the legacy rules and `v2`, on the frames' own
-//! times) and writes the workbook. `/analyze` feeds it from a video file; the streaming route
-//! feeds it frames as they arrive. Nothing here knows HTTP.
+//! The phrase pipeline: decoded frames go in one at a time (fisheye → letterbox → the pose
+//! scheduler → tracker), and once the log is known, `finish` runs normalisation and both
+//! engines' decisions (the legacy rules and `v2`, on the frames' own times) and writes the
+//! workbook. Up to `in_flight` frames wait on the scheduler at once, so one phrase alone can
+//! fill a batch. The corrected and overlay videos are written as frames pass (`/analyze`, the
+//! legacy's way) or after the verdict from the stored frames (`/stream`: never on the pose
+//! path). Nothing here knows HTTP.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,12 +18,21 @@ use crate::analysis::decision::{Decision, Engine};
 use crate::analysis::fisheye::{Fisheye, FisheyeSettings};
 use crate::analysis::kinematics::{normalise, KinematicsError, Normalised};
 use crate::analysis::letterbox::letterbox;
-use crate::analysis::pose::{PoseError, PoseModel};
+use crate::analysis::pose::{PoseError, PoseScheduler, Ticket};
 use crate::analysis::signal::{self, Phrase, SignalError};
 use crate::analysis::timeline::Timeline;
 use crate::analysis::v2::{self, EngineChoice, FrameTimes, V2Decision};
 use crate::analysis::tracker::{FrameTracks, Points, Tracker};
 use crate::analysis::workbook;
+
+/// When the corrected and overlay videos are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoWriting {
+    /// Frame by frame as they pass (the files are whole when the answer is).
+    WhileAnalysing,
+    /// Once the verdict is out, by [`VideoPlan::write`], from the stored frames.
+    AfterVerdict,
+}
 
 /// What a phrase's pipeline writes and how it corrects frames.
 #[derive(Debug, Clone)]
@@ -40,6 +52,10 @@ pub struct PipelineOptions {
     /// The phrase's true frame rate when it is known but its frames carry no times (`/stream`'s
     /// `?fps=`); with neither, `v2` spreads the frames over the log's recording span.
     pub frame_rate: Option<f64>,
+    /// When the videos are written.
+    pub videos: VideoWriting,
+    /// Frames that may wait on the pose scheduler at once (at least 1).
+    pub in_flight: usize,
 }
 
 /// A scoring-box log as the engines take it: the legacy's parse, and the text (`v2` reads its
@@ -121,13 +137,81 @@ pub struct PhraseOutcome {
     pub normalised: Normalised,
     /// Frames that went through pose.
     pub frames_processed: usize,
-    /// What was written.
+    /// What was written (videos named here are still to come when `pending_videos` is set).
     pub files: PipelineFiles,
+    /// The videos still to write, when they are written after the verdict.
+    pub pending_videos: Option<VideoPlan>,
+}
+
+/// The videos of a phrase whose frames have been analysed: the same frames again, corrected and
+/// drawn with the tracks found the first time.
+#[derive(Debug, Clone)]
+pub struct VideoPlan {
+    fisheye: Option<FisheyeSettings>,
+    fps: f64,
+    corrected: Option<PathBuf>,
+    overlay: Option<PathBuf>,
+    tracks: Vec<FrameTracks>,
+}
+
+impl VideoPlan {
+    /// Writes the videos from the phrase's frames, given again in the order they were analysed
+    /// (frames that could not be decoded then are left out now too). Each file appears whole,
+    /// by rename, or not at all.
+    pub fn write(&self, frames: impl Iterator<Item = Mat>) -> Result<PipelineFiles, PipelineError> {
+        let mut fisheye: Option<Fisheye> = None;
+        let (mut corrected_out, mut overlay_out) = (None, None);
+        let mut written = 0;
+        for (frame, tracks) in frames.zip(&self.tracks) {
+            let corrected = match self.fisheye {
+                Some(settings) => {
+                    let (w, h) = (frame.cols(), frame.rows());
+                    if !fisheye.as_ref().is_some_and(|f: &Fisheye| f.fits(w, h)) {
+                        fisheye = Some(Fisheye::new(settings, w, h)?);
+                    }
+                    fisheye.as_ref().expect("set above").correct(&frame)?
+                }
+                None => frame,
+            };
+            let (w, h) = (corrected.cols(), corrected.rows());
+            if let Some(path) = &self.corrected {
+                let out = open_video(&mut corrected_out, path, self.fps, w, h)?;
+                out.write(&corrected).map_err(|reason| PipelineError::Artifact { path: path.clone(), reason })?;
+            }
+            if let Some(path) = &self.overlay {
+                let mut drawn = corrected;
+                draw_overlay(&mut drawn, &slots_of(tracks))?;
+                let out = open_video(&mut overlay_out, path, self.fps, w, h)?;
+                out.write(&drawn).map_err(|reason| PipelineError::Artifact { path: path.clone(), reason })?;
+            }
+            written += 1;
+        }
+        if written != self.tracks.len() {
+            return Err(PipelineError::Video(format!("{written} of {} frames could be read again for the videos", self.tracks.len())));
+        }
+        Ok(PipelineFiles { corrected_video: finish_video(corrected_out)?, overlay_video: finish_video(overlay_out)?, workbook: None })
+    }
+}
+
+fn slots_of(tracks: &FrameTracks) -> [Option<[[f32; 2]; 17]>; 2] {
+    [tracks[0].as_ref().map(|s| s.keypoints), tracks[1].as_ref().map(|s| s.keypoints)]
+}
+
+fn finish_video(video: Option<VideoOut>) -> Result<Option<PathBuf>, PipelineError> {
+    video.map(|v| v.finish().map_err(|reason| PipelineError::Artifact { path: PathBuf::from("video"), reason })).transpose()
+}
+
+/// A frame on its way through pose.
+struct InFlight {
+    corrected: Mat,
+    ticket: Ticket,
+    time: Option<f64>,
 }
 
 /// One phrase on its way through: push frames, then finish with the log.
 pub struct PhrasePipeline {
-    model: Arc<PoseModel>,
+    pose: Arc<PoseScheduler>,
+    in_flight: VecDeque<InFlight>,
     options: PipelineOptions,
     fisheye: Option<Fisheye>,
     tracker: Option<Tracker>,
@@ -135,15 +219,16 @@ pub struct PhrasePipeline {
     times: Vec<Option<f64>>,
     corrected: Option<VideoOut>,
     overlay: Option<VideoOut>,
-    /// The latest frame with the tracked skeletons drawn (when overlays are drawn).
-    latest_drawn: Option<Mat>,
+    /// The latest analysed frame and its tracks, for the piste view (when overlays are drawn).
+    latest: Option<(Mat, [Option<[[f32; 2]; 17]>; 2])>,
 }
 
 impl PhrasePipeline {
     /// A pipeline writing into `options.dir`.
-    pub fn new(model: Arc<PoseModel>, options: PipelineOptions) -> PhrasePipeline {
+    pub fn new(pose: Arc<PoseScheduler>, options: PipelineOptions) -> PhrasePipeline {
         PhrasePipeline {
-            model,
+            pose,
+            in_flight: VecDeque::new(),
             options,
             fisheye: None,
             tracker: None,
@@ -151,11 +236,11 @@ impl PhrasePipeline {
             times: Vec::new(),
             corrected: None,
             overlay: None,
-            latest_drawn: None,
+            latest: None,
         }
     }
 
-    /// Frames pushed so far.
+    /// Frames through pose so far (frames still waiting on the scheduler not counted).
     pub fn frames_processed(&self) -> usize {
         self.frames.len()
     }
@@ -165,25 +250,51 @@ impl PhrasePipeline {
         &self.frames
     }
 
-    /// Runs one decoded BGR frame through fisheye, pose and the tracker, and writes it to the
-    /// corrected and overlay videos. `time`: its presentation time in seconds, when known.
+    /// Takes one decoded BGR frame: fisheye, letterbox, and into the pose scheduler; once more
+    /// than `in_flight` frames wait there, the oldest is tracked (and written, when videos are
+    /// written as frames pass). `time`: its presentation time in seconds, when known.
     pub fn push(&mut self, frame: &Mat, time: Option<f64>) -> Result<(), PipelineError> {
         let corrected = self.correct(frame)?;
-        let (input, geometry) = letterbox(&corrected, self.model.input_shape()).map_err(|e| PipelineError::Video(e.to_string()))?;
-        let detections = self.model.detect(&[input], &[geometry])?.pop().unwrap_or_default();
+        let (input, geometry) = letterbox(&corrected, self.pose.input_shape()).map_err(|e| PipelineError::Video(e.to_string()))?;
+        let ticket = self.pose.submit(input, geometry);
+        self.in_flight.push_back(InFlight { corrected, ticket, time });
+        while self.in_flight.len() > self.options.in_flight.max(1) {
+            self.track_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Tracks every frame still waiting on the scheduler.
+    pub fn flush(&mut self) -> Result<(), PipelineError> {
+        while !self.in_flight.is_empty() {
+            self.track_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Frames handed to `push` and still waiting on the scheduler.
+    pub fn waiting(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    fn track_oldest(&mut self) -> Result<(), PipelineError> {
+        let Some(InFlight { corrected, ticket, time }) = self.in_flight.pop_front() else { return Ok(()) };
+        let detections = ticket.wait()?;
         let points: Vec<Points> = detections.iter().map(|d| d.visible_points()).collect();
         let (w, h) = (corrected.cols(), corrected.rows());
         let tracker = self.tracker.get_or_insert_with(|| Tracker::new(w as u32, h as u32));
         let tracks = tracker.push(&points);
         if self.options.overlay {
-            let mut drawn = corrected.try_clone()?;
-            let slots = [tracks[0].as_ref().map(|s| s.keypoints), tracks[1].as_ref().map(|s| s.keypoints)];
-            draw_overlay(&mut drawn, &slots)?;
-            let path = self.artifact("overlay.mp4");
-            let fps = self.options.fps;
-            let out = open_video(&mut self.overlay, &path, fps, w, h)?;
-            out.write(&drawn).map_err(|reason| PipelineError::Artifact { path, reason })?;
-            self.latest_drawn = Some(drawn);
+            let slots = slots_of(&tracks);
+            if self.options.videos == VideoWriting::WhileAnalysing {
+                let mut drawn = corrected.try_clone()?;
+                draw_overlay(&mut drawn, &slots)?;
+                let path = self.artifact("overlay.mp4");
+                let fps = self.options.fps;
+                let out = open_video(&mut self.overlay, &path, fps, w, h)?;
+                out.write(&drawn).map_err(|reason| PipelineError::Artifact { path, reason })?;
+            }
+            self.latest = Some((corrected, slots));
         }
         self.frames.push(tracks);
         self.times.push(time);
@@ -193,10 +304,12 @@ impl PhrasePipeline {
     /// The latest analysed frame with both fencers' skeletons drawn, as a JPEG (none before the
     /// first frame, or when overlays are off).
     pub fn latest_view_jpeg(&self) -> Option<Vec<u8>> {
-        let frame = self.latest_drawn.as_ref()?;
+        let (frame, slots) = self.latest.as_ref()?;
+        let mut drawn = frame.try_clone().ok()?;
+        draw_overlay(&mut drawn, slots).ok()?;
         let mut jpeg = opencv::core::Vector::<u8>::new();
         let params = opencv::core::Vector::<i32>::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, 80]);
-        opencv::imgcodecs::imencode(".jpg", frame, &mut jpeg, &params).ok()?.then(|| jpeg.to_vec())
+        opencv::imgcodecs::imencode(".jpg", &drawn, &mut jpeg, &params).ok()?.then(|| jpeg.to_vec())
     }
 
     /// The frames' times for `v2`: their own, when every frame has one and they increase
@@ -221,6 +334,9 @@ impl PhrasePipeline {
         }
         let fisheye = self.fisheye.as_ref().expect("set above");
         let corrected = fisheye.correct(frame)?;
+        if self.options.videos == VideoWriting::AfterVerdict {
+            return Ok(corrected);
+        }
         let path = self.artifact("corrected.mp4");
         let (cw, ch) = fisheye.output_size();
         let fps = self.options.fps;
@@ -234,16 +350,29 @@ impl PhrasePipeline {
     }
 
     /// Normalises, decides with both engines and writes the workbook; closes the videos.
-    pub fn finish(self, log: &ScoringLog) -> Result<PhraseOutcome, PipelineError> {
+    pub fn finish(mut self, log: &ScoringLog) -> Result<PhraseOutcome, PipelineError> {
+        self.flush()?;
         let times = self.frame_times();
         let mut files = PipelineFiles::default();
-        let finish_video = |video: Option<VideoOut>| -> Result<Option<PathBuf>, PipelineError> {
-            video
-                .map(|v| v.finish().map_err(|reason| PipelineError::Artifact { path: PathBuf::from("video"), reason }))
-                .transpose()
-        };
-        files.corrected_video = finish_video(self.corrected)?;
-        files.overlay_video = finish_video(self.overlay)?;
+        let mut pending_videos = None;
+        match self.options.videos {
+            VideoWriting::WhileAnalysing => {
+                files.corrected_video = finish_video(self.corrected.take())?;
+                files.overlay_video = finish_video(self.overlay.take())?;
+            }
+            VideoWriting::AfterVerdict => {
+                let plan = VideoPlan {
+                    fisheye: self.options.fisheye,
+                    fps: self.options.fps,
+                    corrected: self.options.fisheye.map(|_| self.artifact("corrected.mp4")),
+                    overlay: self.options.overlay.then(|| self.artifact("overlay.mp4")),
+                    tracks: self.frames.clone(),
+                };
+                files.corrected_video = plan.corrected.clone();
+                files.overlay_video = plan.overlay.clone();
+                pending_videos = (!self.frames.is_empty() && (plan.corrected.is_some() || plan.overlay.is_some())).then_some(plan);
+            }
+        }
         let normalised = normalise(&self.frames)?;
         let decision = Engine::Legacy.decide(&normalised.keypoints, &log.phrase, Some(normalised.normalisation_constant));
         // v2 reads its own lines of the log; without times of their own the frames are placed
@@ -265,7 +394,7 @@ impl PhrasePipeline {
         workbook::write_workbook(&normalised.keypoints, &book)
             .map_err(|e| PipelineError::Artifact { path: book.clone(), reason: e.to_string() })?;
         files.workbook = Some(book);
-        Ok(PhraseOutcome { decision, v2, engine, timeline, normalised, frames_processed: self.frames.len(), files })
+        Ok(PhraseOutcome { decision, v2, engine, timeline, normalised, frames_processed: self.frames.len(), files, pending_videos })
     }
 }
 

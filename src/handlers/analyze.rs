@@ -2,7 +2,7 @@
 //! `include_keypoints`, `save_overlay`) streamed to disk, the video decoded frame by frame into
 //! the phrase pipeline, and the legacy JSON (also saved as `analysis_result.json`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -10,15 +10,15 @@ use futures_util::TryStreamExt;
 use http_body_util::BodyStream;
 use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
-use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use crate::analysis::artifacts::{artifact_dir_name, carry_audio, create_artifact_dir, has_audio, write_atomically};
+use crate::analysis::artifacts::{artifact_dir_name, carry_audio, create_artifact_dir, has_audio};
 use crate::analysis::fisheye::FisheyeSettings;
 use crate::analysis::frames::{bgr_mat, open_video, FrameError};
-use crate::analysis::pipeline::{PhraseOutcome, PhrasePipeline, PipelineOptions, ScoringLog};
+use crate::analysis::answer::{phrase_result, PhraseFiles};
+use crate::analysis::pipeline::{PhraseOutcome, PhrasePipeline, PipelineOptions, ScoringLog, VideoWriting};
 use crate::analysis::v2::EngineChoice;
-use crate::analysis::pose::PoseModel;
+use crate::analysis::pose::PoseScheduler;
 use crate::config::ServeConfig;
 use crate::error::{json_response, ApiError, ResponseBody};
 use crate::form::{base_name, form_boundary, read_form, Form, SavedFile};
@@ -26,19 +26,8 @@ use crate::form::{base_name, form_boundary, read_form, Form, SavedFile};
 /// Frame rate assumed when a video does not say.
 const DEFAULT_FPS: f64 = 15.0;
 
-/// Where a finished phrase's files are, for the response.
-#[derive(Debug, Clone)]
-pub struct PhraseFiles {
-    /// The artifact directory.
-    pub dir: PathBuf,
-    /// The uploaded (or stored) video.
-    pub video: PathBuf,
-    /// The stored log.
-    pub signal: PathBuf,
-}
-
 /// Handles `POST /analyze`.
-pub async fn analyze(config: &ServeConfig, model: Arc<PoseModel>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn analyze(config: &ServeConfig, pose: Arc<PoseScheduler>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
     let started = Instant::now();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let boundary = form_boundary(content_type.as_deref())?;
@@ -46,7 +35,7 @@ pub async fn analyze(config: &ServeConfig, model: Arc<PoseModel>, req: Request<I
     let body = BodyStream::new(req.into_body()).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
     let form = read_form(body, boundary, &staging).await;
     let result = match form {
-        Ok(form) => accept(config, model, form, started).await,
+        Ok(form) => accept(config, pose, form, started).await,
         Err(err) => Err(err),
     };
     let _ = tokio::fs::remove_dir_all(&staging).await;
@@ -61,7 +50,7 @@ fn unique_name() -> String {
     format!("{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-async fn accept(config: &ServeConfig, model: Arc<PoseModel>, form: Form, started: Instant) -> Result<Response<ResponseBody>, ApiError> {
+async fn accept(config: &ServeConfig, pose: Arc<PoseScheduler>, form: Form, started: Instant) -> Result<Response<ResponseBody>, ApiError> {
     let video = form.file(&["video"]);
     let signal = form.file(&["signal", "txt"]);
     let missing: Vec<&str> = [("video", video.is_none()), ("signal", signal.is_none())]
@@ -100,10 +89,12 @@ async fn accept(config: &ServeConfig, model: Arc<PoseModel>, form: Form, started
         stem: stem_of(&video_name),
         engine,
         frame_rate: None,
+        videos: VideoWriting::WhileAnalysing,
+        in_flight: config.in_flight(),
     };
     let keep_audio = config.fisheye_keep_audio;
     let input = video_path.clone();
-    let outcome = tokio::task::spawn_blocking(move || analyse_video(model, options, &input, &log, keep_audio))
+    let outcome = tokio::task::spawn_blocking(move || analyse_video(pose, options, &input, &log, keep_audio))
         .await
         .map_err(|e| ApiError::Internal(format!("analysis task failed: {e}")))??;
 
@@ -114,13 +105,13 @@ async fn accept(config: &ServeConfig, model: Arc<PoseModel>, form: Form, started
 
 /// Decodes the video frame by frame into the pipeline (ffmpeg's pixels, as the legacy's
 /// opencv-python read them), then decides.
-fn analyse_video(model: Arc<PoseModel>, mut options: PipelineOptions, video: &Path, log: &ScoringLog, keep_audio: bool) -> Result<PhraseOutcome, ApiError> {
+fn analyse_video(pose: Arc<PoseScheduler>, mut options: PipelineOptions, video: &Path, log: &ScoringLog, keep_audio: bool) -> Result<PhraseOutcome, ApiError> {
     let unreadable = |e: FrameError| ApiError::UnsupportedMediaType(format!("cannot read the video: {e}"));
     let mut decoder = open_video(video).map_err(unreadable)?;
     if let Some(fps) = decoder.fps().filter(|f| f.is_finite() && *f > 0.0) {
         options.fps = fps;
     }
-    let mut pipeline = PhrasePipeline::new(model, options);
+    let mut pipeline = PhrasePipeline::new(pose, options);
     for frame in decoder.by_ref() {
         let frame = frame.map_err(|e| unreadable(FrameError::Unreadable { path: video.to_owned(), reason: e.to_string() }))?;
         let image = bgr_mat(&frame).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -138,64 +129,6 @@ fn analyse_video(model: Arc<PoseModel>, mut options: PipelineOptions, video: &Pa
         }
     }
     Ok(outcome)
-}
-
-/// The legacy response (and `analysis_result.json`, written whole before it is returned).
-/// `stream` adds the streaming route's counters.
-pub fn phrase_result(files: &PhraseFiles, outcome: &PhraseOutcome, include_keypoints: bool, started: Instant, stream: Option<Value>) -> Result<Value, ApiError> {
-    let show = |p: &Path| p.display().to_string();
-    let result_json = files.dir.join("analysis_result.json");
-    let mut artifacts = serde_json::Map::new();
-    if let Some(p) = &outcome.files.corrected_video {
-        artifacts.insert("corrected_video".into(), show(p).into());
-    }
-    if let Some(p) = &outcome.files.workbook {
-        artifacts.insert("excel".into(), show(p).into());
-    }
-    if let Some(p) = &outcome.files.overlay_video {
-        artifacts.insert("analysis_video".into(), show(p).into());
-    }
-    let shown_video = outcome.files.overlay_video.as_ref().or(outcome.files.corrected_video.as_ref()).unwrap_or(&files.video);
-    artifacts.insert("video".into(), show(shown_video).into());
-    artifacts.insert("signal".into(), show(&files.signal).into());
-    artifacts.insert("result_json".into(), show(&result_json).into());
-    let timeline_json = files.dir.join("timeline.json");
-    let timeline = serde_json::to_vec(&outcome.timeline).map_err(|e| ApiError::Internal(e.to_string()))?;
-    write_atomically(&timeline_json, &timeline)?;
-    artifacts.insert("timeline".into(), show(&timeline_json).into());
-    let legacy = serde_json::to_value(&outcome.decision).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let v2 = match &outcome.v2 {
-        Ok(d) => serde_json::to_value(d).map_err(|e| ApiError::Internal(e.to_string()))?,
-        Err(reason) => json!({ "error": reason }),
-    };
-    let chosen = match outcome.engine {
-        EngineChoice::Legacy => legacy.clone(),
-        EngineChoice::V2 => v2.clone(),
-    };
-    let mut body = json!({
-        "input_video": show(&files.video),
-        "input_signal": show(&files.signal),
-        "decision": chosen,
-        "artifacts": artifacts,
-        "metadata": {
-            "video_angle": outcome.normalised.video_angle,
-            "normalisation_constant": outcome.normalised.normalisation_constant,
-            "frames_processed": outcome.frames_processed,
-        },
-        "artifact_dir": show(&files.dir),
-        "wall_time_seconds": started.elapsed().as_secs_f64(),
-        "engine": outcome.engine.name(),
-        "decisions": { "legacy": legacy, "v2": v2 },
-    });
-    if include_keypoints {
-        body["keypoints"] = serde_json::to_value(&outcome.normalised.keypoints).map_err(|e| ApiError::Internal(e.to_string()))?;
-    }
-    if let Some(stream) = stream {
-        body["stream"] = stream;
-    }
-    let bytes = serde_json::to_vec_pretty(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    write_atomically(&result_json, &bytes)?;
-    Ok(body)
 }
 
 fn named(file: &SavedFile, message: &str) -> Result<String, ApiError> {

@@ -10,14 +10,14 @@ use hyper::{header, Response, StatusCode};
 use serde_json::json;
 
 use crate::error::{full_body, json_response, ApiError, ResponseBody};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The sessions index.
-const INDEX_HTML: &str = include_str!("view/index.html");
+const INDEX_HTML: &str = include_str!("../view/index.html");
 /// One session's live view.
-const SESSION_HTML: &str = include_str!("view/session.html");
+const SESSION_HTML: &str = include_str!("../view/session.html");
 /// The pages' shared styles.
-const VIEW_CSS: &str = include_str!("view/view.css");
+const VIEW_CSS: &str = include_str!("../view/view.css");
 /// Sessions listed on the index.
 const LISTED: usize = 100;
 

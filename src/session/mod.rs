@@ -1,29 +1,33 @@
-//! Streamed phrases ("sessions"): frames appended to `<output>/<id>/frames.mjpeg` as they
-//! arrive, with an index (`frames.idx`: index, offset, length, timestamp), the log, and a worker
-//! thread per session that reads each stored frame back, decodes it and runs it through the
-//! phrase pipeline, so the upload never waits for pose and no frame is dropped when pose falls
-//! behind (the worker catches up from disk). Memory per session: the index and the tracker.
-//! Nothing here knows HTTP; `stream.rs` maps these errors to statuses.
+//! Streamed phrases ("sessions"). A session's frames are stored as they arrive ([`store`]: the
+//! disk format, the source of truth), its registry admits and retires sessions ([`registry`]),
+//! and a bounded pool of analysis threads runs each session's frames through the phrase
+//! pipeline when there is work for it ([`worker`]): a session waiting for frames or for its log
+//! costs no thread. Frames just received are analysed from memory; frames the analysis fell
+//! behind on are read back from disk, so the upload never waits for pose and no frame is lost.
+//! Nothing here knows HTTP: errors are typed, and the routes map them to statuses.
 
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+pub mod registry;
+pub mod store;
+pub mod worker;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use opencv::core::Mat;
+use bytes::Bytes;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::analysis::artifacts::write_atomically;
-use crate::analysis::frames::decode_jpeg;
-use crate::analysis::pipeline::{PhrasePipeline, PipelineOptions, ScoringLog};
-use crate::analysis::pose::PoseModel;
-use crate::analyze::{phrase_result, PhraseFiles};
-use crate::error::ApiError;
+use crate::analysis::pipeline::{PipelineOptions, ScoringLog};
+use crate::analysis::pose::PoseScheduler;
+use store::{FrameRecord, FrameStore, Stored};
+
+pub use referee_wire::{new_session_id_with_prefix, valid_session_id};
+pub use registry::Sessions;
 
 /// Where a session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,6 +43,63 @@ pub enum SessionState {
     Done,
     /// The phrase could not be decided (the reason is in `error`).
     Failed,
+}
+
+/// Why a session's phrase could not be decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The phrase itself cannot be decided (no frame shows both fencers, the engine refuses).
+    Undecidable,
+    /// The server failed (storage, pose backend, a bug); the stored frames can be analysed again.
+    Internal,
+}
+
+/// A failed phrase: its kind and what to tell the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong, broadly.
+    pub kind: FailureKind,
+    /// In words.
+    pub message: String,
+}
+
+impl From<crate::analysis::pipeline::PipelineError> for Failure {
+    fn from(err: crate::analysis::pipeline::PipelineError) -> Self {
+        use crate::analysis::pipeline::PipelineError as E;
+        let kind = match err {
+            E::Kinematics(_) | E::Undecidable { .. } => FailureKind::Undecidable,
+            _ => FailureKind::Internal,
+        };
+        Failure { kind, message: err.to_string() }
+    }
+}
+
+/// Why a request on a session was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The phrase is decided (or being decided): no more frames.
+    #[error("session {0} is already complete")]
+    AlreadyComplete(String),
+    /// Another connection is uploading to it.
+    #[error("session {0} is receiving on another connection")]
+    ReceivingElsewhere(String),
+    /// Too many phrases are uploading or being decided.
+    #[error("{0} phrases are streaming already; try again shortly")]
+    Busy(usize),
+    /// The phrase's frames would pass the per-phrase limit.
+    #[error("the phrase is over the {limit}-byte limit (frames held: {held})")]
+    PhraseTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+        /// Frames stored so far.
+        held: usize,
+    },
+    /// The log is not one the rules can read.
+    #[error("{0}")]
+    BadLog(String),
+    /// The session's files could not be written or read.
+    #[error("storage: {0}")]
+    Storage(#[from] std::io::Error),
 }
 
 /// What `GET /sessions/{id}` and the events show.
@@ -60,42 +121,20 @@ pub struct Progress {
     pub bytes: u64,
     /// Whether the log is in.
     pub signal_received: bool,
+    /// Whether the corrected and overlay videos are written (they follow the verdict).
+    pub videos_ready: bool,
     /// The verdict, once done.
     pub result: Option<Value>,
-    /// Why it failed, if it did: with its kind (the status it is answered with); shown as
-    /// `"error": "<message>"`.
+    /// Why it failed, if it did; shown as `"error": "<message>"`.
     #[serde(rename = "error", serialize_with = "failure_message")]
-    pub failure: Option<ApiError>,
+    pub failure: Option<Failure>,
 }
 
-fn failure_message<S: serde::Serializer>(failure: &Option<ApiError>, serializer: S) -> Result<S::Ok, S::Error> {
+fn failure_message<S: serde::Serializer>(failure: &Option<Failure>, serializer: S) -> Result<S::Ok, S::Error> {
     match failure {
-        Some(e) => serializer.serialize_some(&e.to_string()),
+        Some(f) => serializer.serialize_some(&f.message),
         None => serializer.serialize_none(),
     }
-}
-
-/// One stored frame.
-#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
-struct FrameRecord {
-    index: u64,
-    offset: u64,
-    length: u64,
-    timestamp: Option<f64>,
-}
-
-struct Inner {
-    frames: Vec<FrameRecord>,
-    next_index: u64,
-    mjpeg: File,
-    index_file: File,
-    phrase: Option<ScoringLog>,
-    uploading: bool,
-    upload_done: bool,
-    started: Instant,
-    upload_seconds: f64,
-    last_byte: Instant,
-    progress: Progress,
 }
 
 /// A session in a line, for the piste view's index.
@@ -132,17 +171,22 @@ impl SessionSummary {
     }
 
     /// From the files alone: the index's lines and the result, if any.
-    fn on_disk(dir: &Path, session: String, updated: String) -> SessionSummary {
-        let frames_received = std::fs::read(dir.join("frames.idx")).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0);
-        let result: Option<Value> = std::fs::read(dir.join("analysis_result.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    fn on_disk(dir: &std::path::Path, session: String, updated: String) -> SessionSummary {
+        let frames_received = store::stored_frame_count(dir);
+        let result = store::stored_result(dir);
         let (winner, engine) = winner_and_engine(result.as_ref());
-        let state = match (&result, frames_received == 0 || dir.join(UPLOAD_COMPLETE).is_file()) {
-            (Some(_), _) => SessionState::Done,
-            (None, true) => SessionState::Receiving, // nothing yet, or all frames in and the log awaited
-            (None, false) => SessionState::Interrupted,
-        };
+        let state = state_at_rest(result.is_some(), frames_received == 0 || dir.join(store::UPLOAD_COMPLETE).is_file());
         let frames_analysed = result.as_ref().map(|_| frames_received);
         SessionSummary { session, state, frames_received, frames_analysed, winner, engine, updated }
+    }
+}
+
+/// The state of a session nobody is uploading to, from what its files hold.
+fn state_at_rest(decided: bool, all_frames_in: bool) -> SessionState {
+    match (decided, all_frames_in) {
+        (true, _) => SessionState::Done,
+        (false, true) => SessionState::Receiving, // nothing yet, or all frames in and the log awaited
+        (false, false) => SessionState::Interrupted,
     }
 }
 
@@ -154,6 +198,36 @@ fn winner_and_engine(result: Option<&Value>) -> (Option<String>, Option<String>)
     }
 }
 
+/// Frames kept in memory after they are stored, for the analysis to take without reading them
+/// back (about 3 MB of 1280×720 JPEGs); older ones are read from disk.
+const RECENT_FRAMES: usize = 32;
+
+/// How a session's frames are analysed, once it has been asked to be.
+#[derive(Clone)]
+pub struct Analysis {
+    /// The pose scheduler every session shares.
+    pub pose: Arc<PoseScheduler>,
+    /// The pipeline's options for this phrase.
+    pub options: PipelineOptions,
+}
+
+/// What a session holds under its lock.
+struct Inner {
+    store: FrameStore,
+    frames: Vec<FrameRecord>,
+    /// Frames just stored, by position in `frames`, still in memory.
+    recent: VecDeque<(usize, Bytes)>,
+    next_index: u64,
+    phrase: Option<ScoringLog>,
+    uploading: bool,
+    upload_done: bool,
+    started: Instant,
+    upload_seconds: f64,
+    last_byte: Instant,
+    analysis: Option<Analysis>,
+    progress: Progress,
+}
+
 /// One streamed phrase.
 pub struct Session {
     /// Its id.
@@ -161,32 +235,75 @@ pub struct Session {
     /// `<output>/<id>`.
     pub dir: PathBuf,
     inner: Mutex<Inner>,
-    wake_worker: Condvar,
     progress: watch::Sender<Progress>,
     max_phrase_bytes: u64,
-    worker_started: std::sync::atomic::AtomicBool,
-    /// Dropped from the registry: its worker ends once it has nothing left to do.
-    retired: std::sync::atomic::AtomicBool,
-}
-
-/// The file whose presence says an upload of the session ended cleanly (all frames are in).
-const UPLOAD_COMPLETE: &str = "upload.complete";
-
-/// Whether `id` is a valid session id: `[A-Za-z0-9_-]{1,64}`.
-pub fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// A fresh session id.
-pub fn new_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    format!("s{now}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    /// The analysis's own state: the pipeline and where it is; taken by one pool thread at a time.
+    work: Mutex<Option<worker::Work>>,
+    /// On the pool's run queue or being run.
+    scheduled: AtomicBool,
+    /// Dropped from the registry: its analysis state is let go.
+    retired: AtomicBool,
+    /// The pool that runs its analysis, and itself, to be put on the pool's queue.
+    pool: Arc<worker::AnalysisPool>,
+    me: Weak<Session>,
 }
 
 impl Session {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// A session from its directory (created if new): the frames whose bytes are all on disk, the
+    /// log if any, and the result if it was decided.
+    pub fn open(id: &str, dir: PathBuf, max_phrase_bytes: u64, pool: Arc<worker::AnalysisPool>) -> Result<Arc<Session>, SessionError> {
+        let (store, Stored { frames, repaired, signal, result, upload_complete }) = FrameStore::open(&dir)?;
+        if repaired {
+            warn!(session = %id, kept = frames.len(), "frame index cut off by a crash: repaired");
+        }
+        let next_index = frames.last().map_or(0, |r| r.index + 1);
+        let bytes = frames.iter().map(|r| r.length).sum();
+        let phrase = signal.and_then(|t| ScoringLog::parse(&t).ok());
+        let state = state_at_rest(result.is_some(), frames.is_empty() || upload_complete);
+        let progress = Progress {
+            session: id.to_owned(),
+            state,
+            frames_received: frames.len(),
+            frames_analysed: 0,
+            next_frame_index: next_index,
+            corrupt_frames: 0,
+            bytes,
+            signal_received: phrase.is_some(),
+            videos_ready: result.is_some(),
+            result,
+            failure: None,
+        };
+        let now = Instant::now();
+        let inner = Inner {
+            store,
+            frames,
+            recent: VecDeque::new(),
+            next_index,
+            phrase,
+            uploading: false,
+            upload_done: upload_complete,
+            started: now,
+            upload_seconds: 0.0,
+            last_byte: now,
+            analysis: None,
+            progress: progress.clone(),
+        };
+        let (tx, _) = watch::channel(progress);
+        Ok(Arc::new_cyclic(|me| Session {
+            id: id.to_owned(),
+            dir,
+            inner: Mutex::new(inner),
+            progress: tx,
+            max_phrase_bytes,
+            work: Mutex::new(None),
+            scheduled: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+            pool,
+            me: me.clone(),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -205,19 +322,17 @@ impl Session {
     }
 
     /// Starts an upload; a session already done, or receiving on another connection, refuses.
-    fn begin_upload(&self) -> Result<(), ApiError> {
+    fn begin_upload(&self) -> Result<(), SessionError> {
         let mut inner = self.lock();
         match inner.progress.state {
-            SessionState::Done | SessionState::Analysing | SessionState::Failed => {
-                return Err(ApiError::Conflict(format!("session {} is already complete", self.id)))
-            }
-            _ if inner.uploading => return Err(ApiError::Conflict(format!("session {} is receiving on another connection", self.id))),
+            SessionState::Done | SessionState::Analysing | SessionState::Failed => return Err(SessionError::AlreadyComplete(self.id.clone())),
+            _ if inner.uploading => return Err(SessionError::ReceivingElsewhere(self.id.clone())),
             _ => {}
         }
         inner.uploading = true;
         // More frames may come: the phrase is open again until this upload ends cleanly.
         inner.upload_done = false;
-        let _ = std::fs::remove_file(self.dir.join(UPLOAD_COMPLETE));
+        inner.store.mark_upload_complete(false)?;
         inner.progress.state = SessionState::Receiving;
         self.publish(&inner);
         Ok(())
@@ -225,46 +340,46 @@ impl Session {
 
     /// Stores one frame (skipped when a frame of that index is already held); returns whether
     /// it was new.
-    pub fn add_frame(&self, index: Option<u64>, timestamp: Option<f64>, jpeg: &[u8]) -> Result<bool, ApiError> {
+    pub fn add_frame(&self, index: Option<u64>, timestamp: Option<f64>, jpeg: Bytes) -> Result<bool, SessionError> {
         let mut inner = self.lock();
         let index = index.unwrap_or(inner.next_index);
         if index < inner.next_index {
             return Ok(false);
         }
         if inner.progress.bytes + jpeg.len() as u64 > self.max_phrase_bytes {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "the phrase is over the {}-byte limit (frames held: {})",
-                self.max_phrase_bytes, inner.progress.frames_received
-            )));
+            return Err(SessionError::PhraseTooLarge { limit: self.max_phrase_bytes, held: inner.progress.frames_received });
         }
-        let offset = inner.mjpeg.seek(SeekFrom::End(0))?;
-        inner.mjpeg.write_all(jpeg)?;
-        let record = FrameRecord { index, offset, length: jpeg.len() as u64, timestamp };
-        let line = serde_json::to_string(&record).map_err(|e| ApiError::Internal(e.to_string()))?;
-        writeln!(inner.index_file, "{line}")?;
+        let record = inner.store.append(index, timestamp, &jpeg)?;
+        let position = inner.frames.len();
         inner.frames.push(record);
+        if inner.analysis.is_some() {
+            inner.recent.push_back((position, jpeg));
+            while inner.recent.len() > RECENT_FRAMES {
+                inner.recent.pop_front();
+            }
+        }
         inner.next_index = index + 1;
         inner.last_byte = Instant::now();
         inner.progress.frames_received = inner.frames.len();
         inner.progress.next_frame_index = inner.next_index;
-        inner.progress.bytes += jpeg.len() as u64;
+        inner.progress.bytes += record.length;
         self.publish(&inner);
         drop(inner);
-        self.wake_worker.notify_all();
+        self.wake();
         Ok(true)
     }
 
-    /// Takes the log; a log the rules refuse is a 422 and is not kept.
-    pub fn set_signal(&self, text: &str) -> Result<(), ApiError> {
-        let phrase = ScoringLog::parse(text).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-        std::fs::write(self.dir.join("signal.txt"), text)?;
+    /// Takes the log; a log the rules refuse is refused and not kept.
+    pub fn set_signal(&self, text: &str) -> Result<(), SessionError> {
+        let phrase = ScoringLog::parse(text).map_err(|e| SessionError::BadLog(e.to_string()))?;
         let mut inner = self.lock();
+        inner.store.save_signal(text)?;
         inner.phrase = Some(phrase);
         inner.last_byte = Instant::now();
         inner.progress.signal_received = true;
         self.publish(&inner);
         drop(inner);
-        self.wake_worker.notify_all();
+        self.wake();
         Ok(())
     }
 
@@ -272,13 +387,12 @@ impl Session {
     pub fn end_upload(&self, complete: bool) {
         let mut inner = self.lock();
         inner.uploading = false;
-        let _ = inner.mjpeg.flush();
-        let _ = inner.index_file.flush();
+        inner.store.flush();
         if complete {
             inner.upload_done = true;
             inner.upload_seconds = inner.started.elapsed().as_secs_f64();
             // Kept on disk, so that a log PUT after a restart still completes the phrase.
-            if let Err(e) = std::fs::write(self.dir.join(UPLOAD_COMPLETE), b"") {
+            if let Err(e) = inner.store.mark_upload_complete(true) {
                 warn!(session = %self.id, error = %e, "cannot mark the upload complete on disk");
             }
         } else if inner.progress.state == SessionState::Receiving {
@@ -286,7 +400,12 @@ impl Session {
         }
         self.publish(&inner);
         drop(inner);
-        self.wake_worker.notify_all();
+        self.wake();
+    }
+
+    /// Whether its frames are being analysed (not so with `--analysis false`).
+    pub fn analysed(&self) -> bool {
+        self.lock().analysis.is_some()
     }
 
     /// Whether an upload has ended cleanly (all frames are in).
@@ -305,35 +424,39 @@ impl Session {
     /// awaiting its log).
     fn idle_for(&self, idle: std::time::Duration) -> bool {
         let inner = self.lock();
-        !inner.uploading
-            && matches!(inner.progress.state, SessionState::Receiving | SessionState::Interrupted)
-            && inner.last_byte.elapsed() >= idle
+        !inner.uploading && matches!(inner.progress.state, SessionState::Receiving | SessionState::Interrupted) && inner.last_byte.elapsed() >= idle
     }
 
-    /// Leaves the registry: its worker stops once it has caught up, and the session's files close
-    /// when the last holder lets go. Everything is on disk for a later reload.
+    /// Leaves the registry: its analysis state (pipeline, open files) is let go, now or when the
+    /// pool thread running it lets go. Everything is on disk for a later reload.
     fn retire(&self) {
-        // Set under the lock the worker checks it under, so its wake-up cannot be missed.
-        let guard = self.lock();
-        self.retired.store(true, std::sync::atomic::Ordering::SeqCst);
-        drop(guard);
-        self.wake_worker.notify_all();
+        self.retired.store(true, Ordering::SeqCst);
+        if let Ok(mut work) = self.work.try_lock() {
+            *work = None;
+        }
     }
 
-    /// Starts the session's pose worker unless it has one (a session reloaded from disk has none
-    /// until an upload, or its log, needs it).
-    pub fn ensure_worker(self: &Arc<Self>, model: Arc<PoseModel>, options: PipelineOptions) -> Result<(), ApiError> {
-        if self.worker_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            return Ok(());
+    /// Has its frames analysed (from the first stored one) by the pool, with `analysis`; a
+    /// session that already has an analysis keeps it.
+    pub fn start_analysis(self: &Arc<Self>, analysis: Analysis) {
+        let mut inner = self.lock();
+        if inner.analysis.is_none() {
+            let options = PipelineOptions { dir: self.dir.clone(), stem: "frames".into(), ..analysis.options };
+            inner.analysis = Some(Analysis { options, ..analysis });
         }
-        let worker = self.clone();
-        let options = PipelineOptions { dir: self.dir.clone(), stem: "frames".into(), ..options };
-        let spawned = std::thread::Builder::new().name(format!("pose-{}", self.id)).spawn(move || run_worker(worker, model, options));
-        if let Err(e) = spawned {
-            self.worker_started.store(false, std::sync::atomic::Ordering::SeqCst);
-            return Err(ApiError::Internal(format!("cannot start the session worker: {e}")));
+        drop(inner);
+        self.wake();
+    }
+
+    /// Puts it on the analysis pool's run queue, if it has an analysis and is not there yet.
+    fn wake(&self) {
+        if self.lock().analysis.is_none() || self.scheduled.swap(true, Ordering::SeqCst) {
+            return;
         }
-        Ok(())
+        match self.me.upgrade() {
+            Some(me) => self.pool.schedule(me),
+            None => self.scheduled.store(false, Ordering::SeqCst),
+        }
     }
 
     /// Waits until the verdict is made (or has failed).
@@ -349,383 +472,18 @@ impl Session {
             }
         }
     }
-}
 
-/// All sessions of this server.
-pub struct Sessions {
-    output: PathBuf,
-    open: Mutex<HashMap<String, Arc<Session>>>,
-    max_busy: usize,
-    max_phrase_bytes: u64,
-    idle: std::time::Duration,
-}
-
-impl std::fmt::Debug for Sessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sessions").field("output", &self.output).field("max_busy", &self.max_busy).finish_non_exhaustive()
-    }
-}
-
-impl Sessions {
-    /// Sessions under `output`: at most `max_busy` uploading or being decided at once, at most
-    /// `max_phrase_bytes` of frames each; an undecided one left alone for `idle` leaves memory
-    /// (its worker and files) and is reloaded from disk when it is asked for again.
-    pub fn new(output: PathBuf, max_busy: usize, max_phrase_bytes: u64, idle: std::time::Duration) -> Sessions {
-        Sessions { output, open: Mutex::new(HashMap::new()), max_busy, max_phrase_bytes, idle }
-    }
-
-    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The newest `limit` sessions, in memory or on disk (newest first, by the last change of
-    /// their files), summed up for the piste view's index. Sessions on disk are read, not
-    /// reloaded: listing opens no files for writing and starts nothing.
-    pub fn list(&self, limit: usize) -> Vec<SessionSummary> {
-        let Ok(entries) = std::fs::read_dir(&self.output) else { return Vec::new() };
-        let mut found: Vec<(std::time::SystemTime, String)> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let id = e.file_name().to_str()?.to_owned();
-                let dir = e.path();
-                let changed = ["frames.idx", "signal.txt", "analysis_result.json"]
-                    .iter()
-                    .filter_map(|f| std::fs::metadata(dir.join(f)).and_then(|m| m.modified()).ok())
-                    .max()?;
-                (valid_id(&id) && dir.join("frames.idx").is_file()).then_some((changed, id))
-            })
-            .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        found.truncate(limit);
-        let open = self.registry();
-        found
-            .into_iter()
-            .map(|(changed, id)| {
-                let updated = crate::analysis::artifacts::utc_rfc3339(changed);
-                match open.get(&id) {
-                    Some(session) => SessionSummary::of(&session.progress(), updated),
-                    None => SessionSummary::on_disk(&self.output.join(&id), id, updated),
-                }
-            })
-            .collect()
-    }
-
-    /// A session known to this server: in memory, or on disk from before a restart (reloaded,
-    /// without a worker until an upload opens it).
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        if !valid_id(id) {
-            return None;
-        }
-        let mut open = self.registry();
-        if let Some(s) = open.get(id) {
-            return Some(s.clone());
-        }
-        let dir = self.output.join(id);
-        if !dir.join("frames.idx").is_file() && !dir.join("analysis_result.json").is_file() {
-            return None;
-        }
-        let session = Arc::new(reload(id, &dir, self.max_phrase_bytes).ok()?);
-        open.insert(id.to_owned(), session.clone());
-        Some(session)
-    }
-
-    /// Opens the session `id` for an upload: created or reloaded from disk, marked receiving,
-    /// its worker started if it has none. 503 when `max_busy` others are busy, 409 when it is
-    /// complete or another connection is uploading to it.
-    pub fn open_upload(&self, id: &str, model: Arc<PoseModel>, options: PipelineOptions) -> Result<Arc<Session>, ApiError> {
-        let known = self.get(id);
-        // Counted and claimed under the registry's lock, so two uploads cannot both take the last slot.
-        let mut open = self.registry();
-        // Sessions nobody is using leave memory (closing their files, ending their worker): decided
-        // ones at once, undecided ones once idle. All they hold is on disk, where `get` finds it
-        // again, so a server that runs all day keeps only what is live. Held means a handle beyond
-        // the registry's and its worker's: a new one can only be had from the registry, under this lock.
-        open.retain(|key, s| {
-            let worker = usize::from(s.worker_started.load(std::sync::atomic::Ordering::SeqCst));
-            if key == id || Arc::strong_count(s) > 1 + worker {
-                return true;
+    /// Waits until the videos that follow the verdict are written (or the phrase failed).
+    pub async fn videos(&self) -> Progress {
+        let mut rx = self.subscribe();
+        loop {
+            let p = rx.borrow_and_update().clone();
+            if p.videos_ready || p.state == SessionState::Failed {
+                return p;
             }
-            let state = s.progress().state;
-            if state == SessionState::Done && Arc::strong_count(s) == 1 {
-                return false;
-            }
-            if s.idle_for(self.idle) {
-                s.retire();
-                return false;
-            }
-            true
-        });
-        let busy = open.values().filter(|s| s.id != id && s.busy()).count();
-        if busy >= self.max_busy {
-            return Err(ApiError::Unavailable(format!("{busy} phrases are streaming already; try again shortly")));
-        }
-        let session = match known {
-            Some(s) => s,
-            None => {
-                let session = Arc::new(reload(id, &self.output.join(id), self.max_phrase_bytes)?);
-                open.entry(id.to_owned()).or_insert(session).clone()
-            }
-        };
-        session.begin_upload()?;
-        drop(open);
-        if let Err(e) = session.ensure_worker(model, options) {
-            session.end_upload(false);
-            return Err(e);
-        }
-        Ok(session)
-    }
-}
-
-
-/// A session from its directory (created if new): the frames whose bytes are all on disk (a
-/// record cut off by a crash is dropped and the index rewritten without it), the log if any,
-/// and the result if it was decided.
-fn reload(id: &str, dir: &Path, max_phrase_bytes: u64) -> Result<Session, ApiError> {
-    std::fs::create_dir_all(dir)?;
-    let mjpeg = OpenOptions::new().create(true).read(true).append(true).open(dir.join("frames.mjpeg"))?;
-    let index_path = dir.join("frames.idx");
-    let mut frames: Vec<FrameRecord> = Vec::new();
-    let mut damaged = false;
-    if let Ok(file) = File::open(&index_path) {
-        let stored = mjpeg.metadata()?.len();
-        for line in BufReader::new(file).lines() {
-            match line.ok().and_then(|l| serde_json::from_str::<FrameRecord>(&l).ok()) {
-                Some(r) if r.offset + r.length <= stored => frames.push(r),
-                _ => {
-                    damaged = true;
-                    break;
-                }
+            if rx.changed().await.is_err() {
+                return self.progress();
             }
         }
-    }
-    if damaged {
-        let mut text = String::new();
-        for r in &frames {
-            text.push_str(&serde_json::to_string(r).map_err(|e| ApiError::Internal(e.to_string()))?);
-            text.push('\n');
-        }
-        let part = dir.join("frames.idx.part");
-        std::fs::write(&part, text)?;
-        std::fs::rename(&part, &index_path)?;
-        warn!(session = %id, kept = frames.len(), "frame index cut off by a crash: repaired");
-    }
-    let index_file = OpenOptions::new().create(true).append(true).open(&index_path)?;
-    let next_index = frames.last().map_or(0, |r| r.index + 1);
-    let bytes = frames.iter().map(|r| r.length).sum();
-    let phrase = std::fs::read_to_string(dir.join("signal.txt")).ok().and_then(|t| ScoringLog::parse(&t).ok());
-    let result: Option<Value> =
-        std::fs::read(dir.join("analysis_result.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let upload_done = dir.join(UPLOAD_COMPLETE).is_file();
-    let state = match (&result, frames.is_empty() || upload_done) {
-        (Some(_), _) => SessionState::Done,
-        (None, true) => SessionState::Receiving, // nothing yet, or all frames in and the log awaited
-        (None, false) => SessionState::Interrupted,
-    };
-    let progress = Progress {
-        session: id.to_owned(),
-        state,
-        frames_received: frames.len(),
-        frames_analysed: 0,
-        next_frame_index: next_index,
-        corrupt_frames: 0,
-        bytes,
-        signal_received: phrase.is_some(),
-        result,
-        failure: None,
-    };
-    let now = Instant::now();
-    let inner = Inner {
-        frames,
-        next_index,
-        mjpeg,
-        index_file,
-        phrase,
-        uploading: false,
-        upload_done,
-        started: now,
-        upload_seconds: 0.0,
-        last_byte: now,
-        progress: progress.clone(),
-    };
-    let (tx, _) = watch::channel(progress);
-    Ok(Session {
-        id: id.to_owned(),
-        dir: dir.to_owned(),
-        inner: Mutex::new(inner),
-        wake_worker: Condvar::new(),
-        progress: tx,
-        max_phrase_bytes,
-        worker_started: std::sync::atomic::AtomicBool::new(false),
-        retired: std::sync::atomic::AtomicBool::new(false),
-    })
-}
-
-/// What the worker does next.
-enum Work {
-    Frame(FrameRecord),
-    Finish(ScoringLog),
-}
-
-/// Reads stored frames back in order, runs them through the pipeline, and makes the verdict once
-/// the upload is complete and the log is in.
-fn run_worker(session: Arc<Session>, model: Arc<PoseModel>, options: PipelineOptions) {
-    let mut pipeline = PhrasePipeline::new(model, options);
-    let mut view_written: Option<Instant> = None;
-    let mut reader = match File::open(session.dir.join("frames.mjpeg")) {
-        Ok(f) => f,
-        Err(e) => return fail(&session, ApiError::Internal(format!("cannot read the stored frames: {e}"))),
-    };
-    let mut next = 0usize;
-    loop {
-        let work = {
-            let mut inner = session.lock();
-            loop {
-                if let Some(r) = inner.frames.get(next) {
-                    break Work::Frame(*r);
-                }
-                if inner.upload_done {
-                    if let Some(p) = inner.phrase.clone() {
-                        inner.progress.state = SessionState::Analysing;
-                        session.publish(&inner);
-                        break Work::Finish(p);
-                    }
-                }
-                if session.retired.load(std::sync::atomic::Ordering::SeqCst) {
-                    return;
-                }
-                inner = session.wake_worker.wait(inner).unwrap_or_else(|p| p.into_inner());
-            }
-        };
-        match work {
-            Work::Frame(record) => {
-                next += 1;
-                let decoded = read_frame(&mut reader, record);
-                let mut inner_result = Ok(());
-                match decoded {
-                    Some(frame) => inner_result = pipeline.push(&frame, record.timestamp),
-                    None => {
-                        let mut inner = session.lock();
-                        inner.progress.corrupt_frames += 1;
-                        warn!(session = %session.id, index = record.index, "corrupt JPEG frame skipped");
-                    }
-                }
-                if let Err(e) = inner_result {
-                    return fail(&session, e.into());
-                }
-                if view_written.is_none_or(|at| at.elapsed() >= VIEW_EVERY) {
-                    write_view(&session, &pipeline);
-                    view_written = Some(Instant::now());
-                }
-                let mut inner = session.lock();
-                inner.progress.frames_analysed += 1;
-                session.publish(&inner);
-            }
-            Work::Finish(log) => {
-                write_view(&session, &pipeline);
-                let outcome = match pipeline.finish(&log) {
-                    Ok(o) => o,
-                    Err(e) => return fail(&session, e.into()),
-                };
-                let mut inner = session.lock();
-                let stream = json!({
-                    "session": session.id,
-                    "frames_received": inner.progress.frames_received,
-                    "frames_analysed": inner.progress.frames_analysed,
-                    "corrupt_frames": inner.progress.corrupt_frames,
-                    "bytes": inner.progress.bytes,
-                    "upload_seconds": inner.upload_seconds,
-                    "verdict_seconds_after_last_byte": inner.last_byte.elapsed().as_secs_f64(),
-                });
-                let files = PhraseFiles {
-                    dir: session.dir.clone(),
-                    video: session.dir.join("frames.mjpeg"),
-                    signal: session.dir.join("signal.txt"),
-                };
-                match phrase_result(&files, &outcome, false, inner.started, Some(stream)) {
-                    Ok(result) => {
-                        info!(session = %session.id, winner = %outcome.decision.winner, "verdict");
-                        inner.progress.result = Some(result);
-                        inner.progress.state = SessionState::Done;
-                    }
-                    Err(e) => {
-                        drop(inner);
-                        return fail(&session, e);
-                    }
-                }
-                session.publish(&inner);
-                return;
-            }
-        }
-    }
-}
-
-/// How often the piste view's latest frame (`view.jpg`) is written while frames are analysed.
-const VIEW_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Writes the latest analysed frame with its skeletons as `view.jpg` (whole, by rename); a
-/// failure costs the view a picture, never the phrase.
-fn write_view(session: &Session, pipeline: &PhrasePipeline) {
-    if let Some(jpeg) = pipeline.latest_view_jpeg() {
-        if let Err(e) = write_atomically(&session.dir.join("view.jpg"), &jpeg) {
-            warn!(session = %session.id, %e, "cannot write the view's latest frame");
-        }
-    }
-}
-
-fn read_frame(reader: &mut File, record: FrameRecord) -> Option<Mat> {
-    let mut bytes = vec![0u8; record.length as usize];
-    reader.seek(SeekFrom::Start(record.offset)).ok()?;
-    reader.read_exact(&mut bytes).ok()?;
-    decode_jpeg(&bytes)
-}
-
-fn fail(session: &Session, error: ApiError) {
-    warn!(session = %session.id, %error, "phrase failed");
-    let mut inner = session.lock();
-    inner.progress.failure = Some(error);
-    inner.progress.state = SessionState::Failed;
-    session.publish(&inner);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_follow_the_pattern() {
-        assert!(valid_id("phrase-01_A"));
-        assert!(valid_id(&"a".repeat(64)));
-        assert!(!valid_id(""));
-        assert!(!valid_id(&"a".repeat(65)));
-        assert!(!valid_id("../etc"));
-        assert!(!valid_id("a b"));
-        assert!(valid_id(&new_id()));
-    }
-
-    #[test]
-    fn a_crash_torn_index_is_repaired_on_reload_and_appends_go_on_cleanly() {
-        let dir = std::env::temp_dir().join(format!("ai-referee-reload-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        // Two whole frames, a third whose bytes were cut off, and a torn index line after them.
-        std::fs::write(dir.join("frames.mjpeg"), b"AAAABBBBCC").unwrap();
-        let records = "{\"index\":0,\"offset\":0,\"length\":4,\"timestamp\":0.0}\n\
-                       {\"index\":1,\"offset\":4,\"length\":4,\"timestamp\":null}\n\
-                       {\"index\":2,\"offset\":8,\"length\":4,\"timestamp\":0.1}\n{\"index\":3,\"off";
-        std::fs::write(dir.join("frames.idx"), records).unwrap();
-        let session = reload("r", &dir, 1 << 20).unwrap();
-        let p = session.progress();
-        assert_eq!((p.state, p.frames_received, p.next_frame_index, p.bytes), (SessionState::Interrupted, 2, 2, 8));
-        assert!(!session.add_frame(Some(1), None, b"dup!").unwrap(), "held frames are skipped");
-        assert!(session.add_frame(Some(2), Some(0.2), b"CCCC").unwrap());
-        drop(session);
-        let again = reload("r", &dir, 1 << 20).unwrap();
-        assert_eq!(again.progress().frames_received, 3, "the index reads whole after the repair");
-        assert_eq!(again.progress().next_frame_index, 3);
-        // Over the phrase limit: refused, not stored.
-        let small = reload("r", &dir, 13).unwrap();
-        assert!(matches!(small.add_frame(None, None, b"DD"), Err(ApiError::PayloadTooLarge(_))));
-        assert_eq!(small.progress().frames_received, 3);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,115 @@
+//! The routes on one streamed phrase: `GET /sessions/{id}` (its progress), `PUT
+//! /sessions/{id}/signal` (the log, for a producer that cannot send a text part), `GET
+//! /sessions/{id}/events` (server-sent events) and `GET /sessions/{id}/artifacts/{name}`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{header, Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::error::{json_response, ApiError, ResponseBody};
+use crate::handlers::stream::{pipeline_options, verdict_response};
+use crate::session::{Analysis, Progress, Session, SessionState};
+use crate::state::AppState;
+
+/// Largest log accepted by `PUT /sessions/{id}/signal`.
+const MAX_SIGNAL_BYTES: usize = 1 << 20;
+
+fn known(state: &AppState, id: &str) -> Result<Arc<Session>, ApiError> {
+    state.sessions.get(id).ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))
+}
+
+/// `GET /sessions/{id}`.
+pub fn get_session(state: &AppState, id: &str) -> Result<Response<ResponseBody>, ApiError> {
+    let p = known(state, id)?.progress();
+    Ok(json_response(StatusCode::OK, &serde_json::to_value(p).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+/// `PUT /sessions/{id}/signal`: the log for a producer that cannot send a text part.
+pub async fn put_signal(state: &AppState, id: &str, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+    let session = known(state, id)?;
+    if matches!(session.progress().state, SessionState::Done | SessionState::Failed) {
+        return Err(ApiError::Conflict(format!("session {id} is already complete")));
+    }
+    let bytes = Limited::new(req.into_body(), MAX_SIGNAL_BYTES)
+        .collect()
+        .await
+        .map_err(|e| ApiError::PayloadTooLarge(format!("the log is over {MAX_SIGNAL_BYTES} bytes or was cut off: {e}")))?
+        .to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::BadRequest("the log is not UTF-8".into()))?;
+    session.set_signal(&text)?;
+    if session.upload_complete() && state.config.analysis {
+        // A session rebuilt after a restart is not analysed yet: its frames are analysed now.
+        let pose = state.ready_pose()?;
+        session.start_analysis(Analysis { pose, options: pipeline_options(&state.config, None, None) });
+        return verdict_response(session.verdict().await);
+    }
+    let p = session.progress();
+    Ok(json_response(StatusCode::ACCEPTED, &serde_json::to_value(p).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+/// `GET /sessions/{id}/events`: `progress` events as frames arrive and are analysed, then one
+/// `verdict` (or `failed`) event, then the end of the stream.
+pub fn events(state: &AppState, id: &str) -> Result<Response<ResponseBody>, ApiError> {
+    let rx = known(state, id)?.subscribe();
+    let stream = futures_util::stream::unfold((rx, false, false), |(mut rx, started, finished)| async move {
+        if finished {
+            return None;
+        }
+        if started && rx.changed().await.is_err() {
+            return None;
+        }
+        let p = rx.borrow_and_update().clone();
+        let (event, data, last) = match p.state {
+            SessionState::Done => ("verdict", p.result.clone().unwrap_or_default(), true),
+            SessionState::Failed => ("failed", json!({ "detail": p.failure.map(|f| f.message) }), true),
+            _ => ("progress", serde_json::to_value(Progress { result: None, ..p }).unwrap_or_default(), false),
+        };
+        let text = format!("event: {event}\ndata: {data}\n\n");
+        Some((Ok::<_, std::io::Error>(Frame::data(Bytes::from(text))), (rx, true, last)))
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(StreamBody::new(stream).boxed_unsync())
+        .expect("static headers"))
+}
+
+/// `GET /sessions/{id}/artifacts/{name}`: a file of the session's directory. The videos follow
+/// the verdict: asked for before they are written, the answer waits for them.
+pub async fn artifact(state: &AppState, id: &str, name: &str) -> Result<Response<ResponseBody>, ApiError> {
+    let session: Arc<Session> = known(state, id)?;
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+        return Err(ApiError::NotFound(format!("no artifact {name:?}")));
+    }
+    if name.ends_with(".mp4") && session.progress().state == SessionState::Done {
+        session.videos().await;
+    }
+    let path = session.dir.join(name);
+    let file = tokio::fs::File::open(&path).await.map_err(|_| ApiError::NotFound(format!("no artifact {name:?}")))?;
+    let kind = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => "application/json",
+        Some("mp4") => "video/mp4",
+        Some("xlsx") => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        Some("mjpeg") => "video/x-motion-jpeg",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    let chunks = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Frame::data(Bytes::from(buf))), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    Ok(Response::builder().header(header::CONTENT_TYPE, kind).body(StreamBody::new(chunks).boxed_unsync()).expect("static headers"))
+}
+

@@ -1,0 +1,201 @@
+//! The sessions this server knows: admission (at most `max_busy` phrases uploading or being
+//! decided at once, one upload per session), lookup (in memory, or rebuilt from disk after a
+//! restart), and retirement (a session nobody uses leaves memory: decided or failed ones at
+//! once, undecided ones once idle; all of it is on disk, where a lookup finds it again).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::worker::AnalysisPool;
+use super::{store, valid_session_id, Analysis, Session, SessionError, SessionState, SessionSummary};
+
+/// All sessions of this server.
+pub struct Sessions {
+    output: PathBuf,
+    open: Mutex<HashMap<String, Arc<Session>>>,
+    max_busy: usize,
+    max_phrase_bytes: u64,
+    idle: Duration,
+    pool: Arc<AnalysisPool>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").field("output", &self.output).field("max_busy", &self.max_busy).finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    /// Sessions under `output`: at most `max_busy` uploading or being decided at once, at most
+    /// `max_phrase_bytes` of frames each, analysed on `pool`; an undecided one left alone for
+    /// `idle` leaves memory and is rebuilt from disk when it is asked for again.
+    pub fn new(output: PathBuf, max_busy: usize, max_phrase_bytes: u64, idle: Duration, pool: Arc<AnalysisPool>) -> Sessions {
+        Sessions { output, open: Mutex::new(HashMap::new()), max_busy, max_phrase_bytes, idle, pool }
+    }
+
+    fn registry(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sessions held in memory now.
+    pub fn in_memory(&self) -> usize {
+        self.registry().len()
+    }
+
+    /// The newest `limit` sessions, in memory or on disk (newest first, by the last change of
+    /// their files), summed up for the piste view's index. Sessions on disk are read, not
+    /// rebuilt: listing opens no files for writing and starts nothing.
+    pub fn list(&self, limit: usize) -> Vec<SessionSummary> {
+        let Ok(entries) = std::fs::read_dir(&self.output) else { return Vec::new() };
+        let mut found: Vec<(std::time::SystemTime, String)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let id = e.file_name().to_str()?.to_owned();
+                let dir = e.path();
+                let changed = [store::INDEX, store::SIGNAL, store::RESULT]
+                    .iter()
+                    .filter_map(|f| std::fs::metadata(dir.join(f)).and_then(|m| m.modified()).ok())
+                    .max()?;
+                (valid_session_id(&id) && dir.join(store::INDEX).is_file()).then_some((changed, id))
+            })
+            .collect();
+        found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        found.truncate(limit);
+        let open = self.registry();
+        found
+            .into_iter()
+            .map(|(changed, id)| {
+                let updated = crate::analysis::artifacts::utc_rfc3339(changed);
+                match open.get(&id) {
+                    Some(session) => SessionSummary::of(&session.progress(), updated),
+                    None => SessionSummary::on_disk(&self.output.join(&id), id, updated),
+                }
+            })
+            .collect()
+    }
+
+    /// A session known to this server: in memory, or on disk from before a restart (rebuilt,
+    /// not analysed until an upload or its log asks for it).
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        if !valid_session_id(id) {
+            return None;
+        }
+        let mut open = self.registry();
+        if let Some(s) = open.get(id) {
+            return Some(s.clone());
+        }
+        let dir = self.output.join(id);
+        if !dir.join(store::INDEX).is_file() && !dir.join(store::RESULT).is_file() {
+            return None;
+        }
+        let session = Session::open(id, dir, self.max_phrase_bytes, self.pool.clone()).ok()?;
+        open.insert(id.to_owned(), session.clone());
+        Some(session)
+    }
+
+    /// Retires the sessions nobody uses; runs on every new upload and on a timer.
+    pub fn sweep(&self) {
+        let mut open = self.registry();
+        self.sweep_locked(&mut open, None);
+    }
+
+    fn sweep_locked(&self, open: &mut HashMap<String, Arc<Session>>, keep: Option<&str>) {
+        // Held means a handle beyond the registry's (an upload, an events stream, the pool's
+        // queue); a new one can only be had from the registry, under this lock.
+        open.retain(|key, s| {
+            if Some(key.as_str()) == keep || Arc::strong_count(s) > 1 {
+                return true;
+            }
+            let ended = matches!(s.progress().state, SessionState::Done | SessionState::Failed);
+            if ended || s.idle_for(self.idle) {
+                s.retire();
+                return false;
+            }
+            true
+        });
+    }
+
+    /// Opens the session `id` for an upload: created or rebuilt from disk, marked receiving,
+    /// and analysed as frames come when `analysis` is given. Refused when `max_busy` others are
+    /// busy, when it is complete, or when another connection is uploading to it.
+    pub fn open_upload(&self, id: &str, analysis: Option<Analysis>) -> Result<Arc<Session>, SessionError> {
+        let known = self.get(id);
+        // Counted and claimed under the registry's lock, so two uploads cannot both take the last slot.
+        let mut open = self.registry();
+        self.sweep_locked(&mut open, Some(id));
+        let busy = open.values().filter(|s| s.id != id && s.busy()).count();
+        if busy >= self.max_busy {
+            return Err(SessionError::Busy(busy));
+        }
+        let session = match known {
+            Some(s) => s,
+            None => {
+                let session = Session::open(id, self.output.join(id), self.max_phrase_bytes, self.pool.clone())?;
+                open.entry(id.to_owned()).or_insert(session).clone()
+            }
+        };
+        // A session retired between the lookup and this lock is put back.
+        open.entry(id.to_owned()).or_insert_with(|| session.clone());
+        session.begin_upload()?;
+        drop(open);
+        if let Some(analysis) = analysis {
+            session.start_analysis(analysis);
+        }
+        Ok(session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ai-referee-registry-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn stored_frames_survive_a_reload_and_the_phrase_limit_holds() {
+        let dir = temp("reload");
+        let pool = AnalysisPool::start(1).unwrap();
+        let sessions = Sessions::new(dir.clone(), 2, 13, Duration::from_secs(60), pool.clone());
+        let s = sessions.open_upload("r", None).unwrap();
+        assert!(s.add_frame(Some(0), Some(0.0), Bytes::from_static(b"AAAA")).unwrap());
+        assert!(s.add_frame(None, None, Bytes::from_static(b"BBBB")).unwrap());
+        assert!(!s.add_frame(Some(1), None, Bytes::from_static(b"dup!")).unwrap(), "held frames are skipped");
+        assert!(matches!(s.add_frame(None, None, Bytes::from_static(b"CCCCCCCC")), Err(SessionError::PhraseTooLarge { .. })));
+        s.end_upload(false);
+        assert!(matches!(sessions.open_upload("r", None).map(|_| ()), Ok(())));
+        let again = sessions.open_upload("r", None);
+        assert!(matches!(again, Err(SessionError::ReceivingElsewhere(_))), "one upload per session");
+        drop(s);
+        let fresh = Sessions::new(dir.clone(), 2, 13, Duration::from_secs(60), pool);
+        let p = fresh.get("r").unwrap().progress();
+        assert_eq!((p.frames_received, p.next_frame_index, p.bytes), (2, 2, 8));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn busy_sessions_are_counted_and_idle_ones_leave_memory() {
+        let dir = temp("busy");
+        let pool = AnalysisPool::start(1).unwrap();
+        let sessions = Sessions::new(dir.clone(), 1, 1 << 20, Duration::ZERO, pool);
+        let a = sessions.open_upload("a", None).unwrap();
+        assert!(matches!(sessions.open_upload("b", None), Err(SessionError::Busy(1))));
+        a.add_frame(None, None, Bytes::from_static(b"AAAA")).unwrap();
+        a.end_upload(false);
+        drop(a);
+        let b = sessions.open_upload("b", None).unwrap();
+        assert_eq!(sessions.in_memory(), 1, "the idle interrupted session left memory");
+        b.end_upload(false);
+        drop(b);
+        sessions.sweep();
+        assert_eq!(sessions.in_memory(), 0);
+        assert_eq!(sessions.get("a").unwrap().progress().state, SessionState::Interrupted);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
