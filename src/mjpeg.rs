@@ -342,8 +342,8 @@ impl MjpegStream {
         let filename = field.file_name().map(str::to_owned);
         let header = |name: &str| field.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).map(str::to_owned);
         let declared_length = header("content-length");
-        let index = header("x-frame-index");
-        let timestamp = header("x-timestamp");
+        let index = header(referee_wire::FRAME_INDEX_HEADER);
+        let timestamp = header(referee_wire::TIMESTAMP_HEADER);
         if field.headers().is_empty() {
             // The empty part that closes an ffmpeg-shaped body: nothing in it.
             let mut empty = true;

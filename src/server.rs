@@ -212,6 +212,7 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
         (&Method::GET, ["sessions"]) => Ok(view::sessions(&state)),
         (&Method::GET, ["sessions", id, "view"]) => view::session_page(&state, id),
         (&Method::GET, ["health"]) => Ok(health::health(&state)),
+        (&Method::GET, ["stats"]) => Ok(health::stats(&state)),
         (&Method::POST, ["analyze"]) => async { analyze::analyze(&state.config, state.ready_pose()?, req).await }.await,
         (&Method::POST, ["stream"]) => stream::post_stream(state.clone(), req).await,
         (&Method::GET, ["sessions", id]) => sessions::get_session(&state, id),
@@ -220,7 +221,7 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
         (&Method::GET, ["sessions", id, "artifacts", name]) => sessions::artifact(&state, id, name).await,
         (
             _,
-            [""] | ["assets", _] | ["health"] | ["analyze"] | ["stream"] | ["sessions"] | ["sessions", _] | ["sessions", _, "signal" | "events" | "view"] | ["sessions", _, "artifacts", _],
+            [""] | ["assets", _] | ["health"] | ["stats"] | ["analyze"] | ["stream"] | ["sessions"] | ["sessions", _] | ["sessions", _, "signal" | "events" | "view"] | ["sessions", _, "artifacts", _],
         ) => {
             Err(ApiError::MethodNotAllowed)
         }

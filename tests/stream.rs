@@ -161,6 +161,16 @@ fn frames_are_analysed_while_they_arrive_and_decided_as_by_analyze() {
     let saved = server.get("/sessions/live-1/artifacts/analysis_result.json").json();
     assert_eq!(saved, body);
     assert_eq!(server.get("/sessions/live-1/artifacts/..%2Fsecrets").status, 404);
+    // The overlay video follows the verdict; asked for at once, it comes once written, whole.
+    let overlay = server.get("/sessions/live-1/artifacts/frames_overlay.mp4");
+    assert_eq!(overlay.status, 200);
+    assert!(overlay.body.len() > 1000 && overlay.body.windows(4).any(|w| w == b"ftyp"), "an mp4");
+    assert_eq!(server.get("/sessions/live-1").json()["videos_ready"], true);
+    // Pose ran through the one scheduler, and nothing waits there now.
+    let stats = server.get("/stats").json();
+    assert!(stats["pose"]["stats"]["frames"].as_u64().unwrap() >= n as u64, "{stats}");
+    assert_eq!(stats["pose"]["stats"]["backlog"], 0, "{stats}");
+    assert_eq!(stats["pose"]["stats"]["failed_batches"], 0, "{stats}");
     // A finished session takes no more frames.
     let again = http_request(server.addr, "POST", "/stream?session=live-1", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], b"--frame--\r\n");
     assert_eq!(again.status, 409);
@@ -475,6 +485,46 @@ fn undecidable_phrases_answer_422() {
     assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
     assert!(r.json()["detail"].as_str().unwrap().contains("Could not find start time"), "{}", r.json());
     assert_eq!(server.get("/sessions/no-start").json()["frames_received"], 1);
+}
+
+#[test]
+fn phrases_streamed_at_once_are_each_decided_as_alone() {
+    let out = TempDir::new("stream-together");
+    let server = marker_server(&out.path().join("results"));
+    let bodies: Vec<Vec<u8>> = [0, 2, 5, 8].iter().map(|&n| whole_body(&render(n, out.path()), true)).collect();
+    let post = |id: String, body: &[u8]| {
+        let r = http_request(server.addr, "POST", &format!("/stream?session={id}"), &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], body);
+        assert_eq!(r.status, 200, "{id}: {}", String::from_utf8_lossy(&r.body));
+        r.json()
+    };
+    let together: Vec<Value> = std::thread::scope(|scope| {
+        let running: Vec<_> = bodies.iter().enumerate().map(|(k, body)| scope.spawn(move || post(format!("together-{k}"), body))).collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for (k, body) in bodies.iter().enumerate() {
+        let alone = post(format!("alone-{k}"), body);
+        assert_eq!(together[k]["decision"], alone["decision"], "phrase {k}");
+        assert_eq!(together[k]["stream"]["frames_analysed"], alone["stream"]["frames_analysed"]);
+    }
+    let stats = server.get("/stats").json();
+    assert_eq!(stats["pose"]["stats"]["backlog"], 0, "{stats}");
+}
+
+#[test]
+fn with_analysis_off_frames_are_stored_only() {
+    let out = TempDir::new("stream-store-only");
+    let server = marker_server_with(&out.path().join("results"), &["--analysis", "false"]);
+    let rendered = render(0, out.path());
+    let r = http_request(server.addr, "POST", "/stream?session=kept", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], &whole_body(&rendered, true));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let progress = r.json();
+    assert_eq!(progress["frames_received"], rendered.jpegs.len());
+    assert_eq!(progress["signal_received"], true);
+    assert_eq!(progress["frames_analysed"], 0);
+    assert_eq!(server.get("/sessions/kept/artifacts/frames.mjpeg").body, rendered.jpegs.concat());
+    let stats = server.get("/stats").json();
+    assert_eq!(stats["pose"]["stats"]["frames"], 0, "{stats}");
+    assert_eq!(stats["analysis"]["enabled"], false);
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
 
 fn session_id(req: &Request<Incoming>) -> Result<String, ApiError> {
     let given = query_param(req, "session")
-        .or_else(|| req.headers().get("x-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned));
+        .or_else(|| req.headers().get(referee_wire::SESSION_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned));
     match given {
         Some(id) if valid_session_id(&id) => Ok(id),
         Some(id) => Err(ApiError::BadRequest(format!("invalid session id {id:?}: use 1 to 64 of A-Z a-z 0-9 _ -"))),
@@ -36,7 +36,7 @@ fn session_id(req: &Request<Incoming>) -> Result<String, ApiError> {
 
 fn with_session(mut response: Response<ResponseBody>, id: &str) -> Response<ResponseBody> {
     if let Ok(v) = header::HeaderValue::from_str(id) {
-        response.headers_mut().insert("x-session-id", v);
+        response.headers_mut().insert(header::HeaderName::from_bytes(referee_wire::SESSION_ID_HEADER.as_bytes()).expect("a valid header name"), v);
     }
     response
 }

@@ -39,6 +39,11 @@ impl Sessions {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The pool that analyses the sessions.
+    pub fn pool(&self) -> &AnalysisPool {
+        &self.pool
+    }
+
     /// Sessions held in memory now.
     pub fn in_memory(&self) -> usize {
         self.registry().len()

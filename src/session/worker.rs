@@ -2,7 +2,9 @@
 //! pipelines. A session is put on the pool's run queue when it has work (a frame stored, its log
 //! in, its upload ended); a thread takes it, runs a bounded turn (so every live phrase gets its
 //! share), and lets it go. Pose itself runs on the shared scheduler, batched across sessions;
-//! the pool does the light per-frame work (JPEG decode, fisheye, letterbox, tracking).
+//! the pool does the light per-frame work (JPEG decode, fisheye, letterbox, tracking). The
+//! videos that follow a verdict are written by one more thread at a lower OS priority, so on a
+//! box without a GPU they take the cores only when no phrase's frames need them.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,10 +22,12 @@ use super::{Failure, FailureKind, Session, SessionState};
 use crate::analysis::answer::{phrase_result, PhraseFiles};
 use crate::analysis::artifacts::write_atomically;
 use crate::analysis::frames::decode_jpeg;
-use crate::analysis::pipeline::{PhrasePipeline, ScoringLog};
+use crate::analysis::pipeline::{PhrasePipeline, ScoringLog, VideoPlan};
 
 /// Frames a session may run in one turn before others get theirs.
 const FRAMES_PER_TURN: usize = 16;
+/// The nice value of the video thread (0 is normal; higher yields to the analysis and pose).
+const VIDEO_NICENESS: i32 = 10;
 /// How often the piste view's latest frame (`view.jpg`) is written while frames are analysed.
 const VIEW_EVERY: Duration = Duration::from_millis(500);
 
@@ -42,6 +46,8 @@ pub struct AnalysisPool {
     queue: Mutex<VecDeque<Arc<Session>>>,
     ready: Condvar,
     threads: usize,
+    videos: Mutex<VecDeque<(Arc<Session>, VideoPlan)>>,
+    videos_ready: Condvar,
 }
 
 impl std::fmt::Debug for AnalysisPool {
@@ -53,12 +59,53 @@ impl std::fmt::Debug for AnalysisPool {
 impl AnalysisPool {
     /// Starts `threads` analysis threads (at least one).
     pub fn start(threads: usize) -> std::io::Result<Arc<AnalysisPool>> {
-        let pool = Arc::new(AnalysisPool { queue: Mutex::new(VecDeque::new()), ready: Condvar::new(), threads: threads.max(1) });
+        let pool = Arc::new(AnalysisPool {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            threads: threads.max(1),
+            videos: Mutex::new(VecDeque::new()),
+            videos_ready: Condvar::new(),
+        });
         for n in 0..pool.threads {
             let runner = pool.clone();
             std::thread::Builder::new().name(format!("analysis-{n}")).spawn(move || runner.run())?;
         }
+        let writer = pool.clone();
+        std::thread::Builder::new().name("videos".into()).spawn(move || writer.write_videos())?;
         Ok(pool)
+    }
+
+    /// Queues a decided phrase's videos for the video thread.
+    fn queue_videos(&self, session: Arc<Session>, plan: VideoPlan) {
+        self.videos.lock().unwrap_or_else(|p| p.into_inner()).push_back((session, plan));
+        self.videos_ready.notify_one();
+    }
+
+    /// The video thread: lowers its own priority, then writes queued videos one phrase at a time.
+    fn write_videos(&self) {
+        // On Linux a thread is a task: PRIO_PROCESS with 0 names the calling thread alone.
+        // SAFETY: setpriority only reads its integer arguments.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, VIDEO_NICENESS) } != 0 {
+            warn!("cannot lower the video thread's priority; videos compete with analysis");
+        }
+        loop {
+            let (session, plan) = {
+                let mut queue = self.videos.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if let Some(job) = queue.pop_front() {
+                        break job;
+                    }
+                    queue = self.videos_ready.wait(queue).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let written = catch_unwind(AssertUnwindSafe(|| write_phrase_videos(&session, &plan)));
+            if written.is_err() {
+                warn!(session = %session.id, "writing the videos failed unexpectedly; the verdict stands");
+            }
+            let mut inner = session.lock();
+            inner.progress.videos_ready = true;
+            session.publish(&inner);
+        }
     }
 
     /// Its thread count.
@@ -276,16 +323,19 @@ fn finish(session: &Session, pipeline: PhrasePipeline, log: &ScoringLog) {
         }
         Err(e) => return fail(session, Failure { kind: FailureKind::Internal, message: format!("cannot write the result: {e}") }),
     }
-    if let Some(plan) = outcome.pending_videos {
-        let started = Instant::now();
-        let written = stored_frames(session).and_then(|frames| plan.write(frames).map_err(|e| e.to_string()));
-        match written {
-            Ok(_) => info!(session = %session.id, seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "videos written"),
-            Err(e) => warn!(session = %session.id, error = %e, "the videos could not be written; the verdict stands"),
-        }
-        let mut inner = session.lock();
-        inner.progress.videos_ready = true;
-        session.publish(&inner);
+    if let (Some(plan), Some(me)) = (outcome.pending_videos, session.me.upgrade()) {
+        session.pool.queue_videos(me, plan);
+    }
+}
+
+/// Writes a decided phrase's videos from its stored frames; a failure is logged and costs the
+/// videos only.
+fn write_phrase_videos(session: &Session, plan: &VideoPlan) {
+    let started = Instant::now();
+    let written = stored_frames(session).and_then(|frames| plan.write(frames).map_err(|e| e.to_string()));
+    match written {
+        Ok(_) => info!(session = %session.id, seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "videos written"),
+        Err(e) => warn!(session = %session.id, error = %e, "the videos could not be written; the verdict stands"),
     }
 }
 
