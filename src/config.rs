@@ -104,6 +104,11 @@ pub struct ServeConfig {
     #[arg(long, env = "REFEREE_ANALYSIS_THREADS", default_value_t = 0)]
     pub analysis_threads: usize,
 
+    /// OpenCV's threads inside each analysis thread (decode, fisheye, letterbox); 0: OpenCV's
+    /// own choice. One is the measured best here: the pool already runs phrases side by side.
+    #[arg(long, env = "REFEREE_OPENCV_THREADS", default_value_t = 1)]
+    pub opencv_threads: usize,
+
     /// A bearer token every route but `/health` then wants (header, `?token=`, or the cookie
     /// the query token sets); none by default.
     #[arg(long, env = "REFEREE_TOKEN", hide_env_values = true)]

@@ -50,12 +50,13 @@ pub enum ServeError {
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// The one place thread counts are set: libtorch's intra-op threads for pose (the scheduler's
-/// forward passes), one inter-op thread, and OpenCV single-threaded inside each analysis thread
-/// (the pool gives the parallelism; OpenCV's own pool on top of it only oversubscribes the cores).
+/// forward passes), one inter-op thread, and OpenCV's (by default single-threaded inside each
+/// analysis thread: the pool gives the parallelism). Measured in the README.
 fn set_thread_counts(config: &ServeConfig) {
     tch::set_num_threads(config.pose_thread_count() as i32);
     tch::set_num_interop_threads(1);
-    if let Err(e) = opencv::core::set_num_threads(1) {
+    let opencv = if config.opencv_threads == 0 { -1 } else { config.opencv_threads as i32 };
+    if let Err(e) = opencv::core::set_num_threads(opencv) {
         warn!(%e, "cannot set OpenCV's thread count");
     }
 }

@@ -1,0 +1,556 @@
+"""The benchmark driver behind `scripts/bench.sh`: pose (ours vs Ultralytics' predict), the
+verdict after the last byte (`/stream` vs `/analyze`), ingest throughput and memory, and
+concurrent streams, measured in one run on this machine. Writes `bench.json` and
+`BENCHMARKS.md` at the repository root.
+
+Run it through `scripts/bench.sh [--quick]`, which sets up, builds and cleans up.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import referee  # noqa: E402
+import report  # noqa: E402
+from referee import BenchError, Server  # noqa: E402
+
+T_START = time.monotonic()
+
+
+def say(message):
+    print(f"bench [{time.monotonic() - T_START:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def figure(values, digits=4):
+    """A measured figure: the median of the runs, their min and max, and every run."""
+    values = [float(v) for v in values]
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "runs": [round(v, digits) for v in values],
+    }
+
+
+def cpu_busy_seconds():
+    """CPU seconds the whole machine has spent busy since boot (all cores, /proc/stat), interrupts
+    left out (they may be charged to whichever process they interrupted, this benchmark's too)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = fields[:8]
+    return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds():
+    """CPU seconds of this driver and every process it started and has reaped (the servers, the
+    pose runs, and what they started)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def load_average():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+class Context:
+    """What every section needs: paths, the settings of this run, the prepared inputs."""
+
+    def __init__(self, args):
+        self.root = os.path.abspath(args.root)
+        self.work = os.path.abspath(args.work)
+        self.quick = args.quick
+        self.runs = args.runs or (1 if args.quick else 5)
+        self.pose_runs = args.runs or (2 if args.quick else 5)
+        self.machine_cores = len(os.sched_getaffinity(0))
+        self.threads = args.threads or self.machine_cores
+        self.binary = os.path.join(self.root, "target/release/ai-referee")
+        self.model = os.path.join(self.root, "models/yolo11n-pose.torchscript")
+        self.weights = os.path.join(self.root, "models/yolo11n-pose.pt")
+        self.clip = os.path.join(self.root, "data/demo.mp4")
+        self.python = sys.executable
+        self.pid_dir = os.path.join(self.work, "pids")
+        for path in (self.binary, self.model, self.weights, self.clip):
+            if not os.path.isfile(path):
+                raise BenchError(f"{path} is missing: scripts/bench.sh runs scripts/setup.sh and cargo build first")
+        self.jpegs = None
+        self.clip_fps = None
+        self.log = None
+        self.log_id = None
+
+    def server(self, name, extra_args):
+        out = os.path.join(self.work, name)
+        return Server(self.binary, self.model, out, self.pid_dir, extra_args=extra_args, name=f"server '{name}'")
+
+    def prepare(self):
+        """The clip's frames as the piste client sends them (OpenCV JPEG, quality 85, at the
+        clip's own size) and a real scoring-box log from the fixtures."""
+        import cv2
+
+        capture = cv2.VideoCapture(self.clip)
+        self.clip_fps = capture.get(cv2.CAP_PROP_FPS)
+        jpegs = []
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+            if not ok:
+                raise BenchError("OpenCV could not encode a frame of the clip as JPEG")
+            jpegs.append(data.tobytes())
+            self.size = (image.shape[1], image.shape[0])
+        capture.release()
+        if len(jpegs) < 30:
+            raise BenchError(f"{self.clip}: only {len(jpegs)} frames decoded")
+        self.jpegs = jpegs
+        with open(os.path.join(self.root, "tests/fixtures/signals.jsonl")) as f:
+            for line in f:
+                entry = json.loads(line)
+                if not entry.get("expected_error"):  # a double touch: the whole pipeline runs
+                    self.log = entry["signal"].encode()
+                    self.log_id = entry["id"]
+                    break
+        if self.log is None:
+            raise BenchError("no double-touch log in tests/fixtures/signals.jsonl")
+        say(f"clip: {len(jpegs)} frames, {self.size[0]}x{self.size[1]}, {self.clip_fps:g} fps, "
+            f"JPEG q85 {sum(map(len, jpegs)) / len(jpegs) / 1e3:.0f} kB/frame; log {self.log_id}")
+
+
+# --- pose ----------------------------------------------------------------------------------------
+
+
+def torch_threads(env):
+    """What libtorch's intra-op thread count is under `env` before anyone sets it: the venv's
+    libtorch is the one `ai-referee` links (LIBTORCH_USE_PYTORCH), read under the same
+    variables, and nothing in ai-referee sets a thread count."""
+    out = subprocess.run([sys.executable, "-B", "-c", "import torch; print(torch.get_num_threads())"],
+                         env=env, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def section_pose(ctx):
+    frames_dir = os.path.join(ctx.work, "pose-frames")
+    os.makedirs(frames_dir)
+    count = 30 if ctx.quick else None
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", ctx.clip, "-vf", "scale=1280:720"]
+    if count:
+        cmd += ["-frames:v", str(count)]
+    subprocess.run(cmd + [os.path.join(frames_dir, "frame_%05d.png")], check=True)
+    frames = len(os.listdir(frames_dir))
+    env = dict(os.environ, OMP_NUM_THREADS=str(ctx.threads), MKL_NUM_THREADS=str(ctx.threads))
+    ours_threads = torch_threads(env)
+    if ours_threads != ctx.threads:
+        raise BenchError(f"libtorch takes {ours_threads} threads under OMP_NUM_THREADS={ctx.threads}")
+    say(f"pose: {frames} frames of 1280x720 (PNG, scaled by ffmpeg), {ctx.pose_runs} runs, "
+        f"{ctx.threads} threads for both")
+
+    def ours():
+        out = subprocess.run([ctx.binary, "pose", "--device", "cpu", "--model", ctx.model, frames_dir],
+                             env=env, capture_output=True, text=True, preexec_fn=referee.die_with_parent)
+        m = re.search(r"pose: (\d+) frames, ([0-9.]+) ms/frame", out.stderr)
+        if out.returncode != 0 or not m:
+            raise BenchError(f"ai-referee pose failed ({out.returncode}): {out.stderr[-800:]}")
+        if int(m.group(1)) != frames:
+            raise BenchError(f"ai-referee pose ran on {m.group(1)} frames, not {frames}")
+        people = sum(len(json.loads(line)["detections"]) for line in out.stdout.splitlines() if line.strip())
+        return float(m.group(2)), people / frames
+
+    def theirs():
+        script = os.path.join(ctx.root, "scripts/bench/ultralytics_pose.py")
+        out = subprocess.run([ctx.python, "-B", script, ctx.weights, frames_dir, str(ctx.threads)],
+                             env=env, capture_output=True, text=True, preexec_fn=referee.die_with_parent)
+        if out.returncode != 0:
+            raise BenchError(f"Ultralytics predict failed ({out.returncode}): {out.stderr[-800:]}")
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        if result["frames"] != frames:
+            raise BenchError(f"Ultralytics ran on {result['frames']} frames, not {frames}")
+        return result
+
+    ours_ms, theirs_ms, ours_people, theirs_people, default_ms, default_threads = [], [], [], [], [], set()
+    threads_seen = set()
+    for run in range(ctx.pose_runs):
+        # Alternate who goes first, so that a slow spell of the machine is shared.
+        order = ("ours", "theirs") if run % 2 == 0 else ("theirs", "ours")
+        for who in order:
+            if who == "ours":
+                ms, people = ours()
+                ours_ms.append(ms)
+                ours_people.append(people)
+            else:
+                result = theirs()
+                theirs_ms.append(result["ms_per_frame"])
+                default_ms.append(result["ms_per_frame_default_threads"])
+                default_threads.add(result["default_threads"])
+                theirs_people.append(result["people_per_frame"])
+                threads_seen.add(result["threads"])
+        say(f"pose run {run + 1}/{ctx.pose_runs}: ours {ours_ms[-1]:.1f} ms/frame, "
+            f"Ultralytics {theirs_ms[-1]:.1f} ms/frame")
+    return {
+        "ours_ms_per_frame": figure(ours_ms, 2),
+        "ultralytics_ms_per_frame": figure(theirs_ms, 2),
+        "speedup": figure([t / o for t, o in zip(theirs_ms, ours_ms)], 3),
+        "ultralytics_own_threads": {
+            "threads": sorted(default_threads)[0] if len(default_threads) == 1 else sorted(default_threads),
+            "ms_per_frame": figure(default_ms, 2),
+            "speedup": figure([t / o for t, o in zip(default_ms, ours_ms)], 3),
+            "note": "Ultralytics with the thread count it picks itself (min(8, cores - 1)), as its users "
+                    "run it; the goal is judged on the same-threads figures above",
+        },
+        "frames": frames,
+        "frame_size": "1280x720",
+        "threads": {
+            "setting": f"OMP_NUM_THREADS={ctx.threads} and MKL_NUM_THREADS={ctx.threads} for both processes",
+            "ours": ours_threads,
+            "ultralytics": sorted(threads_seen)[0] if len(threads_seen) == 1 else sorted(threads_seen),
+            "note": "ours: libtorch's intra-op threads under that environment (ai-referee sets none); "
+                    "Ultralytics: torch.set_num_threads after its predictor is set up (its select_device "
+                    "would otherwise use min(8, cores - 1)), checked after the timed frames",
+        },
+        "ours": "target/release/ai-referee pose --device cpu (letterbox + forward + NMS, "
+                "models/yolo11n-pose.torchscript, any-shape export, 640x384 input)",
+        "ultralytics": "YOLO('models/yolo11n-pose.pt').predict(image, device='cpu') per frame, "
+                       "images already in memory (preprocess + inference + postprocess)",
+        "people_per_frame": {"ours": round(statistics.mean(ours_people), 3),
+                             "ultralytics": round(statistics.mean(theirs_people), 3)},
+    }
+
+
+# --- verdict after the last byte and concurrency (one server) -------------------------------------
+
+
+def expect(result, status, what):
+    if result["status"] != status:
+        raise BenchError(f"{what}: answered {result['status']}, expected {status}: "
+                         f"{json.dumps(result['body'])[:600]}")
+    return result["body"]
+
+
+def section_verdict(ctx, server):
+    addr = server.addr
+    jpegs30 = ctx.jpegs
+    jpegs15 = jpegs30[::2]
+    fps = ctx.clip_fps
+    analyze = referee.AnalyzeUpload(addr, ctx.clip, ctx.log, log_name=f"{ctx.log_id}.txt")
+    # A few frames first, untimed: the first frames of a size and the first decision are slower.
+    referee.PacedStream(addr, "warm-up", jpegs15[:6], 1000.0, ctx.log).run()
+    stream15, stream30, analyzed, ratio, server15, analysed15, analysed30 = [], [], [], [], [], [], []
+    winners = set()
+    for run in range(ctx.runs):
+        r15 = referee.PacedStream(addr, f"verdict15-{run}", jpegs15, fps / 2, ctx.log).run()
+        b15 = expect(r15, 200, "/stream at 15 fps")
+        r30 = referee.PacedStream(addr, f"verdict30-{run}", jpegs30, fps, ctx.log).run()
+        b30 = expect(r30, 200, f"/stream at {fps:g} fps")
+        ra = analyze.run()
+        ba = expect(ra, 200, "/analyze")
+        s15, s30, sa = (r["t_response"] - r["t_last"] for r in (r15, r30, ra))
+        stream15.append(s15)
+        stream30.append(s30)
+        analyzed.append(sa)
+        ratio.append(s15 / sa)
+        server15.append(b15["stream"]["verdict_seconds_after_last_byte"])
+        analysed15.append(b15["stream"]["frames_analysed"])
+        analysed30.append(b30["stream"]["frames_analysed"])
+        winners.update(b["decision"]["winner"] for b in (b15, b30, ba))
+        say(f"verdict run {run + 1}/{ctx.runs}: /stream 15 fps {s15:.2f} s, {fps:g} fps {s30:.2f} s, "
+            f"/analyze {sa:.2f} s after the last byte")
+    if min(analysed15) != len(jpegs15) or min(analysed30) != len(jpegs30):
+        raise BenchError(f"not every frame was analysed: {analysed15} of {len(jpegs15)}, {analysed30} of {len(jpegs30)}")
+    return {
+        "stream_s": figure(stream15),
+        "analyze_s": figure(analyzed),
+        "ratio": figure(ratio),
+        "stream_30fps_s": figure(stream30),
+        "stream_server_reported_s": figure(server15),
+        "clip": f"data/demo.mp4, {len(jpegs30)} frames, {ctx.size[0]}x{ctx.size[1]}, {fps:g} fps",
+        "stream": f"every other frame ({len(jpegs15)} JPEG parts, OpenCV quality 85, X-Frame-Index and "
+                  f"X-Timestamp) at {fps / 2:g} fps by the clock to POST /stream?fps={fps / 2:g}, "
+                  "the log part and closing boundary right after the last frame",
+        "stream_30fps": f"all {len(jpegs30)} frames at {fps:g} fps to POST /stream?fps={fps:g}",
+        "analyze": "the whole data/demo.mp4 and the log as multipart/form-data (video, signal) to POST /analyze, "
+                   "one write with Content-Length",
+        "log": f"tests/fixtures/signals.jsonl {ctx.log_id}",
+        "measured": "seconds from the last byte of the request sent to the whole response received",
+        "fisheye": True,
+        "server": "ai-referee serve --fisheye-enabled true, its other settings at their defaults",
+        "model": "models/yolo11n-pose.torchscript (pretrained default)",
+        "winners_seen": sorted(winners),
+    }
+
+
+def section_concurrency(ctx, server):
+    jpegs15 = ctx.jpegs[::2]
+    fps = ctx.clip_fps / 2
+    rows = []
+    for streams in (1, 4, 8):
+        totals, verdicts = [], []
+        for run in range(ctx.runs):
+            uploads = [referee.PacedStream(server.addr, f"conc{streams}-{run}-{j}", jpegs15, fps, ctx.log)
+                       for j in range(streams)]
+            results, errors = [None] * streams, []
+            t0 = time.perf_counter() + 0.2  # every stream's first frame at the same instant
+
+            def go(j):
+                try:
+                    results[j] = uploads[j].run(t0)
+                except Exception as e:  # reported below, after the others end
+                    errors.append(f"stream {j}: {e}")
+
+            workers = [threading.Thread(target=go, args=(j,), daemon=True) for j in range(streams)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            if errors:
+                raise BenchError("; ".join(errors))
+            bodies = [expect(r, 200, f"{streams} streams") for r in results]
+            analysed = sum(b["stream"]["frames_analysed"] for b in bodies)
+            if analysed != streams * len(jpegs15):
+                raise BenchError(f"{streams} streams: {analysed} frames analysed of {streams * len(jpegs15)}")
+            span = max(r["t_response"] for r in results) - min(r["t_first"] for r in results)
+            totals.append(analysed / span)
+            verdicts.append(statistics.median(r["t_response"] - r["t_last"] for r in results))
+            say(f"concurrency {streams} streams, run {run + 1}/{ctx.runs}: {totals[-1]:.1f} frames/s analysed, "
+                f"verdict {verdicts[-1]:.2f} s after the last byte (median)")
+        rows.append({"streams": streams, "analysed_fps_total": figure(totals, 3), "verdict_s": figure(verdicts)})
+    return rows
+
+
+# --- ingest ------------------------------------------------------------------------------------
+
+
+def section_ingest(ctx):
+    help_text = subprocess.run([ctx.binary, "serve", "--help"], capture_output=True, text=True).stdout
+    analysis_flag = re.search(r"--analysis\b", help_text) is not None
+    extra = ["--fisheye-enabled", "false"]
+    if analysis_flag:
+        extra += ["--analysis", "false"]
+    else:
+        say("ingest: this ai-referee has no --analysis flag yet: pose runs on the frames while they arrive")
+    rows = {1000: [], 10000: []}
+    for run in range(ctx.runs):
+        for count in (1000, 10000):
+            name = f"ingest-{count}-{run}"
+            with ctx.server(name, extra) as server:
+                server.start()
+                rss_ready, _ = server.rss_mb()
+                upload = referee.FastStream(server.addr, name, ctx.jpegs, count)
+                result = upload.run()
+                rss, peak = server.rss_mb()
+            shutil.rmtree(server.output_dir, ignore_errors=True)
+            body = expect(result, 202, f"{count}-frame upload without a log")
+            if body.get("frames_received") != count:
+                raise BenchError(f"{count}-frame upload: the server holds {body.get('frames_received')} frames")
+            seconds = result["t_response"] - result["t_first"]
+            rows[count].append({"mb_per_s": upload.body_bytes / 1e6 / seconds, "frames_per_s": count / seconds,
+                                "rss_mb": rss, "peak_rss_mb": peak, "rss_ready_mb": rss_ready,
+                                "bytes": upload.body_bytes})
+            say(f"ingest run {run + 1}/{ctx.runs}, {count} frames ({upload.body_bytes / 1e6:.0f} MB): "
+                f"{rows[count][-1]['mb_per_s']:.0f} MB/s, {count / seconds:.0f} frames/s, RSS {rss:.0f} MB "
+                f"(peak {peak:.0f}, {rss_ready:.0f} when ready)")
+    big, small = rows[10000], rows[1000]
+    return {
+        "mb_per_s": figure([r["mb_per_s"] for r in big], 1),
+        "frames_per_s": figure([r["frames_per_s"] for r in big], 1),
+        "rss_mb_1k": figure([r["rss_mb"] for r in small], 1),
+        "rss_mb_10k": figure([r["rss_mb"] for r in big], 1),
+        "mb_per_s_1k": figure([r["mb_per_s"] for r in small], 1),
+        "frames_per_s_1k": figure([r["frames_per_s"] for r in small], 1),
+        "peak_rss_mb_1k": figure([r["peak_rss_mb"] for r in small], 1),
+        "peak_rss_mb_10k": figure([r["peak_rss_mb"] for r in big], 1),
+        "rss_mb_ready": figure([r["rss_ready_mb"] for r in small + big], 1),
+        "bytes_10k": big[0]["bytes"],
+        "bytes_1k": small[0]["bytes"],
+        "analysis_off": analysis_flag,
+        "server": "ai-referee serve --fisheye-enabled false" + (" --analysis false" if analysis_flag else "")
+                  + ", loopback, a fresh server for each upload",
+        "upload": "one POST /stream, chunked, no log part (answered 202 with the session's progress); the clip's "
+                  "JPEGs in turn, body laid out beforehand, written with sendmsg 64 frames per chunk",
+        "measured": "MB/s and frames/s: multipart body bytes (10^6 per MB) and frames over the seconds from the "
+                    "first byte sent to the 202 received; RSS: VmRSS of the server after the 202, on a fresh server "
+                    "per phrase (peak: VmHWM)",
+        "note": None if analysis_flag else
+        "this build has no --analysis flag: the server ran pose on the frames while they arrived (the upload never "
+        "waits for it, but it shares the CPU and its memory), so these are not the analysis-off figures",
+    }
+
+
+# --- goals ----------------------------------------------------------------------------------------
+
+
+def goals(results):
+    """Each goal with its value (from the medians) and PASS, MISS, or NOT RUN."""
+
+    def med(value):
+        return value["median"] if isinstance(value, dict) and "median" in value else None
+
+    def part(name):
+        value = results.get(name)
+        return value if isinstance(value, dict) else {}
+
+    def check(name, value, target, ok, shown):
+        return {"goal": name, "value": None if value is None else round(value, 4), "target": target,
+                "result": "NOT RUN" if value is None else ("PASS" if ok(value) else "MISS"), "shown": shown}
+
+    speedup = med(part("pose").get("speedup"))
+    ratio = med(part("verdict_after_last_byte").get("ratio"))
+    mbps = med(part("ingest").get("mb_per_s"))
+    rss1, rss10 = med(part("ingest").get("rss_mb_1k")), med(part("ingest").get("rss_mb_10k"))
+    conc = results.get("concurrency")
+    rows = {r["streams"]: r for r in conc} if isinstance(conc, list) else {}
+    fps1 = med(rows.get(1, {}).get("analysed_fps_total"))
+    fps4 = med(rows.get(4, {}).get("analysed_fps_total"))
+    rss_ratio = rss10 / rss1 if rss1 and rss10 else None
+    fps_ratio = fps4 / fps1 if fps1 and fps4 else None
+    return [
+        check("pose >= 1.5x Ultralytics", speedup, 1.5, lambda v: v >= 1.5,
+              None if speedup is None else f"{speedup:.2f}x"),
+        check("stream verdict <= 0.1x /analyze's", ratio, 0.1, lambda v: v <= 0.1,
+              None if ratio is None else f"{ratio:.3f}x"),
+        check("ingest >= 500 MB/s", mbps, 500, lambda v: v >= 500, None if mbps is None else f"{mbps:.0f} MB/s"),
+        check("RSS 10k <= 1.5x RSS 1k", rss_ratio, 1.5, lambda v: v <= 1.5,
+              None if rss_ratio is None else f"{rss_ratio:.2f}x ({rss10:.0f} / {rss1:.0f} MB)"),
+        check("4 streams' analysed fps >= 0.9x one stream's", fps_ratio, 0.9, lambda v: v >= 0.9,
+              None if fps_ratio is None else f"{fps_ratio:.2f}x ({fps4:.1f} / {fps1:.1f} frames/s)"),
+    ]
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor() or "unknown")
+    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    return {"cpu_model": cpu, "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
+            "ram_gb": round(mem_kb * 1024 / 1e9, 1), "kernel": platform.release(), "gpu": None}
+
+
+def git(root, *args):
+    return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True).stdout.strip()
+
+
+def software():
+    """Versions; Ultralytics' in a child process: importing it here would set OMP_NUM_THREADS=1 in
+    this process's environment (its import does when the variable is unset), which the servers
+    started later would inherit."""
+    import torch
+
+    probe = subprocess.run([sys.executable, "-B", "-c", "import ultralytics; print(ultralytics.__version__)"],
+                           capture_output=True, text=True)
+    ultralytics = probe.stdout.strip().splitlines()[-1] if probe.returncode == 0 and probe.stdout.strip() else None
+    return {"python": platform.python_version(), "torch": torch.__version__, "ultralytics": ultralytics}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--work", required=True, help="a scratch folder, emptied by the caller")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--runs", type=int, default=0, help="runs per figure (default 5, --quick 1; pose 2)")
+    parser.add_argument("--threads", type=int, default=0, help="pose threads for both (default: usable cores)")
+    parser.add_argument("--command", default="scripts/bench.sh")
+    parser.add_argument("--only", default="pose,verdict,ingest",
+                        help="sections to run (pose, verdict (with concurrency), ingest)")
+    args = parser.parse_args()
+
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)  # unwinds through the servers' `with` blocks
+
+    signal.signal(signal.SIGTERM, stop)
+    ctx = Context(args)
+    only = set(args.only.split(","))
+    commit = git(ctx.root, "rev-parse", "HEAD")
+    results = {
+        "quick": ctx.quick,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": commit or None,
+        "git_dirty": bool(git(ctx.root, "status", "--porcelain", "--untracked-files=no")),
+        "command": args.command,
+        "machine": machine(),
+        "software": software(),
+        "runs_per_figure": ctx.runs,
+        "pose_runs": ctx.pose_runs,
+        "figure_format": "{median, min, max, runs}: the median of the runs, their extremes, each run in order",
+        "server_torch_threads": torch_threads(dict(os.environ)),
+        "load_average": {"start": load_average()},
+    }
+    busy_start, own_start, wall_start = cpu_busy_seconds(), own_cpu_seconds(), time.monotonic()
+    say(f"{'quick' if ctx.quick else 'full'} run: {ctx.runs} run(s) per figure ({ctx.pose_runs} for pose); "
+        f"machine {results['machine']['cpu_model']}, {results['machine']['cores']} cores")
+    ctx.prepare()
+    failed = []
+
+    def section(name, fn, *fn_args):
+        say(f"--- {name}")
+        started = time.monotonic()
+        try:
+            results[name] = fn(*fn_args)
+        except Exception as e:
+            message = str(e) if isinstance(e, BenchError) else f"{e.__class__.__name__}: {e}"
+            say(f"{name} FAILED: {message}")
+            results[name] = {"error": message}
+            failed.append(name)
+        results["load_average"][name] = load_average()
+        results.setdefault("section_seconds", {})[name] = round(time.monotonic() - started, 1)
+
+    if "pose" in only:
+        section("pose", section_pose, ctx)
+    if "verdict" in only:
+        say("--- starting the analysis server (fisheye on, default model)")
+        try:
+            with ctx.server("analysis", ["--fisheye-enabled", "true"]) as server:
+                server.start()
+                section("verdict_after_last_byte", section_verdict, ctx, server)
+                section("concurrency", section_concurrency, ctx, server)
+        except BenchError as e:
+            say(f"the analysis server FAILED: {e}")
+            for name in ("verdict_after_last_byte", "concurrency"):
+                results.setdefault(name, {"error": str(e)})
+                failed.append(name)
+    if "ingest" in only:
+        section("ingest", section_ingest, ctx)
+    # Every process this run started has been reaped by now, so its CPU time is in our own.
+    wall = time.monotonic() - wall_start
+    others = max(0.0, (cpu_busy_seconds() - busy_start) - (own_cpu_seconds() - own_start))
+    results["other_work"] = {
+        "cpu_seconds": round(others, 1),
+        "share_of_machine": round(others / (wall * ctx.machine_cores), 3),
+        "note": "about how much CPU time the machine spent on other work while this ran: /proc/stat busy time "
+                "(user, nice, system, steal) minus this benchmark's own and its reaped children's; the kernel's "
+                "own threads (writing files out, for one) count as other work",
+    }
+    results["gpu"] = None
+    results["gpu_note"] = ("not measured: this machine has no GPU (the sections above ran on CPU). "
+                           "A GPU section would run the same pose and stream measurements with --device cuda.")
+    results["goals"] = goals(results)
+    results["total_seconds"] = round(time.monotonic() - T_START, 1)
+
+    with open(os.path.join(ctx.root, "bench.json"), "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(ctx.root, "BENCHMARKS.md"), "w") as f:
+        f.write(report.markdown(results))
+    print(report.goal_lines(results))
+    say(f"wrote bench.json and BENCHMARKS.md in {results['total_seconds']:.0f} s")
+    if failed:
+        say(f"sections that failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        say(f"error: {e}")
+        sys.exit(1)

@@ -1,0 +1,192 @@
+"""BENCHMARKS.md and the PASS/MISS lines, from the results that go into bench.json."""
+
+
+def _num(value, digits):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _row(label, fig, digits, unit=""):
+    if not isinstance(fig, dict) or "median" not in fig:
+        return f"| {label} | – | – | – | – |"
+    runs = ", ".join(_num(v, digits) for v in fig["runs"])
+    return (f"| {label} | **{_num(fig['median'], digits)}**{unit} | {_num(fig['min'], digits)} | "
+            f"{_num(fig['max'], digits)} | {runs} |")
+
+
+_HEAD = "| | median | min | max | runs |\n|---|---|---|---|---|"
+
+
+def _failed(part):
+    if isinstance(part, dict) and "error" in part:
+        return f"**Not measured: the section failed:** `{part['error']}`\n"
+    if part is None:
+        return "Not run (`--only` left it out).\n"
+    return None
+
+
+def goal_lines(results):
+    lines = []
+    for g in results["goals"]:
+        shown = g["shown"] or "not measured"
+        lines.append(f"{g['result']:7}  {g['goal']}: {shown}")
+    return "\n".join(lines)
+
+
+def markdown(r):
+    m, sw = r["machine"], r["software"]
+    commit = r["git_commit"] or "unknown"
+    if r["git_dirty"]:
+        commit += " (with uncommitted changes)"
+    runs = (f"{'quick' if r['quick'] else 'full'}: {r['runs_per_figure']} run(s) per figure, "
+            f"{r['pose_runs']} for pose")
+    loads = r["load_average"]
+    load_text = ", ".join(f"{k} {v[0]:.2f}" for k, v in loads.items())
+    out = [
+        "# Benchmarks",
+        "",
+        "Written by `scripts/bench.sh` (`--quick` for a short run); run it again rather than editing this file.",
+        "Everything below ran in one run, side by side, on the machine described here.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| date (UTC) | {r['date']} |",
+        f"| git commit | `{commit}` |",
+        f"| command | `{r['command']}` |",
+        f"| machine | {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable), {m['ram_gb']} GB RAM, "
+        f"Linux {m['kernel']}, no GPU |",
+        f"| software | Python {sw['python']}, torch {sw['torch']}, Ultralytics {sw['ultralytics']} |",
+        f"| runs | {runs} |",
+        f"| 1-minute load average | {load_text} (at the start and after each section: other work on the machine "
+        "shows here and adds noise) |",
+        f"| libtorch threads in the servers | {r['server_torch_threads']} (its default under this environment) |",
+        f"| wall time | {r['total_seconds']:.0f} s |",
+        f"| other work on the machine | "
+        + (f"{r['other_work']['cpu_seconds']:.0f} CPU-s, {r['other_work']['share_of_machine'] * 100:.0f}% of its "
+           "capacity during the run (about: busy time not this benchmark's, see bench.json) |"
+           if r.get("other_work") else "– |"),
+        "",
+        "Run: `scripts/bench.sh` (5 runs per figure), `scripts/bench.sh --quick` (1 run per figure, 2 for pose, "
+        "30 pose frames instead of the clip's 230; under 15 minutes on 2 cores) or `scripts/bench.sh --runs N`. "
+        "It runs `scripts/setup.sh`, sources `scripts/env.sh` and builds with `cargo build --release` first; its "
+        "servers listen on 127.0.0.1 only and are stopped when it ends.",
+        "",
+        "Each figure is the **median** of its runs, with the min, the max and every run; in `bench.json` each is "
+        "`{\"median\", \"min\", \"max\", \"runs\": [...]}`. Ratios (pose speedup, stream/analyze) are taken run by "
+        "run (the two sides of a run measured back to back) and then summarised the same way. The goals are "
+        "checked on the medians.",
+        "",
+    ]
+    other = r.get("other_work")
+    if other and other["share_of_machine"] > 0.05:
+        out += [f"**Other work shared the machine during this run:** {other['cpu_seconds']:.0f} CPU-seconds of "
+                f"processes not this benchmark's, {other['share_of_machine'] * 100:.0f}% of its {m['cores_usable']} "
+                "cores over the run. The figures carry that noise; compare runs made on a quiet machine.", ""]
+    out += [
+        "## Goals",
+        "",
+        "| goal (on the medians; ingest on the 10,000-frame upload) | measured | result |",
+        "|---|---|---|",
+    ]
+    for g in r["goals"]:
+        out.append(f"| {g['goal']} | {g['shown'] or '–'} | **{g['result']}** |")
+
+    pose = r.get("pose")
+    out += ["", "## Pose: ours vs Ultralytics' predict, CPU", ""]
+    failed = _failed(pose)
+    if failed:
+        out.append(failed)
+    else:
+        t = pose["threads"]
+        out += [
+            _HEAD,
+            _row("ours, ms/frame", pose["ours_ms_per_frame"], 1),
+            _row("Ultralytics predict of the `.pt`, ms/frame", pose["ultralytics_ms_per_frame"], 1),
+            _row("speedup (Ultralytics ms / ours ms)", pose["speedup"], 2, "×"),
+        ]
+        own = pose.get("ultralytics_own_threads")
+        if own:
+            out += [
+                _row(f"Ultralytics with its own thread choice ({own['threads']}), ms/frame", own["ms_per_frame"], 1),
+                _row("speedup against that", own["speedup"], 2, "×"),
+            ]
+        out += [
+            "",
+            f"- Frames: the first {pose['frames']} frames of `data/demo.mp4` scaled to {pose['frame_size']} by "
+            "ffmpeg and stored as PNG, so both read the very same pixels; decoding is timed by neither.",
+            f"- Ours: {pose['ours']}.",
+            f"- Ultralytics: {pose['ultralytics']}.",
+            f"- Threads: {t['ours']} for ours, {t['ultralytics']} for Ultralytics ({t['setting']}; {t['note']}).",
+            f"- People found per frame (a check that both did the same work): ours {pose['people_per_frame']['ours']}, "
+            f"Ultralytics {pose['people_per_frame']['ultralytics']}.",
+        ]
+
+    v = r.get("verdict_after_last_byte")
+    out += ["", "## Verdict after the last byte: `/stream` vs `/analyze`", ""]
+    failed = _failed(v)
+    if failed:
+        out.append(failed)
+    else:
+        out += [
+            _HEAD,
+            _row("`/stream`, 15 fps as captured, s", v["stream_s"], 2),
+            _row("`/analyze`, the whole clip, s", v["analyze_s"], 2),
+            _row("ratio (stream / analyze)", v["ratio"], 3, "×"),
+            _row("`/stream`, the clip at its own 30 fps, s", v["stream_30fps_s"], 2),
+            _row("`/stream` 15 fps, as the server reports it, s", v["stream_server_reported_s"], 2),
+            "",
+            f"- Clip: {v['clip']}; log: {v['log']}; model: {v['model']}; "
+            f"server with fisheye {'on (the production default)' if v['fisheye'] else 'off'}.",
+            f"- `/stream`: {v['stream']}. At 30 fps: {v['stream_30fps']}.",
+            f"- `/analyze`: {v['analyze']}.",
+            f"- Measured: {v['measured']}, by the client.",
+            "- One server for this section and the next, started once and warmed by a short untimed stream.",
+        ]
+
+    i = r.get("ingest")
+    out += ["", "## Ingest: analysis off, loopback", ""]
+    failed = _failed(i)
+    if failed:
+        out.append(failed)
+    else:
+        out += [
+            _HEAD,
+            _row("upload, MB/s (10,000 frames)", i["mb_per_s"], 0),
+            _row("upload, frames/s (10,000 frames)", i["frames_per_s"], 0),
+            _row("upload, MB/s (1,000 frames)", i["mb_per_s_1k"], 0),
+            _row("server RSS after 1,000 frames, MB", i["rss_mb_1k"], 0),
+            _row("server RSS after 10,000 frames, MB", i["rss_mb_10k"], 0),
+            _row("server peak RSS, 1,000 frames, MB", i["peak_rss_mb_1k"], 0),
+            _row("server peak RSS, 10,000 frames, MB", i["peak_rss_mb_10k"], 0),
+            _row("server RSS once ready, MB", i["rss_mb_ready"], 0),
+            "",
+            f"- Server: {i['server']}.",
+            f"- Upload: {i['upload']}; {i['bytes_1k'] / 1e6:.0f} MB for 1,000 frames, "
+            f"{i['bytes_10k'] / 1e6:.0f} MB for 10,000.",
+            f"- Measured: {i['measured']}.",
+        ]
+        if i.get("note"):
+            out.append(f"- **Note:** {i['note']}.")
+
+    c = r.get("concurrency")
+    out += ["", "## Concurrent streams at capture rate", ""]
+    failed = _failed(c)
+    if failed:
+        out.append(failed)
+    else:
+        out += ["| streams | analysed frames/s, all streams (median, min–max) | verdict after the last byte, s "
+                "(median, min–max) |", "|---|---|---|"]
+        for row in c:
+            a, s = row["analysed_fps_total"], row["verdict_s"]
+            out.append(f"| {row['streams']} | **{a['median']:.1f}** ({a['min']:.1f}–{a['max']:.1f}) | "
+                       f"**{s['median']:.2f}** ({s['min']:.2f}–{s['max']:.2f}) |")
+        out += [
+            "",
+            "- Each stream is the 15 fps phrase of the previous section (its own session id), all started at the "
+            "same instant and paced by the clock; same server (fisheye on).",
+            "- Analysed frames/s: the frames analysed by all streams over the seconds from the first byte of the "
+            "first stream to the last verdict. Verdict: per run, the median over the streams of the seconds from a "
+            "stream's last byte to its verdict.",
+        ]
+
+    out += ["", "## GPU", "", f"{r['gpu_note']}", ""]
+    return "\n".join(out) + "\n"
