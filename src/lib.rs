@@ -14,7 +14,6 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod form;
 pub mod handlers;
 pub mod mjpeg;
 pub mod server;

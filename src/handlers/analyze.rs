@@ -21,7 +21,7 @@ use crate::analysis::v2::EngineChoice;
 use crate::analysis::pose::PoseScheduler;
 use crate::config::ServeConfig;
 use crate::error::{json_response, ApiError, ResponseBody};
-use crate::form::{base_name, form_boundary, read_form, Form, SavedFile};
+use crate::handlers::form::{base_name, form_boundary, read_form, Form, SavedFile};
 
 /// Frame rate assumed when a video does not say.
 const DEFAULT_FPS: f64 = 15.0;

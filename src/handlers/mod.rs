@@ -2,6 +2,7 @@
 //! returns a response or an [`ApiError`](crate::error::ApiError). The router is `server.rs`.
 
 pub mod analyze;
+pub mod form;
 pub mod health;
 pub mod sessions;
 pub mod stream;
