@@ -104,6 +104,22 @@ pub struct ServeConfig {
     #[arg(long, env = "REFEREE_ANALYSIS_THREADS", default_value_t = 0)]
     pub analysis_threads: usize,
 
+    /// Seconds a client may take to send a request's headers; then the connection is closed.
+    #[arg(long, env = "REFEREE_HEADER_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_seconds: u64,
+
+    /// Seconds a request body may go without a byte (a stalled camera laptop); then the upload
+    /// ends, a streamed phrase is kept as `interrupted` (resumable) and its slot is freed.
+    #[arg(long, env = "REFEREE_BODY_IDLE_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_idle_seconds: u64,
+
+    /// Connections held open at once; more wait in the kernel's queue until one closes.
+    #[arg(long, env = "REFEREE_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+
     /// OpenCV's threads inside each analysis thread (decode, fisheye, letterbox); 0: OpenCV's
     /// own choice. One is the measured best here: the pool already runs phrases side by side.
     #[arg(long, env = "REFEREE_OPENCV_THREADS", default_value_t = 1)]

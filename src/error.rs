@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The method is not served on this path (405).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The client stopped sending mid-request (408).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The request's target already finished (409).
     #[error("{0}")]
     Conflict(String),
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

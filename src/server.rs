@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tower::ServiceBuilder;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
@@ -19,7 +20,7 @@ use tracing::{debug, error, info, warn};
 use crate::analysis::pose::{DeviceChoice, PoseModel, PoseScheduler, SchedulerSettings};
 use crate::config::ServeConfig;
 use crate::error::{ApiError, ResponseBody};
-use crate::handlers::{analyze, health, sessions, stream, view};
+use crate::handlers::{analyze, health, sessions, stream, view, RequestBody};
 use crate::session::worker::AnalysisPool;
 use crate::session::Sessions;
 use crate::state::AppState;
@@ -105,22 +106,42 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let (model_failed_tx, model_failed_rx) = oneshot::channel();
     spawn_model_loader(state.clone(), device, model_failed_tx);
 
+    // The request handling as tower layers: tower-http cuts a body that goes quiet; routing,
+    // the token and the handlers are ours.
+    let body_idle = Duration::from_secs(state.config.body_idle_seconds);
+    let router_state = state.clone();
+    let service = TowerToHyperService::new(
+        ServiceBuilder::new()
+            .layer(RequestBodyTimeoutLayer::new(body_idle))
+            .service_fn(move |req| handle(router_state.clone(), req)),
+    );
+    let connections = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections as usize));
+
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     tokio::pin!(model_failed_rx);
     let mut model_pending = true;
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let state = state.clone();
+            accepted = accept(&listener, &connections) => match accepted {
+                Ok((stream, peer, permit)) => {
+                    keep_alive(&stream);
+                    let service = service.clone();
+                    let header_timeout = Duration::from_secs(state.config.header_timeout_seconds);
                     tokio::spawn(async move {
-                        let service = service_fn(move |req| handle(state.clone(), req));
                         // half_close: a client that shuts its side once the body is sent (ffmpeg does) still
-                        // gets its phrase analysed rather than cancelled.
-                        if let Err(err) = http1::Builder::new().half_close(true).serve_connection(TokioIo::new(stream), service).await {
+                        // gets its phrase analysed rather than cancelled. The timer makes hyper enforce the
+                        // header read timeout (without one it waits for headers forever).
+                        let served = http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(header_timeout)
+                            .half_close(true)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                        if let Err(err) = served {
                             debug!(%peer, %err, "connection ended with an error");
                         }
+                        drop(permit);
                     });
                 }
                 Err(err) => warn!(%err, "accept failed"),
@@ -177,6 +198,25 @@ fn spawn_model_loader(state: Arc<AppState>, device: DeviceChoice, failed: onesho
     });
 }
 
+/// Waits for a free connection slot, then for a connection.
+async fn accept(listener: &TcpListener, slots: &Arc<tokio::sync::Semaphore>) -> std::io::Result<(tokio::net::TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
+    let permit = slots.clone().acquire_owned().await.map_err(std::io::Error::other)?;
+    let (stream, peer) = listener.accept().await?;
+    Ok((stream, peer, permit))
+}
+
+/// How long a connection may be silent before the kernel starts probing that its peer is there.
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(60);
+
+/// TCP keepalive, so a camera laptop that vanished (Wi-Fi gone, lid shut) is found out even
+/// when no timeout of ours is running.
+fn keep_alive(stream: &tokio::net::TcpStream) {
+    let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_AFTER);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        debug!(%e, "cannot set TCP keepalive");
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -196,7 +236,7 @@ async fn shutdown_signal() {
 }
 
 /// Routes one request; every error becomes `{"detail": ...}` with its status.
-async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+async fn handle(state: Arc<AppState>, req: Request<RequestBody>) -> Result<Response<ResponseBody>, Infallible> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();

@@ -8,7 +8,6 @@ use std::time::{Instant, SystemTime};
 
 use futures_util::TryStreamExt;
 use http_body_util::BodyStream;
-use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
 use tracing::{info, warn};
 
@@ -20,6 +19,7 @@ use crate::analysis::pipeline::{PhraseOutcome, PhrasePipeline, PipelineOptions, 
 use crate::analysis::v2::EngineChoice;
 use crate::analysis::pose::PoseScheduler;
 use crate::config::ServeConfig;
+use crate::handlers::RequestBody;
 use crate::error::{json_response, ApiError, ResponseBody};
 use crate::handlers::form::{base_name, form_boundary, read_form, Form, SavedFile};
 
@@ -27,7 +27,7 @@ use crate::handlers::form::{base_name, form_boundary, read_form, Form, SavedFile
 const DEFAULT_FPS: f64 = 15.0;
 
 /// Handles `POST /analyze`.
-pub async fn analyze(config: &ServeConfig, pose: Arc<PoseScheduler>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn analyze(config: &ServeConfig, pose: Arc<PoseScheduler>, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     let started = Instant::now();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let boundary = form_boundary(content_type.as_deref())?;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper::{header, Request, Response, StatusCode};
 use serde_json::json;
 
+use crate::handlers::RequestBody;
 use crate::error::{json_response, ApiError, ResponseBody};
 use crate::handlers::stream::{pipeline_options, verdict_response};
 use crate::session::{Analysis, Progress, Session, SessionState};
@@ -29,7 +30,7 @@ pub fn get_session(state: &AppState, id: &str) -> Result<Response<ResponseBody>,
 }
 
 /// `PUT /sessions/{id}/signal`: the log for a producer that cannot send a text part.
-pub async fn put_signal(state: &AppState, id: &str, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn put_signal(state: &AppState, id: &str, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     let session = known(state, id)?;
     if matches!(session.progress().state, SessionState::Done | SessionState::Failed) {
         return Err(ApiError::Conflict(format!("session {id} is already complete")));

@@ -5,26 +5,26 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use http_body_util::BodyStream;
-use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
 
 use crate::analysis::fisheye::FisheyeSettings;
 use crate::analysis::pipeline::{PipelineOptions, VideoWriting};
 use crate::analysis::v2::EngineChoice;
+use crate::handlers::RequestBody;
 use crate::error::{json_response, ApiError, ResponseBody};
 use crate::mjpeg::{boundary_from_content_type, settle_boundary, sniff_boundary, Limits, MjpegStream, Part};
 use crate::session::{new_session_id_with_prefix, valid_session_id, Analysis, Progress, Session, SessionState};
 use crate::state::AppState;
 
 /// A query parameter's raw value.
-pub fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+pub fn query_param(req: &Request<RequestBody>, name: &str) -> Option<String> {
     req.uri().query()?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then(|| v.to_owned())
     })
 }
 
-fn session_id(req: &Request<Incoming>) -> Result<String, ApiError> {
+fn session_id(req: &Request<RequestBody>) -> Result<String, ApiError> {
     let given = query_param(req, "session")
         .or_else(|| req.headers().get(referee_wire::SESSION_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned));
     match given {
@@ -68,25 +68,37 @@ pub fn pipeline_options(config: &crate::config::ServeConfig, fps: Option<f64>, e
 }
 
 /// `?engine=legacy|v2`, if given; 400 for another.
-fn engine_param(req: &Request<Incoming>) -> Result<Option<EngineChoice>, ApiError> {
+fn engine_param(req: &Request<RequestBody>) -> Result<Option<EngineChoice>, ApiError> {
     query_param(req, "engine").map(|e| e.parse::<EngineChoice>().map_err(ApiError::BadRequest)).transpose()
 }
 
 /// `POST /stream`.
-pub async fn post_stream(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn post_stream(state: Arc<AppState>, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     let id = session_id(&req)?;
     let result = receive(state, &id, req).await;
     Ok(with_session(result.unwrap_or_else(ApiError::into_response), &id))
 }
 
-async fn receive(state: Arc<AppState>, id: &str, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     // Without analysis, frames are stored only; with it, the model must be ready.
     let pose = if state.config.analysis { Some(state.ready_pose()?) } else { None };
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_owned();
     let config = &state.config;
     let fps = query_param(&req, "fps").and_then(|f| f.parse::<f64>().ok()).filter(|f| *f > 0.0 && f.is_finite());
     let engine = engine_param(&req)?;
-    let body = Box::pin(BodyStream::new(req.into_body()).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) }));
+    // A body that goes quiet is cut by the body timeout layer; noted here so the answer says so.
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noticed = stalled.clone();
+    let body = Box::pin(
+        BodyStream::new(req.into_body())
+            .map_err(move |e| {
+                if e.is::<tower_http::timeout::TimeoutError>() {
+                    noticed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                e
+            })
+            .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) }),
+    );
     // 415 or 400 before any session is made. Without a Content-Type (ffmpeg's `-method POST`
     // sends none) the body's first line must be a boundary.
     let (boundary, body) = if content_type.is_empty() {
@@ -99,10 +111,15 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<Incoming>) -> Resu
     let session = state.sessions.open_upload(id, analysis)?;
     let mut guard = UploadGuard { session: session.clone(), open: true };
     let limits = Limits { max_part_bytes: config.max_frame_bytes, max_phrase_bytes: config.max_phrase_bytes, ..Limits::default() };
-    let mut parts = MjpegStream::new(body, boundary, limits);
+    let mut parts = MjpegStream::new(body, boundary.clone(), limits);
     let mut signal_error = None;
+    let mut parts_seen = 0usize;
     let ended = loop {
-        match parts.next_part().await {
+        let part = parts.next_part().await;
+        if let Ok(Some(_)) = &part {
+            parts_seen += 1;
+        }
+        match part {
             Ok(Some(Part::Frame { index, timestamp, bytes })) => {
                 if let Err(e) = session.add_frame(index, timestamp, bytes) {
                     break Err(ApiError::from(e));
@@ -113,7 +130,18 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<Incoming>) -> Resu
                     signal_error = Some(ApiError::from(e));
                 }
             }
+            // A body that held no part at all is not a phrase (nor the end of one).
+            Ok(None) if parts_seen == 0 => {
+                break Err(ApiError::BadRequest(format!("the body holds no multipart part: frames are JPEG parts between --{boundary} lines")))
+            }
             Ok(None) => break Ok(()),
+            Err(_) if stalled.load(std::sync::atomic::Ordering::SeqCst) => {
+                break Err(ApiError::RequestTimeout(format!(
+                    "no data came for {} s: the upload is cut; its {} frames are kept, post again with session {id} to resume",
+                    config.body_idle_seconds,
+                    session.progress().frames_received
+                )))
+            }
             Err(e) => break Err(ApiError::from(e)),
         }
     };
