@@ -47,7 +47,8 @@ pub enum ServeError {
     Threads(std::io::Error),
 }
 
-/// How often sessions nobody uses are looked for and retired.
+/// How often, at most, sessions nobody uses are looked for and retired (more often when the
+/// idle time allowed is shorter).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// The one place thread counts are set: libtorch's intra-op threads for pose (the scheduler's
@@ -97,7 +98,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let state = Arc::new(AppState { config, pose: OnceLock::new(), sessions });
     let sweeper = state.clone();
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(SWEEP_EVERY);
+        let idle = Duration::from_secs(sweeper.config.session_idle_seconds);
+        let mut every = tokio::time::interval((idle / 2).clamp(Duration::from_millis(500), SWEEP_EVERY));
         loop {
             every.tick().await;
             sweeper.sessions.sweep();
@@ -254,7 +256,14 @@ async fn handle(state: Arc<AppState>, req: Request<RequestBody>) -> Result<Respo
         (&Method::GET, ["sessions", id, "view"]) => view::session_page(&state, id),
         (&Method::GET, ["health"]) => Ok(health::health(&state)),
         (&Method::GET, ["stats"]) => Ok(health::stats(&state)),
-        (&Method::POST, ["analyze"]) => async { analyze::analyze(&state.config, state.ready_pose()?, req).await }.await,
+        (&Method::POST, ["analyze"]) => {
+            async {
+                // Counted with the streamed phrases against --max-sessions while it runs.
+                let _slot = state.sessions.admit_analysis()?;
+                analyze::analyze(&state.config, state.ready_pose()?, req).await
+            }
+            .await
+        }
         (&Method::POST, ["stream"]) => stream::post_stream(state.clone(), req).await,
         (&Method::GET, ["sessions", id]) => sessions::get_session(&state, id),
         (&Method::PUT, ["sessions", id, "signal"]) => sessions::put_signal(&state, id, req).await,

@@ -113,3 +113,49 @@ fn a_body_with_no_multipart_part_is_400() {
     let rendered = render(2, out.path());
     a_normal_phrase_is_decided(&server, &rendered, "after-garbage");
 }
+
+#[test]
+fn uploads_that_vanish_leave_no_threads_files_or_memory_behind() {
+    let out = TempDir::new("hostile-vanish");
+    let server = marker_server_with(&out.path().join("results"), &["--session-idle-seconds", "1"]);
+    let rendered = render(0, out.path());
+    a_normal_phrase_is_decided(&server, &rendered, "warm");
+    let (files, threads) = (server.open_files(), server.threads());
+    // One after another (at once, the 17th would rightly get 503), each kept, interrupted, with
+    // its one frame, once the server has seen it go.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    for k in 0..40 {
+        let mut parts = PartWriter::new();
+        let mut gone = connect(server.addr);
+        let id = format!("gone-{k}");
+        let head = format!(
+            "POST /stream?session={id} HTTP/1.1\r\nHost: {}\r\n{CONTENT_TYPE}: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+            server.addr,
+            parts.content_type()
+        );
+        gone.write_all(head.as_bytes()).unwrap();
+        chunk(&mut gone, &parts.frame(0, 0.0, &rendered.jpegs[k % rendered.jpegs.len()]));
+        drop(gone); // the laptop vanishes mid-phrase
+        loop {
+            let session = server.get(&format!("/sessions/{id}")).json();
+            if session["state"] == "interrupted" {
+                assert_eq!(session["frames_received"], 1, "{id}: {session}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{id} never became interrupted: {session}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // ...and, once idle, leaves memory by the server's own sweep (no other upload comes to trigger it).
+    loop {
+        let held = server.get("/stats").json()["analysis"]["sessions_in_memory"].as_u64().unwrap();
+        if held == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{held} sessions still in memory after 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(server.open_files() <= files + 2, "files open: {} before, {} after", files, server.open_files());
+    assert!(server.threads() <= threads + 2, "threads: {} before, {} after", threads, server.threads());
+    a_normal_phrase_is_decided(&server, &rendered, "after-vanish");
+}

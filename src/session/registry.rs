@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,6 +20,20 @@ pub struct Sessions {
     max_phrase_bytes: u64,
     idle: Duration,
     pool: Arc<AnalysisPool>,
+    /// Whole-video analyses (`/analyze`) running now; they count against `max_busy` too.
+    analyses: Arc<AtomicUsize>,
+}
+
+/// A whole-video analysis's place in the concurrent-phrase limit, given back when dropped.
+#[derive(Debug)]
+pub struct AnalysisSlot {
+    analyses: Arc<AtomicUsize>,
+}
+
+impl Drop for AnalysisSlot {
+    fn drop(&mut self) {
+        self.analyses.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Sessions {
@@ -32,7 +47,7 @@ impl Sessions {
     /// `max_phrase_bytes` of frames each, analysed on `pool`; an undecided one left alone for
     /// `idle` leaves memory and is rebuilt from disk when it is asked for again.
     pub fn new(output: PathBuf, max_busy: usize, max_phrase_bytes: u64, idle: Duration, pool: Arc<AnalysisPool>) -> Sessions {
-        Sessions { output, open: Mutex::new(HashMap::new()), max_busy, max_phrase_bytes, idle, pool }
+        Sessions { output, open: Mutex::new(HashMap::new()), max_busy, max_phrase_bytes, idle, pool, analyses: Arc::new(AtomicUsize::new(0)) }
     }
 
     fn registry(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
@@ -100,6 +115,19 @@ impl Sessions {
         Some(session)
     }
 
+    /// Takes a place for a whole-video analysis (`/analyze`) among the `max_busy` phrases that may
+    /// run at once; refused when they are all taken.
+    pub fn admit_analysis(&self) -> Result<AnalysisSlot, SessionError> {
+        // Counted under the registry's lock, as uploads are, so the last place is taken once.
+        let open = self.registry();
+        let busy = open.values().filter(|s| s.busy()).count() + self.analyses.load(Ordering::SeqCst);
+        if busy >= self.max_busy {
+            return Err(SessionError::Busy(busy));
+        }
+        self.analyses.fetch_add(1, Ordering::SeqCst);
+        Ok(AnalysisSlot { analyses: self.analyses.clone() })
+    }
+
     /// Retires the sessions nobody uses; runs on every new upload and on a timer.
     pub fn sweep(&self) {
         let mut open = self.registry();
@@ -130,7 +158,7 @@ impl Sessions {
         // Counted and claimed under the registry's lock, so two uploads cannot both take the last slot.
         let mut open = self.registry();
         self.sweep_locked(&mut open, Some(id));
-        let busy = open.values().filter(|s| s.id != id && s.busy()).count();
+        let busy = open.values().filter(|s| s.id != id && s.busy()).count() + self.analyses.load(Ordering::SeqCst);
         if busy >= self.max_busy {
             return Err(SessionError::Busy(busy));
         }
@@ -196,8 +224,16 @@ mod tests {
         drop(a);
         let b = sessions.open_upload("b", None).unwrap();
         assert_eq!(sessions.in_memory(), 1, "the idle interrupted session left memory");
+        // A whole-video analysis takes the one place while it runs, and gives it back.
+        let slot = sessions.admit_analysis();
+        assert!(matches!(slot, Err(SessionError::Busy(1))), "b is uploading");
         b.end_upload(false);
-        drop(b);
+        let slot = sessions.admit_analysis().unwrap();
+        assert!(matches!(sessions.open_upload("c", None), Err(SessionError::Busy(1))));
+        drop(slot);
+        let c = sessions.open_upload("c", None).unwrap();
+        c.end_upload(false);
+        drop((b, c));
         sessions.sweep();
         assert_eq!(sessions.in_memory(), 0);
         assert_eq!(sessions.get("a").unwrap().progress().state, SessionState::Interrupted);

@@ -131,6 +131,11 @@ impl Server {
     pub fn open_files(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("the server's /proc entry").count()
     }
+
+    /// How many threads the server process has (Linux).
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id())).expect("the server's /proc entry").count()
+    }
 }
 
 impl Drop for Server {
