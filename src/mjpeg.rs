@@ -210,6 +210,9 @@ struct GateState {
     stalled: bool,
     waker: Option<Waker>,
     error: Option<String>,
+    /// Whether the client's bytes held a `--boundary` delimiter anywhere (an empty but
+    /// well-formed body does; bytes that are not multipart at all do not).
+    delimiter_seen: bool,
 }
 
 impl Gate {
@@ -258,6 +261,16 @@ where
         }
         match Pin::new(inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
+                let mut gate = this.gate.state.lock().expect("gate lock");
+                if !gate.delimiter_seen {
+                    // The previous chunk's tail joins this one, so a delimiter split between
+                    // chunks is seen too.
+                    let needle = format!("--{}", this.boundary);
+                    let mut window = this.tail.clone();
+                    window.extend_from_slice(&chunk);
+                    gate.delimiter_seen = memchr::memmem::find(&window, needle.as_bytes()).is_some();
+                }
+                drop(gate);
                 this.tail.extend_from_slice(&chunk[chunk.len().saturating_sub(this.boundary.len() + 8)..]);
                 let keep = this.boundary.len() + 8;
                 if this.tail.len() > keep {
@@ -322,6 +335,11 @@ impl MjpegStream {
             .size_limit(multer::SizeLimit::new().whole_stream(limits.max_phrase_bytes).per_field(limits.max_part_bytes));
         let multipart = multer::Multipart::with_constraints(gated, boundary, constraints);
         MjpegStream { multipart, gate, limits, boundary_len, bytes_read: 0, consumed: 0 }
+    }
+
+    /// Whether the body held a multipart delimiter of its boundary at all.
+    pub fn saw_delimiter(&self) -> bool {
+        self.gate.state.lock().expect("gate lock").delimiter_seen
     }
 
     /// Bytes of part data handed out so far.

@@ -110,6 +110,10 @@ fn a_body_with_no_multipart_part_is_400() {
     let r = http_request(server.addr, "POST", "/stream?session=garbage", &[(CONTENT_TYPE, "multipart/x-mixed-replace; boundary=frame")], garbage.as_bytes());
     assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
     assert!(r.json()["detail"].as_str().unwrap().contains("no multipart part"), "{}", String::from_utf8_lossy(&r.body));
+    // An empty but well-formed body (the closing delimiter alone) is not garbage: it opens the
+    // session and waits for frames and the log.
+    let empty = http_request(server.addr, "POST", "/stream?session=empty", &[(CONTENT_TYPE, "multipart/x-mixed-replace; boundary=frame")], b"--frame--\r\n");
+    assert_eq!(empty.status, 202, "{}", String::from_utf8_lossy(&empty.body));
     let rendered = render(2, out.path());
     a_normal_phrase_is_decided(&server, &rendered, "after-garbage");
 }

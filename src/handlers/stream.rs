@@ -130,8 +130,9 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
                     signal_error = Some(ApiError::from(e));
                 }
             }
-            // A body that held no part at all is not a phrase (nor the end of one).
-            Ok(None) if parts_seen == 0 => {
+            // Bytes with no multipart delimiter at all are not a phrase (an empty but well-formed
+            // body is: it opens or touches the session).
+            Ok(None) if parts_seen == 0 && !parts.saw_delimiter() => {
                 break Err(ApiError::BadRequest(format!("the body holds no multipart part: frames are JPEG parts between --{boundary} lines")))
             }
             Ok(None) => break Ok(()),
