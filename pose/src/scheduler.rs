@@ -247,23 +247,23 @@ fn run_batch(backend: &dyn PoseBackend, mut batch: Vec<Job>, counters: &Schedule
             }
         }
         Ok(detections) => {
-            counters.failed_batches.fetch_add(1, Ordering::SeqCst);
             let reason = format!("the pose backend answered {} frames of {}", detections.len(), batch.len());
-            for job in batch {
-                let _ = job.reply.send(Err(PoseError::Forward(reason.clone())));
-            }
+            fail_batch(batch, reason, counters)
         }
-        Err(err) => {
-            counters.failed_batches.fetch_add(1, Ordering::SeqCst);
-            let reason = err.to_string();
-            for job in batch {
-                let _ = job.reply.send(Err(PoseError::Forward(reason.clone())));
-            }
-        }
+        Err(err) => fail_batch(batch, err.to_string(), counters),
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// Answers every frame of a failed batch with the reason.
+fn fail_batch(batch: Vec<Job>, reason: String, counters: &SchedulerCounters) {
+    counters.failed_batches.fetch_add(1, Ordering::SeqCst);
+    for job in batch {
+        let _ = job.reply.send(Err(PoseError::Forward(reason.clone())));
+    }
+}
+
+/// A panic's message, when it carried one as text.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -164,13 +164,7 @@ impl VideoPlan {
         let mut written = 0;
         for (frame, tracks) in frames.zip(&self.tracks) {
             let corrected = match self.fisheye {
-                Some(settings) => {
-                    let (w, h) = (frame.cols(), frame.rows());
-                    if !fisheye.as_ref().is_some_and(|f: &Fisheye| f.fits(w, h)) {
-                        fisheye = Some(Fisheye::new(settings, w, h)?);
-                    }
-                    fisheye.as_ref().expect("set above").correct(&frame)?
-                }
+                Some(settings) => fisheye_for(&mut fisheye, settings, &frame)?.correct(&frame)?,
                 None => frame,
             };
             let (w, h) = (corrected.cols(), corrected.rows());
@@ -191,6 +185,15 @@ impl VideoPlan {
         }
         Ok(PipelineFiles { corrected_video: finish_video(corrected_out)?, overlay_video: finish_video(overlay_out)?, workbook: None })
     }
+}
+
+/// The fisheye correction for `frame`'s size: the one held, or a new one when the size changed.
+fn fisheye_for<'a>(held: &'a mut Option<Fisheye>, settings: FisheyeSettings, frame: &Mat) -> Result<&'a Fisheye, PipelineError> {
+    let (w, h) = (frame.cols(), frame.rows());
+    if !held.as_ref().is_some_and(|f| f.fits(w, h)) {
+        *held = Some(Fisheye::new(settings, w, h)?);
+    }
+    Ok(held.as_ref().expect("set above"))
 }
 
 fn slots_of(tracks: &FrameTracks) -> [Option<[[f32; 2]; 17]>; 2] {
@@ -328,17 +331,13 @@ impl PhrasePipeline {
 
     fn correct(&mut self, frame: &Mat) -> Result<Mat, PipelineError> {
         let Some(settings) = self.options.fisheye else { return Ok(frame.clone()) };
-        let (w, h) = (frame.cols(), frame.rows());
-        if !self.fisheye.as_ref().is_some_and(|f| f.fits(w, h)) {
-            self.fisheye = Some(Fisheye::new(settings, w, h)?);
-        }
-        let fisheye = self.fisheye.as_ref().expect("set above");
+        let fisheye = fisheye_for(&mut self.fisheye, settings, frame)?;
         let corrected = fisheye.correct(frame)?;
+        let (cw, ch) = fisheye.output_size();
         if self.options.videos == VideoWriting::AfterVerdict {
             return Ok(corrected);
         }
         let path = self.artifact("corrected.mp4");
-        let (cw, ch) = fisheye.output_size();
         let fps = self.options.fps;
         let out = open_video(&mut self.corrected, &path, fps, cw, ch)?;
         out.write(&corrected).map_err(|reason| PipelineError::Artifact { path, reason })?;

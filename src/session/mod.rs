@@ -461,24 +461,20 @@ impl Session {
 
     /// Waits until the verdict is made (or has failed).
     pub async fn verdict(&self) -> Progress {
-        let mut rx = self.subscribe();
-        loop {
-            let p = rx.borrow_and_update().clone();
-            if matches!(p.state, SessionState::Done | SessionState::Failed) {
-                return p;
-            }
-            if rx.changed().await.is_err() {
-                return self.progress();
-            }
-        }
+        self.progress_when(|p| matches!(p.state, SessionState::Done | SessionState::Failed)).await
     }
 
     /// Waits until the videos that follow the verdict are written (or the phrase failed).
     pub async fn videos(&self) -> Progress {
+        self.progress_when(|p| p.videos_ready || p.state == SessionState::Failed).await
+    }
+
+    /// The first progress that satisfies `reached` (the latest one if the session goes away).
+    async fn progress_when(&self, reached: impl Fn(&Progress) -> bool) -> Progress {
         let mut rx = self.subscribe();
         loop {
             let p = rx.borrow_and_update().clone();
-            if p.videos_ready || p.state == SessionState::Failed {
+            if reached(&p) {
                 return p;
             }
             if rx.changed().await.is_err() {

@@ -23,6 +23,7 @@ use crate::analysis::answer::{phrase_result, PhraseFiles};
 use crate::analysis::artifacts::write_atomically;
 use crate::analysis::frames::decode_jpeg;
 use crate::analysis::pipeline::{PhrasePipeline, ScoringLog, VideoPlan};
+use crate::analysis::pose::scheduler::panic_message;
 
 /// Frames a session may run in one turn before others get theirs.
 const FRAMES_PER_TURN: usize = 16;
@@ -136,9 +137,9 @@ impl AnalysisPool {
                 }
             };
             let turn = catch_unwind(AssertUnwindSafe(|| run_turn(&session))).unwrap_or_else(|panic| {
-                let message = panic.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| panic.downcast_ref::<String>().cloned());
                 *session.work.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                fail(&session, Failure { kind: FailureKind::Internal, message: format!("the analysis failed unexpectedly ({}); the stored frames are kept", message.unwrap_or_default()) });
+                let message = format!("the analysis failed unexpectedly ({}); the stored frames are kept", panic_message(&panic));
+                fail(&session, Failure { kind: FailureKind::Internal, message });
                 Turn::Ended
             });
             match turn {
