@@ -1,8 +1,10 @@
 //! What the server and the piste client agree on over the wire, in one place: the session id rule
-//! and fresh ids (`session_id`), and the streamed `multipart/x-mixed-replace` body of
-//! `POST /stream` (`parts`): its header names and the writer of its parts. Pure Rust over bytes:
-//! no HTTP stack, no async runtime, no OpenCV, no libtorch.
+//! and fresh ids (`session_id`), the streamed `multipart/x-mixed-replace` body of `POST /stream`
+//! (`parts`): its header names and the writer of its parts, and the server's streaming parser of
+//! that body ([`mjpeg`]). Pure Rust over bytes and streams: no HTTP server, no async runtime, no
+//! OpenCV, no libtorch.
 
+pub mod mjpeg;
 mod parts;
 mod random;
 mod session_id;
