@@ -80,13 +80,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees a
-/// half-written file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
+/// Writes a file whole or not at all (through a temporary file and a rename); it lives in
+/// `referee-store`, beside the session files that need it.
+pub use referee_store::write_atomically;
 
 /// An mp4 being written frame by frame (OpenCV, `mp4v`), under a temporary name until
 /// [`VideoOut::finish`] renames it.

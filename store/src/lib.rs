@@ -1,0 +1,236 @@
+//! A session's files: the frames as they arrived (`frames.mjpeg`, JPEGs back to back), their
+//! index (`frames.idx`, one JSON line per frame: index, offset, length, timestamp), the log
+//! (`signal.txt`), the mark of a whole upload (`upload.complete`) and the answer
+//! (`analysis_result.json`). The files are the source of truth: a session is rebuilt from them
+//! after a restart, and an index line torn by a crash is cut away, with the frames before it kept.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// The frames, back to back.
+pub const FRAMES: &str = "frames.mjpeg";
+/// One line per stored frame.
+pub const INDEX: &str = "frames.idx";
+/// The scoring-box log.
+pub const SIGNAL: &str = "signal.txt";
+/// Present once an upload of the session ended cleanly (all frames are in).
+pub const UPLOAD_COMPLETE: &str = "upload.complete";
+/// The answer, once decided.
+pub const RESULT: &str = "analysis_result.json";
+
+/// One stored frame.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FrameRecord {
+    /// The frame's index in the phrase (the sender's `X-Frame-Index`, or the next one).
+    pub index: u64,
+    /// Where its bytes start in `frames.mjpeg`.
+    pub offset: u64,
+    /// How many bytes it has.
+    pub length: u64,
+    /// Its presentation time in seconds, when the sender gave one.
+    pub timestamp: Option<f64>,
+}
+
+/// What a session's directory held when it was opened.
+#[derive(Debug)]
+pub struct Stored {
+    /// The frames whose bytes are all on disk, in order.
+    pub frames: Vec<FrameRecord>,
+    /// Whether a torn index was cut back to its whole lines.
+    pub repaired: bool,
+    /// The log, if one was stored.
+    pub signal: Option<String>,
+    /// The answer, if the phrase was decided.
+    pub result: Option<Value>,
+    /// Whether an upload ended cleanly.
+    pub upload_complete: bool,
+}
+
+/// The appending side of a session's frames.
+#[derive(Debug)]
+pub struct FrameStore {
+    dir: PathBuf,
+    frames: File,
+    index: File,
+    end: u64,
+}
+
+impl FrameStore {
+    /// Opens (creating) the directory's files and reads what they hold; a torn index line (a
+    /// crash mid-write, a full disk) and any frame whose bytes are not all there are cut away, and
+    /// the index rewritten whole, so that appends go on cleanly.
+    pub fn open(dir: &Path) -> std::io::Result<(FrameStore, Stored)> {
+        std::fs::create_dir_all(dir)?;
+        let frames_file = OpenOptions::new().create(true).read(true).append(true).open(dir.join(FRAMES))?;
+        let stored_bytes = frames_file.metadata()?.len();
+        let index_path = dir.join(INDEX);
+        let mut frames: Vec<FrameRecord> = Vec::new();
+        let mut repaired = false;
+        if let Ok(file) = File::open(&index_path) {
+            for line in BufReader::new(file).lines() {
+                match line.ok().and_then(|l| serde_json::from_str::<FrameRecord>(&l).ok()) {
+                    Some(r) if r.offset.checked_add(r.length).is_some_and(|end| end <= stored_bytes) => frames.push(r),
+                    _ => {
+                        repaired = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if repaired {
+            let mut text = String::new();
+            for r in &frames {
+                text.push_str(&record_line(r));
+            }
+            let part = dir.join("frames.idx.part");
+            std::fs::write(&part, text)?;
+            std::fs::rename(&part, &index_path)?;
+        }
+        let index = OpenOptions::new().create(true).append(true).open(&index_path)?;
+        let stored = Stored {
+            frames,
+            repaired,
+            signal: std::fs::read_to_string(dir.join(SIGNAL)).ok(),
+            result: std::fs::read(dir.join(RESULT)).ok().and_then(|b| serde_json::from_slice(&b).ok()),
+            upload_complete: dir.join(UPLOAD_COMPLETE).is_file(),
+        };
+        let store = FrameStore { dir: dir.to_owned(), frames: frames_file, index, end: stored_bytes };
+        Ok((store, stored))
+    }
+
+    /// Appends one frame's bytes, then its index line; returns its record. When a write fails
+    /// (a full disk), what was stored before stays readable: the index only ever names bytes
+    /// that are on disk.
+    pub fn append(&mut self, index: u64, timestamp: Option<f64>, jpeg: &[u8]) -> std::io::Result<FrameRecord> {
+        let offset = self.end;
+        if let Err(e) = self.frames.write_all(jpeg) {
+            // Whatever part of the frame got out is past every indexed byte; the next frame starts
+            // after it.
+            self.end = self.frames.seek(SeekFrom::End(0)).unwrap_or(self.end);
+            return Err(e);
+        }
+        self.end = offset + jpeg.len() as u64;
+        let record = FrameRecord { index, offset, length: jpeg.len() as u64, timestamp };
+        self.index.write_all(record_line(&record).as_bytes())?;
+        Ok(record)
+    }
+
+    /// Pushes both files' buffered bytes to the operating system.
+    pub fn flush(&mut self) {
+        let _ = self.frames.flush();
+        let _ = self.index.flush();
+    }
+
+    /// Marks (or unmarks) the upload as whole.
+    pub fn mark_upload_complete(&self, complete: bool) -> std::io::Result<()> {
+        let path = self.dir.join(UPLOAD_COMPLETE);
+        if complete {
+            std::fs::write(path, b"")
+        } else {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    /// Stores the log.
+    pub fn save_signal(&self, text: &str) -> std::io::Result<()> {
+        write_atomically(&self.dir.join(SIGNAL), text.as_bytes())
+    }
+}
+
+fn record_line(record: &FrameRecord) -> String {
+    let mut line = serde_json::to_string(record).expect("a frame record always serialises");
+    line.push('\n');
+    line
+}
+
+/// Reads stored frames back.
+#[derive(Debug)]
+pub struct FrameReader {
+    file: File,
+}
+
+impl FrameReader {
+    /// Opens the directory's frames for reading.
+    pub fn open(dir: &Path) -> std::io::Result<FrameReader> {
+        Ok(FrameReader { file: File::open(dir.join(FRAMES))? })
+    }
+
+    /// One frame's bytes; an error is a storage failure (never a corrupt frame).
+    pub fn read(&mut self, record: &FrameRecord) -> std::io::Result<Vec<u8>> {
+        let mut bytes = vec![0u8; record.length as usize];
+        self.file.seek(SeekFrom::Start(record.offset))?;
+        self.file.read_exact(&mut bytes)?;
+        Ok(bytes)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees a
+/// half-written file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The number of whole lines of a directory's index (for listing without opening).
+pub fn stored_frame_count(dir: &Path) -> usize {
+    std::fs::read(dir.join(INDEX)).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0)
+}
+
+/// The answer stored in a directory, if any.
+pub fn stored_result(dir: &Path) -> Option<Value> {
+    std::fs::read(dir.join(RESULT)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_index_is_cut_to_its_whole_lines_and_appends_go_on() {
+        let dir = std::env::temp_dir().join(format!("ai-referee-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Two whole frames, a third whose bytes were cut off, and a torn line after them.
+        std::fs::write(dir.join(FRAMES), b"AAAABBBBCC").unwrap();
+        let records = "{\"index\":0,\"offset\":0,\"length\":4,\"timestamp\":0.0}\n\
+                       {\"index\":1,\"offset\":4,\"length\":4,\"timestamp\":null}\n\
+                       {\"index\":2,\"offset\":8,\"length\":4,\"timestamp\":0.1}\n{\"index\":3,\"off";
+        std::fs::write(dir.join(INDEX), records).unwrap();
+        let (mut store, stored) = FrameStore::open(&dir).unwrap();
+        assert!(stored.repaired);
+        assert_eq!(stored.frames.len(), 2);
+        // The cut-off bytes of frame 2 stay in the file; a new frame goes after them.
+        let r = store.append(2, Some(0.2), b"CCCC").unwrap();
+        assert_eq!((r.offset, r.length), (10, 4));
+        store.flush();
+        drop(store);
+        let (_, again) = FrameStore::open(&dir).unwrap();
+        assert!(!again.repaired);
+        assert_eq!(again.frames.len(), 3);
+        let mut reader = FrameReader::open(&dir).unwrap();
+        assert_eq!(reader.read(&again.frames[2]).unwrap(), b"CCCC");
+        assert_eq!(reader.read(&again.frames[0]).unwrap(), b"AAAA");
+        assert_eq!(stored_frame_count(&dir), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_index_line_naming_bytes_past_the_end_is_cut() {
+        let dir = std::env::temp_dir().join(format!("ai-referee-store-overflow-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(FRAMES), b"AAAA").unwrap();
+        let line = format!("{{\"index\":0,\"offset\":{},\"length\":4,\"timestamp\":null}}\n", u64::MAX - 1);
+        std::fs::write(dir.join(INDEX), line).unwrap();
+        let (_, stored) = FrameStore::open(&dir).unwrap();
+        assert!(stored.repaired && stored.frames.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
