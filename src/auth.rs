@@ -1,5 +1,5 @@
 //! The optional bearer token (`--token` / `REFEREE_TOKEN`). With one set, every route but
-//! `/health` wants it, presented as `Authorization: Bearer <token>` (clients), as `?token=<token>`
+//! `/health` and `/metrics` wants it, presented as `Authorization: Bearer <token>` (clients), as `?token=<token>`
 //! (a link to the piste view), or as the `referee_token` cookie that a request carrying the
 //! query token gets back, so that a page opened once with `?token=` keeps working (its fetches,
 //! event streams and images send the cookie by themselves). Tokens are compared in constant time.
@@ -12,10 +12,10 @@ use crate::error::ApiError;
 /// The cookie that carries the token for the pages.
 pub const COOKIE: &str = "referee_token";
 
-/// Whether a route is open without the token: only the health check, which load balancers and
-/// the legacy uploader probe.
+/// Whether a route is open without the token: the health check, which load balancers and the
+/// legacy uploader probe, and the metrics, which Prometheus scrapes.
 pub fn is_open(segments: &[&str]) -> bool {
-    matches!(segments, ["health"])
+    matches!(segments, ["health"] | ["metrics"])
 }
 
 /// Checks the token a request presents against `expected`. `Ok(Some(cookie))`: it came in the

@@ -226,6 +226,10 @@ fn run_batches(backend: Arc<dyn PoseBackend>, jobs: Receiver<Job>, settings: Sch
     }
 }
 
+/// The histogram (Prometheus, through the `metrics` facade) of backend milliseconds per frame:
+/// each batch records its time shared out over its frames.
+pub const POSE_MS_PER_FRAME: &str = "referee_pose_ms_per_frame";
+
 /// Runs one batch (frames of one input shape side by side, so each shape is one forward pass)
 /// and answers every frame. A backend that fails or panics fails this batch's frames only.
 fn run_batch(backend: &dyn PoseBackend, mut batch: Vec<Job>, counters: &SchedulerCounters) {
@@ -236,7 +240,9 @@ fn run_batch(backend: &dyn PoseBackend, mut batch: Vec<Job>, counters: &Schedule
     let started = Instant::now();
     let outcome = catch_unwind(AssertUnwindSafe(|| backend.detect(&inputs, &frames)))
         .unwrap_or_else(|panic| Err(PoseError::Forward(format!("the pose backend panicked: {}", panic_message(&panic)))));
-    counters.busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::SeqCst);
+    let took = started.elapsed();
+    counters.busy_micros.fetch_add(took.as_micros() as u64, Ordering::SeqCst);
+    metrics::histogram!(POSE_MS_PER_FRAME).record_many(took.as_secs_f64() * 1e3 / batch.len() as f64, batch.len());
     counters.frames.fetch_add(batch.len() as u64, Ordering::SeqCst);
     counters.batches.fetch_add(1, Ordering::SeqCst);
     counters.largest_batch.fetch_max(batch.len(), Ordering::SeqCst);

@@ -1,5 +1,6 @@
-//! `GET /health`, exactly the legacy shape (`status`, `model_path`, `model_loaded`), and `GET
-//! /stats`: how pose runs (backend, batching, backlog) and what the analysis holds.
+//! `GET /health`, exactly the legacy shape (`status`, `model_path`, `model_loaded`), `GET
+//! /stats`: how pose runs (backend, batching, backlog) and what the analysis holds, and `GET
+//! /metrics`, the same and more for Prometheus.
 
 use hyper::{Response, StatusCode};
 use serde_json::json;
@@ -39,4 +40,29 @@ pub fn stats(state: &AppState) -> Response<ResponseBody> {
         "sessions_in_memory": state.sessions.in_memory(),
     });
     json_response(StatusCode::OK, &body)
+}
+
+/// `GET /metrics`: the Prometheus text exposition. The gauges of the present (phrases in memory by
+/// state, the pose backlog and backend, free disk) are read now; counters and histograms are
+/// recorded as things happen (see `crate::metrics`).
+pub fn metrics(state: &AppState) -> Response<ResponseBody> {
+    use crate::metrics as m;
+    for (phrase_state, count) in state.sessions.count_by_state() {
+        let label = serde_json::to_value(phrase_state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        metrics::gauge!(m::PHRASES_NOW, "state" => label).set(count as f64);
+    }
+    if let Some(pose) = state.pose.get() {
+        metrics::gauge!(m::POSE_BACKLOG).set(pose.stats().backlog as f64);
+        let backend = pose.describe().to_string();
+        metrics::gauge!(m::POSE_BACKEND, "backend" => backend).set(1.0);
+    }
+    if let Some(free) = crate::disk::free_bytes(&state.config.output_dir) {
+        metrics::gauge!(m::DISK_FREE).set(free as f64);
+    }
+    m::upkeep();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(hyper::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::error::full_body(m::render()))
+        .expect("static status and header are valid")
 }
