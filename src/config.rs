@@ -25,6 +25,25 @@ pub struct ServeConfig {
     #[arg(long, env = "REFEREE_OUTPUT_DIR", default_value = "results/processed_phrases")]
     pub output_dir: PathBuf,
 
+    /// Where streamed phrases (`/stream` sessions) are kept, apart from `/analyze`'s artifact
+    /// directories; default `<output-dir>/sessions`.
+    #[arg(long, env = "REFEREE_SESSIONS_DIR")]
+    pub sessions_dir: Option<PathBuf>,
+
+    /// Megabytes that must stay free on the disk: below it new phrases get 507.
+    #[arg(long, env = "REFEREE_MIN_FREE_MB", default_value_t = 512)]
+    pub min_free_mb: u64,
+
+    /// Days after which a phrase nothing has touched is removed from disk, streamed sessions and
+    /// `/analyze` results alike (checked every hour); 0 keeps everything.
+    #[arg(long, env = "REFEREE_RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u64,
+
+    /// Seconds SIGTERM or Ctrl-C gives running analyses to finish; what is still running then is
+    /// kept as `interrupted`, to be resumed after the restart.
+    #[arg(long, env = "REFEREE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+
     /// Log level: ERROR, WARN, INFO, DEBUG or TRACE (any case), or a tracing filter directive.
     #[arg(long, env = "REFEREE_LOG_LEVEL", default_value = "INFO")]
     pub log_level: String,
@@ -146,6 +165,16 @@ impl ServeConfig {
     /// The analysis pool's thread count: the flag, or one per core.
     pub fn analysis_thread_count(&self) -> usize {
         if self.analysis_threads > 0 { self.analysis_threads } else { cores() }
+    }
+
+    /// Where streamed sessions live: the flag, or `<output-dir>/sessions`.
+    pub fn sessions_root(&self) -> PathBuf {
+        self.sessions_dir.clone().unwrap_or_else(|| self.output_dir.join("sessions"))
+    }
+
+    /// The free-space floor in bytes.
+    pub fn min_free_bytes(&self) -> u64 {
+        self.min_free_mb.saturating_mul(1 << 20)
     }
 
     /// The socket address to bind, from `host` and `port`.

@@ -49,6 +49,9 @@ pub enum ApiError {
     /// Well-formed input the referee cannot decide on (422).
     #[error("{0}")]
     Unprocessable(String),
+    /// The disk is full, or below the free-space floor (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// The model is not loaded yet, or the service is at its limit (503).
     #[error("{0}")]
     Unavailable(String),
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) | ApiError::MissingFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -101,6 +105,9 @@ impl ApiError {
 
 impl From<std::io::Error> for ApiError {
     fn from(err: std::io::Error) -> Self {
+        if crate::disk::is_full(&err) {
+            return ApiError::InsufficientStorage(format!("the disk is full: {err}"));
+        }
         ApiError::Internal(format!("I/O error: {err}"))
     }
 }
@@ -136,6 +143,11 @@ impl From<crate::session::SessionError> for ApiError {
             E::Busy(_) => ApiError::Unavailable(err.to_string()),
             E::PhraseTooLarge { .. } => ApiError::PayloadTooLarge(err.to_string()),
             E::BadLog(_) => ApiError::Unprocessable(err.to_string()),
+            E::BadFrame(_) => ApiError::BadRequest(err.to_string()),
+            E::DiskFull { .. } => ApiError::InsufficientStorage(err.to_string()),
+            E::Storage(ref io) if crate::disk::is_full(io) => {
+                ApiError::InsufficientStorage(format!("the disk is full: {io}; the frames stored so far are kept, resume when there is room"))
+            }
             E::Storage(_) => ApiError::Internal(err.to_string()),
         }
     }

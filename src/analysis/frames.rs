@@ -139,9 +139,55 @@ pub fn bgr_mat(frame: &referee_video::Frame) -> opencv::Result<Mat> {
 /// cv2.IMREAD_COLOR)` does (both are libjpeg-turbo with OpenCV's settings: checked bit for bit on
 /// the demo clip's frames); `None` for bytes that are not a decodable image.
 pub fn decode_jpeg(bytes: &[u8]) -> Option<Mat> {
+    // A header that declares a huge picture would have OpenCV allocate it before finding the
+    // data short: such a frame is refused unread, as a corrupt one is.
+    match jpeg_size(bytes) {
+        Some((width, height)) if u64::from(width) * u64::from(height) <= MAX_FRAME_PIXELS => {}
+        _ => return None,
+    }
     let buffer = opencv::core::Vector::<u8>::from_slice(bytes);
     let image = imgcodecs::imdecode(&buffer, imgcodecs::IMREAD_COLOR).ok()?;
     (!image.empty()).then_some(image)
+}
+
+/// Most pixels a streamed frame may have (8K UHD and a margin); a camera sends far fewer.
+pub const MAX_FRAME_PIXELS: u64 = 8192 * 8192;
+
+/// The width and height a JPEG's frame header (SOF) declares, read without decoding; `None`
+/// when the bytes are not a JPEG or end before the header.
+pub fn jpeg_size(bytes: &[u8]) -> Option<(u16, u16)> {
+    if bytes.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut at = 2;
+    loop {
+        // Markers may be preceded by any number of 0xFF fill bytes.
+        while *bytes.get(at)? == 0xFF && *bytes.get(at + 1)? == 0xFF {
+            at += 1;
+        }
+        if *bytes.get(at)? != 0xFF {
+            return None;
+        }
+        let marker = *bytes.get(at + 1)?;
+        if marker == 0xD8 || (0xD0..=0xD7).contains(&marker) || marker == 0x01 {
+            at += 2; // markers without a length
+            continue;
+        }
+        if marker == 0xDA || marker == 0xD9 {
+            return None; // scan data or the end before any frame header
+        }
+        let length = usize::from(u16::from_be_bytes([*bytes.get(at + 2)?, *bytes.get(at + 3)?]));
+        let is_frame_header = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if is_frame_header {
+            let height = u16::from_be_bytes([*bytes.get(at + 5)?, *bytes.get(at + 6)?]);
+            let width = u16::from_be_bytes([*bytes.get(at + 7)?, *bytes.get(at + 8)?]);
+            return Some((width, height));
+        }
+        if length < 2 {
+            return None;
+        }
+        at += 2 + length;
+    }
 }
 
 /// Reads one image as 8-bit BGR.
@@ -161,4 +207,25 @@ fn is_image(path: &Path) -> bool {
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_headers_are_read_and_huge_ones_refused_unread() {
+        let mut jpeg = opencv::core::Vector::<u8>::new();
+        let image = Mat::new_rows_cols_with_default(48, 64, opencv::core::CV_8UC3, opencv::core::Scalar::all(90.0)).unwrap();
+        imgcodecs::imencode(".jpg", &image, &mut jpeg, &opencv::core::Vector::new()).unwrap();
+        let mut jpeg = jpeg.to_vec();
+        assert_eq!(jpeg_size(&jpeg), Some((64, 48)));
+        assert!(decode_jpeg(&jpeg).is_some());
+        let sof = (0..jpeg.len() - 1).find(|&i| jpeg[i] == 0xFF && jpeg[i + 1] == 0xC0).expect("a baseline frame header");
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0x75, 0x30, 0x75, 0x30]); // 30000 × 30000
+        assert_eq!(jpeg_size(&jpeg), Some((30000, 30000)));
+        assert!(decode_jpeg(&jpeg).is_none());
+        assert_eq!(jpeg_size(b"not a jpeg"), None);
+        assert_eq!(jpeg_size(&[0xFF, 0xD8, 0xFF]), None);
+    }
 }

@@ -21,7 +21,17 @@ use crate::analysis::pose::PoseScheduler;
 use crate::config::ServeConfig;
 use crate::handlers::RequestBody;
 use crate::error::{json_response, ApiError, ResponseBody};
-use crate::handlers::form::{base_name, form_boundary, read_form, Form, SavedFile};
+use crate::handlers::form::{base_name, form_boundary, read_form, Form, FormLimits, SavedFile};
+
+/// Where, under the output directory, a form is written while it arrives (removed once it is
+/// read, and at start-up).
+pub const STAGING: &str = ".incoming";
+
+/// Most parts an `/analyze` form may have (it needs two files and three short fields).
+const MAX_FORM_PARTS: usize = 16;
+
+/// Largest scoring-box log taken (a phrase's log is a few KB).
+pub const MAX_LOG_BYTES: u64 = 1 << 20;
 
 /// Frame rate assumed when a video does not say.
 const DEFAULT_FPS: f64 = 15.0;
@@ -31,9 +41,14 @@ pub async fn analyze(config: &ServeConfig, pose: Arc<PoseScheduler>, req: Reques
     let started = Instant::now();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let boundary = form_boundary(content_type.as_deref())?;
-    let staging = config.output_dir.join(".incoming").join(unique_name());
+    let staging = config.output_dir.join(STAGING).join(unique_name());
     let body = BodyStream::new(req.into_body()).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
-    let form = read_form(body, boundary, &staging).await;
+    let limits = FormLimits {
+        max_parts: MAX_FORM_PARTS,
+        file_bytes: vec![("video", config.max_phrase_bytes), ("signal", MAX_LOG_BYTES), ("txt", MAX_LOG_BYTES)],
+        other_file_bytes: config.max_frame_bytes,
+    };
+    let form = read_form(body, boundary, &staging, &limits).await;
     let result = match form {
         Ok(form) => accept(config, pose, form, started).await,
         Err(err) => Err(err),
@@ -94,12 +109,23 @@ async fn accept(config: &ServeConfig, pose: Arc<PoseScheduler>, form: Form, star
     };
     let keep_audio = config.fisheye_keep_audio;
     let input = video_path.clone();
+    metrics::counter!(crate::metrics::BYTES_RECEIVED).increment(video.bytes + signal.bytes);
     let outcome = tokio::task::spawn_blocking(move || analyse_video(pose, options, &input, &log, keep_audio))
         .await
-        .map_err(|e| ApiError::Internal(format!("analysis task failed: {e}")))??;
+        .map_err(|e| ApiError::Internal(format!("analysis task failed: {e}")))
+        .and_then(|analysed| analysed);
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            crate::metrics::phrase_ended("analyze", if matches!(e, ApiError::Unprocessable(_)) { "undecidable" } else { "failed" });
+            return Err(e);
+        }
+    };
+    metrics::counter!(crate::metrics::FRAMES_ANALYSED).increment(outcome.frames_processed as u64);
 
     let files = PhraseFiles { dir, video: video_path, signal: signal_path };
     let body = phrase_result(&files, &outcome, include_keypoints, started, None)?;
+    crate::metrics::decided("analyze", &body);
     Ok(json_response(StatusCode::OK, &body))
 }
 

@@ -12,6 +12,24 @@ use crate::error::ApiError;
 /// Longest text field kept in memory.
 const MAX_TEXT_FIELD: usize = 64 * 1024;
 
+/// How much of a form is taken: more parts, or a bigger file part, is refused with 413 before it
+/// is all read.
+#[derive(Debug, Clone)]
+pub struct FormLimits {
+    /// Parts in the whole form.
+    pub max_parts: usize,
+    /// Bytes of each file part, by field name; other file fields get `other_file_bytes`.
+    pub file_bytes: Vec<(&'static str, u64)>,
+    /// Bytes of a file part under any other field name.
+    pub other_file_bytes: u64,
+}
+
+impl FormLimits {
+    fn for_file(&self, field: &str) -> u64 {
+        self.file_bytes.iter().find(|(name, _)| *name == field).map_or(self.other_file_bytes, |(_, limit)| *limit)
+    }
+}
+
 /// A file part saved to disk.
 #[derive(Debug, Clone)]
 pub struct SavedFile {
@@ -60,7 +78,7 @@ pub fn form_boundary(content_type: Option<&str>) -> Result<String, ApiError> {
 
 /// Reads the whole form, writing each file part into `dir` (created if needed) under a name of
 /// its own (`<index>-<field>`): callers move files where they belong once the form is complete.
-pub async fn read_form<S, E>(body: S, boundary: String, dir: &Path) -> Result<Form, ApiError>
+pub async fn read_form<S, E>(body: S, boundary: String, dir: &Path, limits: &FormLimits) -> Result<Form, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
@@ -69,7 +87,12 @@ where
     let mut multipart = multer::Multipart::new(body, boundary);
     let mut form = Form::default();
     let mut index = 0usize;
+    let mut parts = 0usize;
     while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
+        parts += 1;
+        if parts > limits.max_parts {
+            return Err(ApiError::PayloadTooLarge(format!("the form has more than {} parts", limits.max_parts)));
+        }
         let name = field.name().unwrap_or_default().to_owned();
         let filename = field.file_name().map(base_name);
         if filename.is_some() || field.content_type().is_some_and(|m| !m.essence_str().starts_with("text/")) {
@@ -77,8 +100,12 @@ where
             index += 1;
             let mut file = tokio::fs::File::create(&path).await?;
             let mut bytes = 0u64;
+            let limit = limits.for_file(&name);
             while let Some(chunk) = field.chunk().await.map_err(malformed)? {
                 bytes += chunk.len() as u64;
+                if bytes > limit {
+                    return Err(ApiError::PayloadTooLarge(format!("form file {name:?} is over {limit} bytes")));
+                }
                 file.write_all(&chunk).await?;
             }
             file.flush().await?;
@@ -128,11 +155,30 @@ mod tests {
                     --b\r\nContent-Disposition: form-data; name=\"save_overlay\"\r\n\r\nfalse\r\n--b--\r\n";
         let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(body))]);
         let dir = std::env::temp_dir().join(format!("form-test-{}", std::process::id()));
-        let form = read_form(stream, "b".into(), &dir).await.unwrap();
+        let limits = FormLimits { max_parts: 4, file_bytes: vec![("video", 11)], other_file_bytes: 0 };
+        let form = read_form(stream, "b".into(), &dir, &limits).await.unwrap();
         let video = form.file(&["video"]).unwrap();
         assert_eq!(video.filename.as_deref(), Some("clip.avi"));
         assert_eq!(std::fs::read(&video.path).unwrap(), b"VIDEO BYTES");
         assert_eq!(form.field("save_overlay"), Some("false"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_over_its_limit_or_too_many_parts_is_413() {
+        let part = |name: &str, body: &str| format!("--b\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"f\"\r\n\r\n{body}\r\n");
+        let dir = std::env::temp_dir().join(format!("form-limits-{}", std::process::id()));
+        let limits = FormLimits { max_parts: 2, file_bytes: vec![("signal", 4)], other_file_bytes: 100 };
+        for (body, why) in [
+            (format!("{}--b--\r\n", part("signal", "12345")), "over"),
+            (format!("{}{}{}--b--\r\n", part("a", "1"), part("b", "2"), part("c", "3")), "parts"),
+        ] {
+            let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(body))]);
+            match read_form(stream, "b".into(), &dir, &limits).await {
+                Err(ApiError::PayloadTooLarge(detail)) => assert!(detail.contains(why), "{detail}"),
+                other => panic!("expected 413 ({why}), got {other:?}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

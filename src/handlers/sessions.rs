@@ -16,8 +16,8 @@ use crate::handlers::stream::{pipeline_options, verdict_response};
 use crate::session::{Analysis, Progress, Session, SessionState};
 use crate::state::AppState;
 
-/// Largest log accepted by `PUT /sessions/{id}/signal`.
-const MAX_SIGNAL_BYTES: usize = 1 << 20;
+/// Largest log accepted by `PUT /sessions/{id}/signal`: the same cap as `/analyze`'s.
+const MAX_SIGNAL_BYTES: usize = crate::handlers::analyze::MAX_LOG_BYTES as usize;
 
 fn known(state: &AppState, id: &str) -> Result<Arc<Session>, ApiError> {
     state.sessions.get(id).ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))
@@ -29,10 +29,12 @@ pub fn get_session(state: &AppState, id: &str) -> Result<Response<ResponseBody>,
     Ok(json_response(StatusCode::OK, &serde_json::to_value(p).map_err(|e| ApiError::Internal(e.to_string()))?))
 }
 
-/// `PUT /sessions/{id}/signal`: the log for a producer that cannot send a text part.
+/// `PUT /sessions/{id}/signal`: the log for a producer that cannot send a text part; on a
+/// failed session, a retry from its stored frames.
 pub async fn put_signal(state: &AppState, id: &str, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
-    let session = known(state, id)?;
-    if matches!(session.progress().state, SessionState::Done | SessionState::Failed) {
+    // A failed phrase (a panic, a read error) is decided again from its stored frames.
+    let session = state.sessions.retry(id).ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))?;
+    if session.progress().state == SessionState::Done {
         return Err(ApiError::Conflict(format!("session {id} is already complete")));
     }
     let bytes = Limited::new(req.into_body(), MAX_SIGNAL_BYTES)
@@ -79,11 +81,27 @@ pub fn events(state: &AppState, id: &str) -> Result<Response<ResponseBody>, ApiE
         .expect("static headers"))
 }
 
+/// The files every session serves: the stored frames, their index, the log, the answer and the
+/// view's latest picture.
+const STORED_FILES: [&str; 5] = [crate::session::store::FRAMES, crate::session::store::INDEX, crate::session::store::SIGNAL, crate::session::store::RESULT, "view.jpg"];
+
+/// Whether `name` is one of the session's listed artifacts: a stored file, or a file the answer
+/// names under `artifacts` (videos, workbook, timeline). Nothing else in the directory is served.
+fn listed(progress: &Progress, name: &str) -> bool {
+    if STORED_FILES.contains(&name) {
+        return true;
+    }
+    let named = progress.result.as_ref().and_then(|r| r.get("artifacts")).and_then(|a| a.as_object());
+    named.is_some_and(|files| {
+        files.values().filter_map(|v| v.as_str()).any(|path| std::path::Path::new(path).file_name().and_then(|f| f.to_str()) == Some(name))
+    })
+}
+
 /// `GET /sessions/{id}/artifacts/{name}`: a file of the session's directory. The videos follow
 /// the verdict: asked for before they are written, the answer waits for them.
 pub async fn artifact(state: &AppState, id: &str, name: &str) -> Result<Response<ResponseBody>, ApiError> {
     let session: Arc<Session> = known(state, id)?;
-    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+    if !listed(&session.progress(), name) {
         return Err(ApiError::NotFound(format!("no artifact {name:?}")));
     }
     if name.ends_with(".mp4") && session.progress().state == SessionState::Done {

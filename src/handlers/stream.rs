@@ -58,7 +58,7 @@ pub fn pipeline_options(config: &crate::config::ServeConfig, fps: Option<f64>, e
         fisheye: config.fisheye_enabled.then_some(FisheyeSettings { strength: config.fisheye_strength, balance: config.fisheye_balance }),
         overlay: true,
         fps: fps.unwrap_or(15.0),
-        dir: config.output_dir.clone(),
+        dir: config.sessions_root(),
         stem: "frames".into(),
         engine: engine.unwrap_or(config.engine),
         frame_rate: fps,

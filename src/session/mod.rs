@@ -54,6 +54,16 @@ pub enum FailureKind {
     Internal,
 }
 
+impl FailureKind {
+    /// Its name as an outcome (metrics, logs): `undecidable` or `failed`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            FailureKind::Undecidable => "undecidable",
+            FailureKind::Internal => "failed",
+        }
+    }
+}
+
 /// A failed phrase: its kind and what to tell the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -94,9 +104,20 @@ pub enum SessionError {
         /// Frames stored so far.
         held: usize,
     },
+    /// A frame the session cannot take as sent (its index).
+    #[error("{0}")]
+    BadFrame(String),
     /// The log is not one the rules can read.
     #[error("{0}")]
     BadLog(String),
+    /// Fewer bytes are free on the disk than the floor: no new phrase is started.
+    #[error("the disk is nearly full ({free_mb} MB free, {floor_mb} MB must stay free): no new phrase is taken")]
+    DiskFull {
+        /// Megabytes free.
+        free_mb: u64,
+        /// The floor, megabytes.
+        floor_mb: u64,
+    },
     /// The session's files could not be written or read.
     #[error("storage: {0}")]
     Storage(#[from] std::io::Error),
@@ -346,6 +367,9 @@ impl Session {
         if index < inner.next_index {
             return Ok(false);
         }
+        let Some(next_index) = index.checked_add(1) else {
+            return Err(SessionError::BadFrame(format!("frame index {index} is too large: no frame may follow it")));
+        };
         if inner.progress.bytes + jpeg.len() as u64 > self.max_phrase_bytes {
             return Err(SessionError::PhraseTooLarge { limit: self.max_phrase_bytes, held: inner.progress.frames_received });
         }
@@ -358,11 +382,13 @@ impl Session {
                 inner.recent.pop_front();
             }
         }
-        inner.next_index = index + 1;
+        inner.next_index = next_index;
         inner.last_byte = Instant::now();
         inner.progress.frames_received = inner.frames.len();
         inner.progress.next_frame_index = inner.next_index;
         inner.progress.bytes += record.length;
+        metrics::counter!(crate::metrics::FRAMES_RECEIVED).increment(1);
+        metrics::counter!(crate::metrics::BYTES_RECEIVED).increment(record.length);
         self.publish(&inner);
         drop(inner);
         self.wake();
@@ -397,6 +423,7 @@ impl Session {
             }
         } else if inner.progress.state == SessionState::Receiving {
             inner.progress.state = SessionState::Interrupted;
+            metrics::counter!(crate::metrics::UPLOADS_INTERRUPTED).increment(1);
         }
         self.publish(&inner);
         drop(inner);

@@ -19,6 +19,8 @@ pub struct Sessions {
     max_busy: usize,
     max_phrase_bytes: u64,
     idle: Duration,
+    /// Bytes that must stay free on the disk for a new phrase to start.
+    min_free: u64,
     pool: Arc<AnalysisPool>,
     /// Whole-video analyses (`/analyze`) running now; they count against `max_busy` too.
     analyses: Arc<AtomicUsize>,
@@ -47,7 +49,63 @@ impl Sessions {
     /// `max_phrase_bytes` of frames each, analysed on `pool`; an undecided one left alone for
     /// `idle` leaves memory and is rebuilt from disk when it is asked for again.
     pub fn new(output: PathBuf, max_busy: usize, max_phrase_bytes: u64, idle: Duration, pool: Arc<AnalysisPool>) -> Sessions {
-        Sessions { output, open: Mutex::new(HashMap::new()), max_busy, max_phrase_bytes, idle, pool, analyses: Arc::new(AtomicUsize::new(0)) }
+        Sessions { output, open: Mutex::new(HashMap::new()), max_busy, max_phrase_bytes, idle, min_free: 0, pool, analyses: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    /// The same, refusing new phrases (not resumed ones) while fewer than `bytes` are free on the
+    /// disk.
+    pub fn with_min_free(mut self, bytes: u64) -> Sessions {
+        self.min_free = bytes;
+        self
+    }
+
+    /// Where the sessions' directories are.
+    pub fn root(&self) -> &std::path::Path {
+        &self.output
+    }
+
+    /// Whether a session of this name is held in memory now (uploading, analysing, or recent).
+    pub fn holds(&self, id: &str) -> bool {
+        self.registry().contains_key(id)
+    }
+
+    /// Sessions on disk whose frames and log are all in but that were never decided (the server
+    /// stopped while deciding them): to be analysed again at start-up.
+    pub fn undecided_on_disk(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.output) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let id = e.file_name().to_str()?.to_owned();
+                let dir = e.path();
+                let undecided = dir.join(store::UPLOAD_COMPLETE).is_file() && dir.join(store::SIGNAL).is_file() && !dir.join(store::RESULT).is_file();
+                (valid_session_id(&id) && undecided).then_some(id)
+            })
+            .collect()
+    }
+
+    /// A failed session let go and rebuilt from its files, so that it can be decided again;
+    /// any other session as `get` finds it.
+    pub fn retry(&self, id: &str) -> Option<Arc<Session>> {
+        let mut open = self.registry();
+        if let Some(s) = open.get(id) {
+            if s.progress().state == SessionState::Failed {
+                s.retire();
+                open.remove(id);
+            }
+        }
+        drop(open);
+        self.get(id)
+    }
+
+    /// Phrases uploading or being decided now (streamed and `/analyze` alike).
+    pub fn busy(&self) -> usize {
+        self.registry().values().filter(|s| s.busy()).count() + self.analyses.load(Ordering::SeqCst)
+    }
+
+    /// Refuses a new phrase below the free-space floor.
+    pub fn check_disk(&self) -> Result<(), SessionError> {
+        crate::disk::check_floor(&self.output, self.min_free).map_err(|(free, floor)| SessionError::DiskFull { free_mb: free >> 20, floor_mb: floor >> 20 })
     }
 
     fn registry(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
@@ -62,6 +120,13 @@ impl Sessions {
     /// Sessions held in memory now.
     pub fn in_memory(&self) -> usize {
         self.registry().len()
+    }
+
+    /// How many sessions in memory are in each state.
+    pub fn count_by_state(&self) -> Vec<(SessionState, usize)> {
+        let open = self.registry();
+        let states = [SessionState::Receiving, SessionState::Interrupted, SessionState::Analysing, SessionState::Done, SessionState::Failed];
+        states.iter().map(|&state| (state, open.values().filter(|s| s.progress().state == state).count())).collect()
     }
 
     /// The newest `limit` sessions, in memory or on disk (newest first, by the last change of
@@ -118,6 +183,7 @@ impl Sessions {
     /// Takes a place for a whole-video analysis (`/analyze`) among the `max_busy` phrases that may
     /// run at once; refused when they are all taken.
     pub fn admit_analysis(&self) -> Result<AnalysisSlot, SessionError> {
+        self.check_disk()?;
         // Counted under the registry's lock, as uploads are, so the last place is taken once.
         let open = self.registry();
         let busy = open.values().filter(|s| s.busy()).count() + self.analyses.load(Ordering::SeqCst);
@@ -165,6 +231,7 @@ impl Sessions {
         let session = match known {
             Some(s) => s,
             None => {
+                self.check_disk()?;
                 let session = Session::open(id, self.output.join(id), self.max_phrase_bytes, self.pool.clone())?;
                 open.entry(id.to_owned()).or_insert(session).clone()
             }

@@ -266,9 +266,13 @@ fn analyse_frame(session: &Session, work: &mut Work, record: FrameRecord, held: 
         }
     };
     match decode_jpeg(&bytes) {
-        Some(frame) => work.pipeline.push(&frame, record.timestamp).map_err(Failure::from)?,
+        Some(frame) => {
+            work.pipeline.push(&frame, record.timestamp).map_err(Failure::from)?;
+            metrics::counter!(crate::metrics::FRAMES_ANALYSED).increment(1);
+        }
         None => {
             work.corrupt += 1;
+            metrics::counter!(crate::metrics::FRAMES_CORRUPT).increment(1);
             warn!(session = %session.id, index = record.index, "corrupt JPEG frame skipped");
         }
     }
@@ -316,6 +320,10 @@ fn finish(session: &Session, pipeline: PhrasePipeline, log: &ScoringLog) {
     match phrase_result(&files, &outcome, false, started, Some(stream)) {
         Ok(result) => {
             info!(session = %session.id, winner = %outcome.decision.winner, "verdict");
+            crate::metrics::decided("stream", &result);
+            if let Some(after) = result.pointer("/stream/verdict_seconds_after_last_byte").and_then(|v| v.as_f64()) {
+                metrics::histogram!(crate::metrics::VERDICT_SECONDS).record(after);
+            }
             let mut inner = session.lock();
             inner.progress.result = Some(result);
             inner.progress.state = SessionState::Done;
@@ -359,6 +367,7 @@ fn write_view(session: &Session, pipeline: &PhrasePipeline) {
 
 fn fail(session: &Session, failure: Failure) {
     warn!(session = %session.id, error = %failure.message, "phrase failed");
+    crate::metrics::phrase_ended("stream", failure.kind.outcome());
     let mut inner = session.lock();
     inner.progress.failure = Some(failure);
     inner.progress.state = SessionState::Failed;
