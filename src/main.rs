@@ -44,7 +44,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(ai_referee::server::serve(config)) {
+            let served = runtime.block_on(ai_referee::server::serve(config));
+            // serve() has already waited out its shutdown grace; what still runs (a blocking
+            // decode, an event stream) is not waited for again.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!("{err}");

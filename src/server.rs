@@ -8,11 +8,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper::{Method, Request, Response};
+use hyper::{header, Method, Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tower_http::validate_request::ValidateRequestHeaderLayer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
@@ -21,6 +24,7 @@ use crate::analysis::pose::{DeviceChoice, PoseModel, PoseScheduler, SchedulerSet
 use crate::config::ServeConfig;
 use crate::error::{ApiError, ResponseBody};
 use crate::handlers::{analyze, health, sessions, stream, view, RequestBody};
+use crate::layers::{CountResponsesLayer, SignInCookie, TokenCheck};
 use crate::session::worker::AnalysisPool;
 use crate::session::Sessions;
 use crate::state::AppState;
@@ -66,7 +70,36 @@ fn set_thread_counts(config: &ServeConfig) {
 /// Number of blank forward passes run before the model is reported ready.
 const WARM_UP_ROUNDS: usize = 3;
 
-/// Runs the service until Ctrl-C or SIGTERM; returns an error (and the caller exits non-zero)
+/// The request handling of one connection, as tower layers, outermost first: sensitive headers
+/// kept out of logs, the request span and access log, the response counter, the body idle
+/// timeout, the token check; then the router. (A macro: the stack's type cannot be named.)
+macro_rules! service_for {
+    ($state:expr, $peer:expr) => {{
+        let state: Arc<AppState> = $state;
+        let peer: SocketAddr = $peer;
+        let body_idle = Duration::from_secs(state.config.body_idle_seconds);
+        let token = TokenCheck::new(state.config.token.as_deref());
+        TowerToHyperService::new(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(crate::layers::request_span(peer))
+                        .on_request(())
+                        .on_response(crate::layers::access_log)
+                        .on_body_chunk(())
+                        .on_eos(())
+                        .on_failure(()),
+                )
+                .layer(CountResponsesLayer)
+                .layer(RequestBodyTimeoutLayer::new(body_idle))
+                .layer(ValidateRequestHeaderLayer::custom(token))
+                .service_fn(move |req| handle(state.clone(), req)),
+        )
+    }};
+}
+
+/// Runs the service until Ctrl-C or SIGTERM (then shuts down gracefully, see `shut_down`); returns an error (and the caller exits non-zero)
 /// when the socket cannot be opened or the model cannot be loaded.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let addr = config.bind_addr().map_err(ServeError::Config)?;
@@ -85,6 +118,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     );
 
     set_thread_counts(&config);
+    crate::metrics::install();
     let pool = AnalysisPool::start(config.analysis_thread_count()).map_err(ServeError::Threads)?;
     info!(
         pose_threads = config.pose_thread_count(),
@@ -94,31 +128,18 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         analysis = config.analysis,
         "threads"
     );
-    let sessions = Sessions::new(config.output_dir.clone(), config.max_sessions as usize, config.max_phrase_bytes, Duration::from_secs(config.session_idle_seconds), pool);
+    // Staging left by a crash mid-upload is no one's.
+    let _ = std::fs::remove_dir_all(config.output_dir.join(crate::handlers::analyze::STAGING));
+    let sessions = Sessions::new(config.sessions_root(), config.max_sessions as usize, config.max_phrase_bytes, Duration::from_secs(config.session_idle_seconds), pool)
+        .with_min_free(config.min_free_bytes());
+    info!(sessions_dir = %sessions.root().display(), min_free_mb = config.min_free_mb, retention_days = config.retention_days, "storage");
     let state = Arc::new(AppState { config, pose: OnceLock::new(), sessions });
-    let sweeper = state.clone();
-    tokio::spawn(async move {
-        let idle = Duration::from_secs(sweeper.config.session_idle_seconds);
-        let mut every = tokio::time::interval((idle / 2).clamp(Duration::from_millis(500), SWEEP_EVERY));
-        loop {
-            every.tick().await;
-            sweeper.sessions.sweep();
-        }
-    });
+    spawn_housekeeping(state.clone());
     let (model_failed_tx, model_failed_rx) = oneshot::channel();
     spawn_model_loader(state.clone(), device, model_failed_tx);
 
-    // The request handling as tower layers: tower-http cuts a body that goes quiet; routing,
-    // the token and the handlers are ours.
-    let body_idle = Duration::from_secs(state.config.body_idle_seconds);
-    let router_state = state.clone();
-    let service = TowerToHyperService::new(
-        ServiceBuilder::new()
-            .layer(RequestBodyTimeoutLayer::new(body_idle))
-            .service_fn(move |req| handle(router_state.clone(), req)),
-    );
     let connections = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections as usize));
-
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     tokio::pin!(model_failed_rx);
@@ -128,21 +149,32 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             accepted = accept(&listener, &connections) => match accepted {
                 Ok((stream, peer, permit)) => {
                     keep_alive(&stream);
-                    let service = service.clone();
                     let header_timeout = Duration::from_secs(state.config.header_timeout_seconds);
+                    // half_close: a client that shuts its side once the body is sent (ffmpeg does) still
+                    // gets its phrase analysed rather than cancelled. The timer makes hyper enforce the
+                    // header read timeout (without one it waits for headers forever).
+                    let connection = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(header_timeout)
+                        .half_close(true)
+                        .serve_connection(TokioIo::new(stream), service_for!(state.clone(), peer));
+                    let mut stopping = stopping_rx.clone();
                     tokio::spawn(async move {
-                        // half_close: a client that shuts its side once the body is sent (ffmpeg does) still
-                        // gets its phrase analysed rather than cancelled. The timer makes hyper enforce the
-                        // header read timeout (without one it waits for headers forever).
-                        let served = http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(header_timeout)
-                            .half_close(true)
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                        let open = metrics::gauge!(crate::metrics::OPEN_CONNECTIONS);
+                        open.increment(1.0);
+                        tokio::pin!(connection);
+                        // At shutdown the request in progress is finished, then the connection closes.
+                        let served = tokio::select! {
+                            served = connection.as_mut() => served,
+                            _ = async { stopping.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                                connection.as_mut().graceful_shutdown();
+                                connection.await
+                            }
+                        };
                         if let Err(err) = served {
                             debug!(%peer, %err, "connection ended with an error");
                         }
+                        open.decrement(1.0);
                         drop(permit);
                     });
                 }
@@ -155,12 +187,79 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                     return Err(err);
                 }
             }
-            () = &mut shutdown => {
-                info!("shutting down");
-                return Ok(());
-            }
+            () = &mut shutdown => break,
         }
     }
+    drop(listener);
+    shut_down(&state, stopping_tx).await;
+    Ok(())
+}
+
+/// After SIGTERM or Ctrl-C, with the listener closed: idle keep-alive connections are closed,
+/// requests in progress go on, and running uploads and analyses get `--shutdown-grace-seconds`
+/// to finish. What still runs then is left as it is on disk: an upload cut there is resumed by
+/// its client, an analysis whose frames and log are all in is started again at the next start.
+async fn shut_down(state: &AppState, stopping: tokio::sync::watch::Sender<bool>) {
+    let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
+    let busy = state.sessions.busy();
+    info!(busy_phrases = busy, grace_seconds = grace.as_secs(), "shutting down: no new connections; running phrases may finish");
+    let _ = stopping.send(true);
+    let deadline = tokio::time::Instant::now() + grace;
+    // Event streams and idle keep-alive connections never end by themselves: only phrases are
+    // waited for; the connections get what is left of the grace.
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    while state.sessions.busy() > 0 && tokio::time::Instant::now() < deadline {
+        tick.tick().await;
+    }
+    let left = state.sessions.busy();
+    if left > 0 {
+        warn!(unfinished = left, "shutdown grace over: unfinished phrases are kept on disk as interrupted, to resume after the restart");
+    } else {
+        info!("shut down cleanly: every running phrase finished");
+    }
+}
+
+/// How often retention is applied when it is on.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// The timers: sessions nobody uses leave memory (every idle/2, between 0.5 and 30 s),
+/// histograms are drained, and with `--retention-days`, old phrases leave the disk (hourly).
+fn spawn_housekeeping(state: Arc<AppState>) {
+    let sweeper = state.clone();
+    tokio::spawn(async move {
+        let idle = Duration::from_secs(sweeper.config.session_idle_seconds);
+        let mut every = tokio::time::interval((idle / 2).clamp(Duration::from_millis(500), SWEEP_EVERY));
+        loop {
+            every.tick().await;
+            sweeper.sessions.sweep();
+            crate::metrics::upkeep();
+        }
+    });
+    if state.config.retention_days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let age = Duration::from_secs(state.config.retention_days.saturating_mul(86_400));
+        let mut every = tokio::time::interval(RETENTION_EVERY);
+        loop {
+            every.tick().await;
+            let state = state.clone();
+            let removed = tokio::task::spawn_blocking(move || {
+                let sessions = crate::disk::remove_older_than(state.sessions.root(), age, |id| state.sessions.holds(id));
+                let sessions_dir_name = state.sessions.root().file_name().map(|n| n.to_owned());
+                let results = crate::disk::remove_older_than(&state.config.output_dir, age, |name| {
+                    // The sessions' own directory (when it sits in the output directory) is not an /analyze result.
+                    Some(std::ffi::OsStr::new(name)) == sessions_dir_name.as_deref() && state.sessions.root().parent() == Some(state.config.output_dir.as_path())
+                });
+                sessions + results
+            })
+            .await
+            .unwrap_or(0);
+            if removed > 0 {
+                info!(removed, "retention: old phrases removed");
+            }
+        }
+    });
 }
 
 /// Loads and warms the model on a blocking thread and starts the pose scheduler over it;
@@ -183,8 +282,10 @@ fn spawn_model_loader(state: Arc<AppState>, device: DeviceChoice, failed: onesho
                 match PoseScheduler::start(Arc::new(model), settings) {
                     Ok(scheduler) => {
                         // Set before saying so: whoever reads "model ready" must find /health ok.
-                        let _ = state.pose.set(Arc::new(scheduler));
+                        let scheduler = Arc::new(scheduler);
+                        let _ = state.pose.set(scheduler.clone());
                         info!(?device, ?layout, warm_forward_ms = format!("{ms:.1}"), "model ready");
+                        resume_undecided(&state, scheduler);
                     }
                     Err(err) => {
                         error!(%err, "pose scheduler not started");
@@ -198,6 +299,20 @@ fn spawn_model_loader(state: Arc<AppState>, device: DeviceChoice, failed: onesho
             }
         }
     });
+}
+
+/// Starts again the phrases a stop interrupted while they were being decided (all frames and the
+/// log on disk, no answer).
+fn resume_undecided(state: &AppState, pose: Arc<PoseScheduler>) {
+    if !state.config.analysis {
+        return;
+    }
+    for id in state.sessions.undecided_on_disk() {
+        if let Some(session) = state.sessions.get(&id) {
+            info!(session = %id, "deciding a phrase the last stop interrupted");
+            session.start_analysis(crate::session::Analysis { pose: pose.clone(), options: stream::pipeline_options(&state.config, None, None) });
+        }
+    }
 }
 
 /// Waits for a free connection slot, then for a connection.
@@ -242,13 +357,7 @@ async fn handle(state: Arc<AppState>, req: Request<RequestBody>) -> Result<Respo
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
-    let mut sign_in = None;
-    if let Some(expected) = state.config.token.as_deref().filter(|_| !crate::auth::is_open(&segments)) {
-        match crate::auth::check(req.headers(), req.uri(), expected) {
-            Ok(cookie) => sign_in = cookie,
-            Err(e) => return Ok(e.into_response()),
-        }
-    }
+    let sign_in = req.extensions().get::<SignInCookie>().cloned();
     let result = match (&method, segments.as_slice()) {
         (&Method::GET, [""]) => Ok(view::index()),
         (&Method::GET, ["assets", name]) => view::asset(name),
@@ -256,6 +365,7 @@ async fn handle(state: Arc<AppState>, req: Request<RequestBody>) -> Result<Respo
         (&Method::GET, ["sessions", id, "view"]) => view::session_page(&state, id),
         (&Method::GET, ["health"]) => Ok(health::health(&state)),
         (&Method::GET, ["stats"]) => Ok(health::stats(&state)),
+        (&Method::GET, ["metrics"]) => Ok(health::metrics(&state)),
         (&Method::POST, ["analyze"]) => {
             async {
                 // Counted with the streamed phrases against --max-sessions while it runs.
@@ -271,14 +381,14 @@ async fn handle(state: Arc<AppState>, req: Request<RequestBody>) -> Result<Respo
         (&Method::GET, ["sessions", id, "artifacts", name]) => sessions::artifact(&state, id, name).await,
         (
             _,
-            [""] | ["assets", _] | ["health"] | ["stats"] | ["analyze"] | ["stream"] | ["sessions"] | ["sessions", _] | ["sessions", _, "signal" | "events" | "view"] | ["sessions", _, "artifacts", _],
+            [""] | ["assets", _] | ["health"] | ["stats"] | ["metrics"] | ["analyze"] | ["stream"] | ["sessions"] | ["sessions", _] | ["sessions", _, "signal" | "events" | "view"] | ["sessions", _, "artifacts", _],
         ) => {
             Err(ApiError::MethodNotAllowed)
         }
         _ => Err(ApiError::NotFound(format!("no route for {path}"))),
     };
     let mut response = result.unwrap_or_else(ApiError::into_response);
-    if let Some(cookie) = sign_in {
+    if let Some(SignInCookie(cookie)) = sign_in {
         response.headers_mut().append(hyper::header::SET_COOKIE, cookie);
     }
     Ok(response)
