@@ -475,7 +475,7 @@ fn undecidable_phrases_answer_422() {
     assert_eq!(session["state"], "failed");
     assert_eq!(session["error"], "No valid frame with keypoints for both tracks found in the video");
     assert_eq!(session["result"], Value::Null);
-    assert!(!out.path().join("results/nobody/analysis_result.json").exists(), "no result file for a failed phrase");
+    assert!(!out.path().join("results/sessions/nobody/analysis_result.json").exists(), "no result file for a failed phrase");
 
     // A log with no start line: 422 with the legacy's message, and the frames are kept for a better log.
     let mut body = frame_part("frame", 0, &rendered.jpegs[0]);
@@ -589,7 +589,7 @@ fn idle_undecided_sessions_leave_memory_and_resume_from_disk() {
     events.wait_for(|p| p["frames_analysed"].as_u64().unwrap() >= 1);
     drop(upload);
     let cut = events.wait_for(|p| p["state"] == "interrupted");
-    let session_dir = out.path().join("results/idle-a");
+    let session_dir = out.path().join("results/sessions/idle-a");
     let holds_files = || server.open_paths().iter().any(|p| p.starts_with(&session_dir));
     assert!(holds_files(), "a live session holds its frames open");
     // Another phrase opens: the idle one's worker ends (once it has caught up) and its files close ...

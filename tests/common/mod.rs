@@ -138,6 +138,24 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Sends SIGTERM and waits (at most `timeout`) for the process to exit; returns its status
+    /// and every stderr line it wrote.
+    pub fn terminate(&mut self, timeout: Duration) -> (ExitStatus, String) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) }, 0, "SIGTERM sent");
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => self.log.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!("serve still running {timeout:?} after SIGTERM; log:\n{}", self.log.join("\n")),
+            }
+        }
+        (self.child.wait().expect("wait for serve"), self.log.join("\n"))
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
