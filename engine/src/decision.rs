@@ -363,7 +363,9 @@ fn blade(k: &Keypoints, phrase: &Phrase, right_of_way: Option<Side>) -> (Option<
     let Some(contact) = phrase.blade_contacts.first() else { return (None, BladeDetails::NoContact {}) };
     let f = contact.frame;
     let last = k.frames() as i64 - 1;
-    let (start, end) = ((f - BLADE_BEFORE).max(0), (f + BLADE_AFTER).min(last));
+    // A log time of 10^18 s and more makes the frame i64::MAX (`frame_of` saturates): saturate
+    // here too, so that such a contact is an invalid window instead of an overflow.
+    let (start, end) = (f.saturating_sub(BLADE_BEFORE).max(0), f.saturating_add(BLADE_AFTER).min(last));
     if start >= end {
         let details = BladeDetails::InvalidWindow {
             analysis_window: "invalid".into(),
@@ -476,6 +478,18 @@ mod tests {
 
     fn advancing(n: usize, from: f64, step: f64) -> Vec<f64> {
         (0..n).map(|i| from + step * i as f64).collect()
+    }
+
+    #[test]
+    fn a_blade_contact_at_the_last_frame_number_there_is_an_invalid_window() {
+        // Fuzzing (scoring_log): a log line `99999999999999999999999.9s | Off-Target:
+        // Blade-to-blade contact.` gives frame i64::MAX, and the window's end overflowed.
+        let still = vec![1.0; 20];
+        for frame in [i64::MAX, i64::MAX - 2] {
+            let d = Engine::Legacy.decide(&keypoints(&still, &still), &phrase(&[frame]), Some(100.0));
+            assert_eq!(d.blade_analysis, "right");
+            assert!(matches!(d.blade_details, BladeDetails::InvalidWindow { contact_frame, .. } if contact_frame == frame));
+        }
     }
 
     #[test]
