@@ -152,11 +152,14 @@ fn line_time(line: &str) -> Option<f64> {
     None
 }
 
-/// The word (`\w+`) after `label` and optional spaces, found case-insensitively, upper-cased.
+/// The word (`\w+`) after `label` (lower-case ASCII) and optional spaces, found
+/// case-insensitively, upper-cased.
 fn word_after(line: &str, label: &str) -> Option<String> {
-    let lower = line.to_lowercase();
+    // ASCII lower-casing keeps every byte where it was, so the label's end in `lower` is its end
+    // in `line`; full Unicode lower-casing would not (`İ` is 2 bytes, its lower case 3).
+    let lower = line.to_ascii_lowercase();
     let at = lower.find(label)? + label.len();
-    let rest = line.get(at..)?.trim_start();
+    let rest = line[at..].trim_start();
     let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
     (!word.is_empty()).then(|| word.to_uppercase())
 }
@@ -223,6 +226,17 @@ mod tests {
         assert!(parse(&no_scores).unwrap_err().to_string().contains("Fencer 1: None"));
         let no_hits = LOG.replace("HIT: ", "hit ").replace("Simultaneous valid hits", "both");
         assert_eq!(parse(&no_hits).unwrap_err(), SignalError::MissingHit);
+    }
+
+    #[test]
+    fn scores_are_read_whatever_comes_before_them_on_the_line() {
+        // Fuzzing (scoring_log): upper-case non-ASCII letters before the label (`İ` lower-cases
+        // to 3 bytes) shifted where the word after it was read: `HIT` came out as `IT`.
+        for prefix in ["İİ ", "ẞ · ", "Ω "] {
+            let log = LOG.replace("Scores ->", &format!("{prefix}Scores ->"));
+            assert_eq!(parse(&log), parse(LOG), "after {prefix:?}");
+        }
+        assert_eq!(word_after("İ Fencer 1: hit,", "fencer 1:"), Some("HIT".into()));
     }
 
     #[test]
