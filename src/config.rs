@@ -79,6 +79,16 @@ pub struct ServeConfig {
     #[arg(long, env = "REFEREE_MAX_FRAME_BYTES", default_value_t = 16 << 20)]
     pub max_frame_bytes: u64,
 
+    /// Largest scoring-box log, bytes (a streamed log part, `PUT /sessions/{id}/signal`, the
+    /// `/analyze` signal file); larger gets 413. A phrase's log is a few KB.
+    #[arg(long, env = "REFEREE_MAX_LOG_BYTES", default_value_t = 1 << 20)]
+    pub max_log_bytes: u64,
+
+    /// Parts an `/analyze` form may have (it needs two files and up to three short fields);
+    /// more gets 413.
+    #[arg(long, env = "REFEREE_MAX_FORM_PARTS", default_value_t = 16)]
+    pub max_form_parts: u64,
+
     /// Largest streamed phrase, bytes (all its frames, over every resumed upload); larger gets 413.
     #[arg(long, env = "REFEREE_MAX_PHRASE_BYTES", default_value_t = 4 << 30)]
     pub max_phrase_bytes: u64,

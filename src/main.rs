@@ -45,9 +45,16 @@ fn main() -> ExitCode {
                 }
             };
             let served = runtime.block_on(ai_referee::server::serve(config));
-            // serve() has already waited out its shutdown grace; what still runs (a blocking
-            // decode, an event stream) is not waited for again.
-            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            if served.is_ok() {
+                // serve() has waited out its shutdown grace and everything is on disk. The pool,
+                // scheduler and libtorch threads may still be mid-call: running C++ static
+                // destructors under them crashes, so the process ends here, at once.
+                use std::io::Write;
+                let _ = std::io::stderr().flush();
+                // SAFETY: _exit ends the process without running atexit handlers; nothing is
+                // left to flush.
+                unsafe { libc::_exit(0) };
+            }
             match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {

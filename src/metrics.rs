@@ -104,7 +104,7 @@ pub fn phrase_ended(route: &'static str, outcome: &str) {
     metrics::counter!(PHRASES, "route" => route, "outcome" => outcome.to_ascii_lowercase()).increment(1);
 }
 
-/// The outcome of a decided phrase: the answer's `winner`.
+/// The outcome of a decided phrase: the winner of the answer's `decision`.
 pub fn decided(route: &'static str, answer: &serde_json::Value) {
-    phrase_ended(route, answer.get("winner").and_then(|w| w.as_str()).unwrap_or("unknown"));
+    phrase_ended(route, answer.pointer("/decision/winner").and_then(|w| w.as_str()).unwrap_or("unknown"));
 }

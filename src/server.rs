@@ -191,27 +191,36 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         }
     }
     drop(listener);
-    shut_down(&state, stopping_tx).await;
+    shut_down(&state, stopping_tx, &connections).await;
     Ok(())
 }
+
+/// How long, at most, connections get after the last phrase finished to send its answer.
+const ANSWER_GRACE: Duration = Duration::from_secs(5);
 
 /// After SIGTERM or Ctrl-C, with the listener closed: idle keep-alive connections are closed,
 /// requests in progress go on, and running uploads and analyses get `--shutdown-grace-seconds`
 /// to finish. What still runs then is left as it is on disk: an upload cut there is resumed by
 /// its client, an analysis whose frames and log are all in is started again at the next start.
-async fn shut_down(state: &AppState, stopping: tokio::sync::watch::Sender<bool>) {
+async fn shut_down(state: &AppState, stopping: tokio::sync::watch::Sender<bool>, connections: &tokio::sync::Semaphore) {
     let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
-    let busy = state.sessions.busy();
+    let busy = state.sessions.running();
     info!(busy_phrases = busy, grace_seconds = grace.as_secs(), "shutting down: no new connections; running phrases may finish");
     let _ = stopping.send(true);
     let deadline = tokio::time::Instant::now() + grace;
     // Event streams and idle keep-alive connections never end by themselves: only phrases are
     // waited for; the connections get what is left of the grace.
     let mut tick = tokio::time::interval(Duration::from_millis(50));
-    while state.sessions.busy() > 0 && tokio::time::Instant::now() < deadline {
+    while state.sessions.running() > 0 && tokio::time::Instant::now() < deadline {
         tick.tick().await;
     }
-    let left = state.sessions.busy();
+    let left = state.sessions.running();
+    // Their answers are on the way out: the connections get a little longer to write them
+    // (an event stream on an undecided phrase would never end by itself).
+    let answers_by = deadline.min(tokio::time::Instant::now() + ANSWER_GRACE);
+    while connections.available_permits() < state.config.max_connections as usize && tokio::time::Instant::now() < answers_by {
+        tick.tick().await;
+    }
     if left > 0 {
         warn!(unfinished = left, "shutdown grace over: unfinished phrases are kept on disk as interrupted, to resume after the restart");
     } else {

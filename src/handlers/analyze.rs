@@ -27,12 +27,6 @@ use crate::handlers::form::{base_name, form_boundary, read_form, Form, FormLimit
 /// read, and at start-up).
 pub const STAGING: &str = ".incoming";
 
-/// Most parts an `/analyze` form may have (it needs two files and three short fields).
-const MAX_FORM_PARTS: usize = 16;
-
-/// Largest scoring-box log taken (a phrase's log is a few KB).
-pub const MAX_LOG_BYTES: u64 = 1 << 20;
-
 /// Frame rate assumed when a video does not say.
 const DEFAULT_FPS: f64 = 15.0;
 
@@ -44,8 +38,8 @@ pub async fn analyze(config: &ServeConfig, pose: Arc<PoseScheduler>, req: Reques
     let staging = config.output_dir.join(STAGING).join(unique_name());
     let body = BodyStream::new(req.into_body()).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
     let limits = FormLimits {
-        max_parts: MAX_FORM_PARTS,
-        file_bytes: vec![("video", config.max_phrase_bytes), ("signal", MAX_LOG_BYTES), ("txt", MAX_LOG_BYTES)],
+        max_parts: config.max_form_parts as usize,
+        file_bytes: vec![("video", config.max_phrase_bytes), ("signal", config.max_log_bytes), ("txt", config.max_log_bytes)],
         other_file_bytes: config.max_frame_bytes,
     };
     let form = read_form(body, boundary, &staging, &limits).await;

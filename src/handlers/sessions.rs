@@ -16,9 +16,6 @@ use crate::handlers::stream::{pipeline_options, verdict_response};
 use crate::session::{Analysis, Progress, Session, SessionState};
 use crate::state::AppState;
 
-/// Largest log accepted by `PUT /sessions/{id}/signal`: the same cap as `/analyze`'s.
-const MAX_SIGNAL_BYTES: usize = crate::handlers::analyze::MAX_LOG_BYTES as usize;
-
 fn known(state: &AppState, id: &str) -> Result<Arc<Session>, ApiError> {
     state.sessions.get(id).ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))
 }
@@ -37,10 +34,11 @@ pub async fn put_signal(state: &AppState, id: &str, req: Request<RequestBody>) -
     if session.progress().state == SessionState::Done {
         return Err(ApiError::Conflict(format!("session {id} is already complete")));
     }
-    let bytes = Limited::new(req.into_body(), MAX_SIGNAL_BYTES)
+    let limit = state.config.max_log_bytes as usize;
+    let bytes = Limited::new(req.into_body(), limit)
         .collect()
         .await
-        .map_err(|e| ApiError::PayloadTooLarge(format!("the log is over {MAX_SIGNAL_BYTES} bytes or was cut off: {e}")))?
+        .map_err(|e| ApiError::PayloadTooLarge(format!("the log is over {limit} bytes or was cut off: {e}")))?
         .to_bytes();
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::BadRequest("the log is not UTF-8".into()))?;
     session.set_signal(&text)?;

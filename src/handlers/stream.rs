@@ -125,6 +125,9 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
                     break Err(ApiError::from(e));
                 }
             }
+            Ok(Some(Part::Signal { text, .. })) if text.len() as u64 > config.max_log_bytes => {
+                signal_error = Some(ApiError::PayloadTooLarge(format!("the log is over {} bytes", config.max_log_bytes)));
+            }
             Ok(Some(Part::Signal { text, .. })) => {
                 if let Err(e) = session.set_signal(&text) {
                     signal_error = Some(ApiError::from(e));

@@ -447,6 +447,14 @@ impl Session {
         inner.uploading || inner.progress.state == SessionState::Analysing
     }
 
+    /// Whether stopping the server now would cut work in progress: an upload, or an analysis
+    /// that has everything it needs (all frames and the log) and has not decided yet.
+    pub fn running(&self) -> bool {
+        let inner = self.lock();
+        let deciding = inner.analysis.is_some() && inner.upload_done && inner.phrase.is_some();
+        inner.uploading || inner.progress.state == SessionState::Analysing || (deciding && !matches!(inner.progress.state, SessionState::Done | SessionState::Failed))
+    }
+
     /// Whether it has waited at least `idle` with no upload on it, undecided (interrupted, or
     /// awaiting its log).
     fn idle_for(&self, idle: std::time::Duration) -> bool {

@@ -103,6 +103,11 @@ impl Sessions {
         self.registry().values().filter(|s| s.busy()).count() + self.analyses.load(Ordering::SeqCst)
     }
 
+    /// Phrases whose upload or decision a stop would cut now (`/analyze` ones included).
+    pub fn running(&self) -> usize {
+        self.registry().values().filter(|s| s.running()).count() + self.analyses.load(Ordering::SeqCst)
+    }
+
     /// Refuses a new phrase below the free-space floor.
     pub fn check_disk(&self) -> Result<(), SessionError> {
         crate::disk::check_floor(&self.output, self.min_free).map_err(|(free, floor)| SessionError::DiskFull { free_mb: free >> 20, floor_mb: floor >> 20 })
@@ -304,6 +309,27 @@ mod tests {
         sessions.sweep();
         assert_eq!(sessions.in_memory(), 0);
         assert_eq!(sessions.get("a").unwrap().progress().state, SessionState::Interrupted);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_session_is_let_go_and_rebuilt_from_disk_by_a_retry() {
+        let dir = temp("retry");
+        let pool = AnalysisPool::start(1).unwrap();
+        let sessions = Sessions::new(dir.clone(), 2, 1 << 20, Duration::from_secs(60), pool);
+        let session = sessions.open_upload("p1", None).unwrap();
+        session.add_frame(None, None, Bytes::from_static(b"frame")).unwrap();
+        session.end_upload(true);
+        {
+            let mut inner = session.lock();
+            inner.progress.state = SessionState::Failed;
+            session.publish(&inner);
+        }
+        drop(session);
+        assert_eq!(sessions.get("p1").unwrap().progress().state, SessionState::Failed, "a lookup keeps the failure");
+        let again = sessions.retry("p1").unwrap();
+        assert_eq!(again.progress().state, SessionState::Receiving, "rebuilt from its files, to be decided again");
+        assert_eq!(again.progress().frames_received, 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,233 @@
+//! Running the service for days: metrics, access logs, graceful shutdown and resume, a full
+//! disk, the free-space floor, retention, and `/analyze` results kept apart from sessions. The
+//! real server over real sockets; the full disk is a real (small) tmpfs.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{http_request, marker_server_with, render, HttpResponse, Rendered, Server, TempDir};
+use referee_wire::PartWriter;
+
+fn phrase_body(rendered: &Rendered) -> (String, Vec<u8>) {
+    let mut parts = PartWriter::new();
+    let mut body = Vec::new();
+    for (i, jpeg) in rendered.jpegs.iter().enumerate() {
+        body.extend_from_slice(&parts.frame(i as u64, i as f64 / 15.0, jpeg));
+    }
+    body.extend_from_slice(&parts.signal_and_close(&std::fs::read(&rendered.log).unwrap()));
+    (parts.content_type(), body)
+}
+
+fn post_phrase(server: &Server, rendered: &Rendered, id: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let (content_type, body) = phrase_body(rendered);
+    let mut all = vec![("Content-Type", content_type.as_str())];
+    all.extend_from_slice(headers);
+    http_request(server.addr, "POST", &format!("/stream?session={id}"), &all, &body)
+}
+
+/// The value of one sample line (`name{labels} value`) of a Prometheus text exposition.
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(name_and_labels)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn metrics_count_what_happened_and_the_token_guards_all_but_health_and_metrics() {
+    let out = TempDir::new("ops-metrics");
+    let mut server = marker_server_with(&out.path().join("results"), &["--token", "s3cret"]);
+    let rendered = render(1, out.path());
+    let n = rendered.jpegs.len();
+    assert_eq!(post_phrase(&server, &rendered, "no-token", &[]).status, 401);
+    assert_eq!(server.get("/sessions/no-token").status, 401);
+    let r = post_phrase(&server, &rendered, "m-1", &[("Authorization", "Bearer s3cret")]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let winner = r.json()["decision"]["winner"].as_str().unwrap().to_ascii_lowercase();
+    assert_eq!(server.get("/health").status, 200, "/health is open");
+    let scraped = server.get("/metrics");
+    assert_eq!(scraped.status, 200, "/metrics is open");
+    assert!(scraped.header("content-type").unwrap().starts_with("text/plain"));
+    let text = String::from_utf8(scraped.body).unwrap();
+    assert_eq!(sample(&text, "referee_frames_received_total"), Some(n as f64), "{text}");
+    assert_eq!(sample(&text, "referee_frames_analysed_total"), Some(n as f64), "{text}");
+    assert_eq!(sample(&text, &format!("referee_phrases_total{{route=\"stream\",outcome=\"{winner}\"}}")), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "referee_responses_total{route=\"/stream\",status=\"401\"}"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "referee_responses_total{route=\"/stream\",status=\"200\"}"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "referee_responses_total{route=\"/sessions/{id}\",status=\"401\"}"), Some(1.0), "{text}");
+    let pose_frames = sample(&text, "referee_pose_ms_per_frame_count").expect("the pose histogram");
+    assert!(pose_frames >= n as f64, "{pose_frames} pose observations for {n} frames (and the warm-up)");
+    assert_eq!(sample(&text, "referee_verdict_seconds_after_last_byte_count"), Some(1.0), "{text}");
+    assert!(sample(&text, "referee_bytes_received_total").unwrap() >= rendered.jpegs.iter().map(Vec::len).sum::<usize>() as f64);
+    assert!(text.contains("referee_phrases{state=\""), "phrases in memory by state: {text}");
+    assert!(sample(&text, "referee_open_connections").unwrap() >= 1.0, "this scrape's own connection is open");
+    assert!(text.contains("referee_pose_backlog") && text.contains("referee_disk_free_bytes"), "{text}");
+
+    // One access-log line per request, in a span naming the session; the token never logged.
+    let (_, log) = server.terminate(Duration::from_secs(60));
+    let access: Vec<&str> = log.lines().filter(|l| l.contains("access") && l.contains("served")).collect();
+    assert!(access.iter().any(|l| l.contains("session=m-1") && l.contains("status=200") && l.contains("path=/stream")), "{}", access.join("\n"));
+    assert!(access.iter().any(|l| l.contains("session=no-token") && l.contains("status=401")), "{}", access.join("\n"));
+    assert!(log.lines().filter(|l| l.contains("verdict")).all(|l| l.contains("session=m-1")), "{log}");
+    assert!(!log.contains("s3cret"), "the token is never logged");
+}
+
+#[test]
+fn sigterm_lets_running_phrases_finish_and_exits_0() {
+    let out = TempDir::new("ops-sigterm");
+    let results = out.path().join("results");
+    let rendered = render(2, out.path());
+    let n = rendered.jpegs.len();
+
+    // An upload in progress when SIGTERM comes is let finish: its client gets the verdict.
+    let mut server = marker_server_with(&results, &["--shutdown-grace-seconds", "60"]);
+    let (content_type, body) = phrase_body(&rendered);
+    let mut upload = std::net::TcpStream::connect(server.addr).unwrap();
+    let head = format!("POST /stream?session=graceful HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n", body.len());
+    std::io::Write::write_all(&mut upload, head.as_bytes()).unwrap();
+    std::io::Write::write_all(&mut upload, &body[..body.len() / 2]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server.get("/sessions/graceful").json()["frames_received"].as_u64().unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the upload never started");
+        std::thread::yield_now();
+    }
+    let finisher = std::thread::spawn(move || {
+        std::io::Write::write_all(&mut upload, &body[body.len() / 2..]).unwrap();
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut upload, &mut raw).unwrap();
+        common::parse_response(&raw)
+    });
+    let (status, log) = server.terminate(Duration::from_secs(120));
+    assert!(status.success(), "exit status {status:?}; log:\n{log}");
+    assert!(log.contains("shutting down") && log.contains("shut down cleanly"), "{log}");
+    let answer = finisher.join().unwrap();
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.json()["stream"]["frames_analysed"], n);
+
+    // A phrase whose frames and log were all in but that was not decided when the server
+    // stopped is decided at the next start, by itself. (Stored only: `--analysis false`.)
+    let mut server = marker_server_with(&results, &["--analysis", "false"]);
+    let r = post_phrase(&server, &rendered, "undecided", &[]);
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let (status, _) = server.terminate(Duration::from_secs(60));
+    assert!(status.success());
+    let server = marker_server_with(&results, &[]);
+    let mut events = common::Events::open(server.addr, "undecided");
+    let verdict = loop {
+        match events.next() {
+            Some((event, data)) if event == "verdict" => break data,
+            Some((event, data)) if event == "failed" => panic!("failed: {data}"),
+            Some(_) => continue,
+            None => panic!("the event stream ended without a verdict"),
+        }
+    };
+    assert_eq!(verdict["stream"]["frames_analysed"], n);
+    assert_eq!(verdict["decision"]["winner"], common::phrase(2)["legacy_decision"]["winner"]);
+}
+
+/// A tmpfs of `size` mounted at `dir` for the test's life (this needs root, which CI has).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status().unwrap();
+        assert!(status.success(), "mounting a {size} tmpfs at {} (the full-disk test needs root)", dir.display());
+        SmallDisk(dir.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_507_keeps_the_stored_frames_and_the_floor_refuses_new_phrases() {
+    let out = TempDir::new("ops-disk");
+    let rendered = render(3, out.path());
+    let one_frame = rendered.jpegs.iter().map(Vec::len).max().unwrap();
+    let disk = SmallDisk::mount(&out.path().join("small"), "4m");
+    let sessions = disk.0.join("sessions");
+    let results = out.path().join("results");
+    let server = marker_server_with(&results, &["--sessions-dir", sessions.to_str().unwrap(), "--min-free-mb", "0", "--session-idle-seconds", "1"]);
+    // Frames until the 4 MB disk is full (a whole phrase and its videos fit in it).
+    let mut parts = PartWriter::new();
+    let mut body = Vec::new();
+    let needed = (4 << 20) / one_frame * 2 + 4;
+    for i in 0..needed {
+        let jpeg = &rendered.jpegs[i % rendered.jpegs.len()];
+        body.extend_from_slice(&parts.frame(i as u64, i as f64 / 15.0, jpeg));
+    }
+    let r = http_request(server.addr, "POST", "/stream?session=filler", &[("Content-Type", &parts.content_type())], &body);
+    assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
+    let detail = r.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("disk is full") && detail.contains("kept"), "{detail}");
+    // What was stored is whole and readable: the frames named by the index, byte for byte.
+    let session = server.get("/sessions/filler").json();
+    let held = session["frames_received"].as_u64().unwrap() as usize;
+    assert!(held > 3, "{session}");
+    let stored = server.get("/sessions/filler/artifacts/frames.mjpeg").body;
+    let sent: Vec<u8> = (0..held).flat_map(|i| rendered.jpegs[i % rendered.jpegs.len()].clone()).collect();
+    assert_eq!(stored[..sent.len()], sent[..], "the stored frames are the ones sent");
+    // Room is made (once the idle session has left memory and closed its files, the space is
+    // free); the server decides a normal phrase on the same disk.
+    let filler = sessions.join("filler");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server.open_paths().iter().any(|p| p.starts_with(&filler)) {
+        assert!(std::time::Instant::now() < deadline, "the interrupted session still holds its files");
+        std::thread::yield_now();
+    }
+    std::fs::remove_dir_all(&filler).unwrap();
+    let r = post_phrase(&server, &rendered, "after-full", &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    drop(server);
+
+    // Below the floor, a new phrase (streamed or /analyze) is 507, and a decided one is still served.
+    let server = marker_server_with(&results, &["--sessions-dir", sessions.to_str().unwrap(), "--min-free-mb", "100000000"]);
+    let r = post_phrase(&server, &rendered, "over-floor", &[]);
+    assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["detail"].as_str().unwrap().contains("nearly full"));
+    let r = http_request(server.addr, "POST", "/analyze", &[("Content-Type", "multipart/form-data; boundary=b")], b"--b--\r\n");
+    assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(server.get("/sessions/after-full").json()["state"], "done");
+}
+
+#[test]
+fn retention_removes_old_phrases_and_analyze_results_are_not_sessions() {
+    let out = TempDir::new("ops-retention");
+    let results = out.path().join("results");
+    let rendered = render(4, out.path());
+    // A decided session, and an /analyze-shaped result directory beside the sessions.
+    let server = marker_server_with(&results, &[]);
+    assert_eq!(post_phrase(&server, &rendered, "recent", &[]).status, 200);
+    assert_eq!(post_phrase(&server, &rendered, "old", &[]).status, 200);
+    drop(server);
+    assert!(results.join("sessions/recent/analysis_result.json").is_file(), "sessions live under <output>/sessions");
+    let analyze_dir = results.join("phrase_20250101T000000Z");
+    std::fs::create_dir_all(&analyze_dir).unwrap();
+    std::fs::copy(results.join("sessions/recent/analysis_result.json"), analyze_dir.join("analysis_result.json")).unwrap();
+    std::fs::copy(&rendered.log, analyze_dir.join("phrase.txt")).unwrap();
+    let fresh_result = results.join("fresh_20260101T000000Z");
+    std::fs::create_dir_all(&fresh_result).unwrap();
+    std::fs::write(fresh_result.join("analysis_result.json"), b"{}").unwrap();
+    // An /analyze result is never a session: its files are not served as one.
+    let server = marker_server_with(&results, &[]);
+    assert_eq!(server.get("/sessions/phrase_20250101T000000Z").status, 404);
+    assert_eq!(server.get("/sessions/phrase_20250101T000000Z/artifacts/phrase.txt").status, 404);
+    drop(server);
+    // Ten days old: the "old" session and the old result.
+    for dir in [results.join("sessions/old"), analyze_dir.clone()] {
+        let status = Command::new("sh").arg("-c").arg(format!("touch -d '10 days ago' '{0}' '{0}'/*", dir.display())).status().unwrap();
+        assert!(status.success());
+    }
+    let mut server = marker_server_with(&results, &["--retention-days", "7"]);
+    // The first sweep runs at start-up (possibly before the model is ready).
+    if !server.log.iter().any(|l| l.contains("retention: old phrases removed")) {
+        server.wait_for("retention: old phrases removed", Duration::from_secs(60));
+    }
+    assert!(!results.join("sessions/old").exists() && !analyze_dir.exists(), "ten-day-old phrases are removed");
+    assert!(results.join("sessions/recent").is_dir() && fresh_result.is_dir(), "recent ones stay");
+    assert_eq!(server.get("/sessions/recent").json()["state"], "done");
+    assert_eq!(server.get("/sessions/old").status, 404);
+}
