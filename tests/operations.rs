@@ -103,6 +103,33 @@ fn sigterm_lets_running_phrases_finish_and_exits_0() {
     assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
     assert_eq!(answer.json()["stream"]["frames_analysed"], n);
 
+    // An upload that stalls past the grace is cut: exit 0 all the same, its frames kept, and the
+    // phrase resumable after the restart.
+    let mut server = marker_server_with(&results, &["--shutdown-grace-seconds", "1"]);
+    let (content_type, body) = phrase_body(&rendered);
+    let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
+    let head = format!("POST /stream?session=stalled HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n", body.len());
+    std::io::Write::write_all(&mut stalled, head.as_bytes()).unwrap();
+    std::io::Write::write_all(&mut stalled, &body[..body.len() / 2]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let held = server.get("/sessions/stalled").json()["frames_received"].as_u64().unwrap_or(0);
+        if held > 0 {
+            break held;
+        }
+        assert!(std::time::Instant::now() < deadline, "the upload never started");
+        std::thread::yield_now();
+    };
+    let (status, log) = server.terminate(Duration::from_secs(60));
+    assert!(status.success(), "exit status {status:?}; log:\n{log}");
+    assert!(log.contains("unfinished phrases are kept on disk as interrupted"), "{log}");
+    drop(stalled);
+    let server = marker_server_with(&results, &[]);
+    let session = server.get("/sessions/stalled").json();
+    assert_eq!(session["state"], "interrupted", "{session}");
+    assert!(session["frames_received"].as_u64().unwrap() >= held, "{session}");
+    drop(server);
+
     // A phrase whose frames and log were all in but that was not decided when the server
     // stopped is decided at the next start, by itself. (Stored only: `--analysis false`.)
     let mut server = marker_server_with(&results, &["--analysis", "false"]);
