@@ -441,10 +441,17 @@ pub struct Nginx {
 impl Nginx {
     /// Starts nginx with the shipped config pointed at `upstream`, its files under `prefix`.
     pub fn start(upstream: SocketAddr, prefix: &Path) -> Nginx {
+        Nginx::start_replicas(&[upstream], prefix)
+    }
+
+    /// The same in front of several replicas (the shipped upstream's one server line becomes one
+    /// per replica).
+    pub fn start_replicas(upstreams: &[SocketAddr], prefix: &Path) -> Nginx {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         std::fs::create_dir_all(prefix.join("logs")).unwrap();
         let shipped = std::fs::read_to_string(repo().join("deploy/nginx.conf")).unwrap();
-        let mut conf = shipped.replace("server 127.0.0.1:8080;", &format!("server {upstream};")).replace("listen 8000;", &format!("listen 127.0.0.1:{port};"));
+        let servers: Vec<String> = upstreams.iter().map(|u| format!("server {u};")).collect();
+        let mut conf = shipped.replace("server 127.0.0.1:8080;", &servers.join("\n        ")).replace("listen 8000;", &format!("listen 127.0.0.1:{port};"));
         conf = format!("user root;\npid {0}/nginx.pid;\nerror_log {0}/logs/error.log;\n{conf}", prefix.display());
         conf = conf.replace("http {", &format!("http {{\n    access_log off;\n    client_body_temp_path {0}/body;\n    proxy_temp_path {0}/proxy;", prefix.display()));
         std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
