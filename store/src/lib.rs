@@ -5,7 +5,7 @@
 //! after a restart, and an index line torn by a crash is cut away, with the frames before it kept.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -69,10 +69,16 @@ impl FrameStore {
         let index_path = dir.join(INDEX);
         let mut frames: Vec<FrameRecord> = Vec::new();
         let mut repaired = false;
-        if let Ok(file) = File::open(&index_path) {
-            for line in BufReader::new(file).lines() {
-                match line.ok().and_then(|l| serde_json::from_str::<FrameRecord>(&l).ok()) {
-                    Some(r) if r.offset.checked_add(r.length).is_some_and(|end| end <= stored_bytes) => frames.push(r),
+        if let Ok(index) = std::fs::read(&index_path) {
+            for line in index.split_inclusive(|&b| b == b'\n') {
+                let record = std::str::from_utf8(line).ok().and_then(|l| serde_json::from_str::<FrameRecord>(l).ok());
+                match record {
+                    Some(r) if r.offset.checked_add(r.length).is_some_and(|end| end <= stored_bytes) => {
+                        frames.push(r);
+                        // A whole record that lost only its newline (a crash between the two):
+                        // kept, and the index rewritten, or the next append would join its line.
+                        repaired |= !line.ends_with(b"\n");
+                    }
                     _ => {
                         repaired = true;
                         break;
@@ -218,6 +224,31 @@ mod tests {
         assert_eq!(reader.read(&again.frames[2]).unwrap(), b"CCCC");
         assert_eq!(reader.read(&again.frames[0]).unwrap(), b"AAAA");
         assert_eq!(stored_frame_count(&dir), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_last_line_that_lost_only_its_newline_is_kept_and_appends_go_on() {
+        // Fuzzing (session_reload): an index whose last record lacked its newline was read as
+        // whole and left as it was, so the next append joined that line; the reload after it cut
+        // both frames, and stored_frame_count counted one frame fewer than a reload kept.
+        let dir = std::env::temp_dir().join(format!("ai-referee-store-newline-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(FRAMES), b"AAAABBBB").unwrap();
+        let records = "{\"index\":0,\"offset\":0,\"length\":4,\"timestamp\":0.0}\n\
+                       {\"index\":1,\"offset\":4,\"length\":4,\"timestamp\":null}";
+        std::fs::write(dir.join(INDEX), records).unwrap();
+        let (mut store, stored) = FrameStore::open(&dir).unwrap();
+        assert!(stored.repaired);
+        assert_eq!(stored.frames.len(), 2);
+        assert_eq!(stored_frame_count(&dir), 2);
+        store.append(2, None, b"CCCC").unwrap();
+        store.flush();
+        drop(store);
+        let (_, again) = FrameStore::open(&dir).unwrap();
+        assert!(!again.repaired);
+        assert_eq!(again.frames.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
