@@ -232,6 +232,8 @@ struct GatedBody<S> {
     gate: Arc<Gate>,
     boundary: String,
     closed: bool,
+    /// The end of the body has been held back once (see `poll_next`).
+    end_held: bool,
     /// The body's last bytes, to see how it ended.
     tail: Vec<u8>,
 }
@@ -246,6 +248,17 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
+            // The end is never handed over in the same read as the bytes before it: multer, when
+            // it has not found the first delimiter yet, reads once more and, if that read reached
+            // the end, gives up without looking at what it just read ("incomplete multipart
+            // stream"), so a well-formed body whose delimiter came with the end (a short first
+            // read, a preamble, or the closing boundary added here) was refused or not depending
+            // on how it was cut. Held back once, the end comes in a read of its own.
+            if !this.end_held {
+                this.end_held = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             return Poll::Ready(None);
         };
         {
@@ -330,7 +343,7 @@ impl MjpegStream {
         let gate = Arc::new(Gate::default());
         gate.allow(limits.read_ahead as u64);
         let boundary_len = boundary.len() as u64;
-        let gated = GatedBody { inner: Some(body), gate: gate.clone(), boundary: boundary.clone(), closed: false, tail: Vec::new() };
+        let gated = GatedBody { inner: Some(body), gate: gate.clone(), boundary: boundary.clone(), closed: false, end_held: false, tail: Vec::new() };
         let constraints = multer::Constraints::new()
             .size_limit(multer::SizeLimit::new().whole_stream(limits.max_phrase_bytes).per_field(limits.max_part_bytes));
         let multipart = multer::Multipart::with_constraints(gated, boundary, constraints);
@@ -599,6 +612,44 @@ mod tests {
         assert!(matches!(parse_all(bad_index.as_bytes(), "b", 64, Limits::default()).await.1, Err(MjpegError::BadHeader(_))));
         let png = b"--b\r\nContent-Type: image/png\r\n\r\nPNG\r\n--b--\r\n";
         assert_eq!(parse_all(png, "b", 64, Limits::default()).await.1, Err(MjpegError::UnsupportedPart("image/png".into())));
+    }
+
+    /// A stream of these chunks that is not ready (and wakes itself) before each `None` item.
+    struct Pausing(std::collections::VecDeque<Option<&'static [u8]>>);
+
+    impl Stream for Pausing {
+        type Item = Result<Bytes, std::io::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            match self.0.pop_front() {
+                Some(Some(chunk)) => Poll::Ready(Some(Ok(Bytes::from_static(chunk)))),
+                Some(None) => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                None => Poll::Ready(None),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delimiter_that_arrives_with_the_end_of_the_body_is_found() {
+        // Fuzzing (mjpeg_parts): when the first read held no delimiter and the next one reached
+        // the end, multer refused the body as an incomplete stream, whatever that read held.
+        let part = b"--b\r\nContent-Type: image/jpeg\r\n\r\nJ\r\n--b--\r\n";
+        for (first, rest) in [(&b"-"[..], &part[1..]), (b"preamble\r\n", &part[..]), (b"", &part[..])] {
+            let (first, rest): (&'static [u8], &'static [u8]) = (first, rest);
+            let body = Pausing(vec![Some(first), None, Some(rest)].into());
+            let mut parts = MjpegStream::new(body, "b".into(), Limits::default());
+            assert!(matches!(parts.next_part().await, Ok(Some(Part::Frame { .. }))), "after {first:?}");
+            assert_eq!(parts.next_part().await, Ok(None));
+        }
+        // No delimiter from the client at all: the closing one added here ends it, however cut.
+        for limits in [Limits::default(), Limits { read_ahead: 4, ..Limits::default() }] {
+            for chunk in [3, 1000] {
+                let (parts, end) = parse_all(b"this is not multipart at all", "b", chunk, limits).await;
+                assert_eq!((parts.len(), end), (0, Ok(())), "chunks of {chunk}, {limits:?}");
+            }
+        }
     }
 
     #[tokio::test]
