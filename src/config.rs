@@ -115,6 +115,32 @@ pub struct ServeConfig {
           value_parser = legacy_bool, action = ArgAction::Set)]
     pub analysis: bool,
 
+    /// Where pose runs: `local` (libtorch in this process, `--device`) or `triton` (a Triton
+    /// Inference Server serving the same export, `--triton-url`).
+    #[arg(long, env = "REFEREE_POSE_BACKEND", default_value = "local", value_parser = ["local", "triton"])]
+    pub pose_backend: String,
+
+    /// Triton's HTTP address (KServe v2 inference protocol, binary tensors).
+    #[arg(long, env = "REFEREE_TRITON_URL", default_value = "http://127.0.0.1:8000")]
+    pub triton_url: String,
+
+    /// The pose model's name in Triton's repository.
+    #[arg(long, env = "REFEREE_TRITON_MODEL", default_value = "yolo_pose")]
+    pub triton_model: String,
+
+    /// The model version to ask for (none: Triton's version policy picks).
+    #[arg(long, env = "REFEREE_TRITON_MODEL_VERSION")]
+    pub triton_model_version: Option<String>,
+
+    /// Milliseconds one inference request to Triton may take.
+    #[arg(long, env = "REFEREE_TRITON_TIMEOUT_MS", default_value_t = 10_000)]
+    pub triton_timeout_ms: u64,
+
+    /// Retries of a failed Triton request (backoff 200 ms, doubling); then the phrase fails
+    /// with 503 and can be decided again from its stored frames.
+    #[arg(long, env = "REFEREE_TRITON_RETRIES", default_value_t = 3)]
+    pub triton_retries: u32,
+
     /// Most frames in one pose forward pass; the scheduler batches frames of every phrase.
     #[arg(long, env = "REFEREE_MAX_BATCH", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=1024))]
@@ -175,6 +201,18 @@ impl ServeConfig {
     /// The analysis pool's thread count: the flag, or one per core.
     pub fn analysis_thread_count(&self) -> usize {
         if self.analysis_threads > 0 { self.analysis_threads } else { cores() }
+    }
+
+    /// The Triton backend's settings from the flags.
+    pub fn triton(&self) -> referee_pose::triton::TritonSettings {
+        referee_pose::triton::TritonSettings {
+            url: self.triton_url.clone(),
+            model: self.triton_model.clone(),
+            version: self.triton_model_version.clone().filter(|v| !v.is_empty()),
+            timeout: std::time::Duration::from_millis(self.triton_timeout_ms),
+            retries: self.triton_retries,
+            backoff: std::time::Duration::from_millis(200),
+        }
     }
 
     /// Where streamed sessions live: the flag, or `<output-dir>/sessions`.

@@ -158,6 +158,7 @@ impl From<crate::session::Failure> for ApiError {
         match failure.kind {
             crate::session::FailureKind::Undecidable => ApiError::Unprocessable(failure.message),
             crate::session::FailureKind::Internal => ApiError::Internal(failure.message),
+            crate::session::FailureKind::Unavailable => ApiError::Unavailable(failure.message),
         }
     }
 }
@@ -167,6 +168,7 @@ impl From<crate::analysis::pipeline::PipelineError> for ApiError {
         use crate::analysis::pipeline::PipelineError;
         match err {
             PipelineError::Kinematics(e) => ApiError::Unprocessable(e.to_string()),
+            e @ PipelineError::Pose(crate::analysis::pose::PoseError::Unavailable(_)) => ApiError::Unavailable(e.to_string()),
             e @ PipelineError::Undecidable { .. } => ApiError::Unprocessable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }

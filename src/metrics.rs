@@ -30,6 +30,8 @@ pub const BYTES_RECEIVED: &str = "referee_bytes_received_total";
 pub const POSE_BACKLOG: &str = "referee_pose_backlog";
 /// 1 for the pose backend in use (label `backend`), once the model is loaded.
 pub const POSE_BACKEND: &str = "referee_pose_backend";
+/// 1 when the pose backend (label `kind`: `local`, `triton`) answers, 0 when it does not.
+pub const POSE_BACKEND_REACHABLE: &str = "referee_pose_backend_reachable";
 /// Seconds from a phrase's last byte (frame or log) to its verdict.
 pub const VERDICT_SECONDS: &str = "referee_verdict_seconds_after_last_byte";
 /// Responses, by `route` (the route's pattern) and `status`.
@@ -92,6 +94,7 @@ fn describe() {
     describe_counter!(BYTES_RECEIVED, Unit::Bytes, "Request body bytes taken in.");
     describe_gauge!(POSE_BACKLOG, "Frames waiting on the pose scheduler.");
     describe_gauge!(POSE_BACKEND, "1 for the pose backend in use.");
+    describe_gauge!(POSE_BACKEND_REACHABLE, "1 when the pose backend answers.");
     describe_histogram!(POSE_MS_PER_FRAME, Unit::Milliseconds, "Pose backend time per frame (a batch's time over its frames).");
     describe_histogram!(VERDICT_SECONDS, Unit::Seconds, "Seconds from a phrase's last byte to its verdict.");
     describe_counter!(RESPONSES, "Responses by route and status.");

@@ -20,7 +20,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
-use crate::analysis::pose::{DeviceChoice, PoseModel, PoseScheduler, SchedulerSettings};
+use crate::analysis::pose::triton::TritonPose;
+use crate::analysis::pose::{DeviceChoice, PoseBackend, PoseError, PoseModel, PoseScheduler, SchedulerSettings};
 use crate::config::ServeConfig;
 use crate::error::{ApiError, ResponseBody};
 use crate::handlers::{analyze, health, sessions, stream, view, RequestBody};
@@ -133,7 +134,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let sessions = Sessions::new(config.sessions_root(), config.max_sessions as usize, config.max_phrase_bytes, Duration::from_secs(config.session_idle_seconds), pool)
         .with_min_free(config.min_free_bytes());
     info!(sessions_dir = %sessions.root().display(), min_free_mb = config.min_free_mb, retention_days = config.retention_days, "storage");
-    let state = Arc::new(AppState { config, pose: OnceLock::new(), sessions });
+    let state = Arc::new(AppState { config, pose: OnceLock::new(), sessions, backend_reachable: std::sync::atomic::AtomicBool::new(false) });
     spawn_housekeeping(state.clone());
     let (model_failed_tx, model_failed_rx) = oneshot::channel();
     spawn_model_loader(state.clone(), device, model_failed_tx);
@@ -271,43 +272,79 @@ fn spawn_housekeeping(state: Arc<AppState>) {
     });
 }
 
-/// Loads and warms the model on a blocking thread and starts the pose scheduler over it;
-/// reports failure through `failed`.
+/// Loads and warms the model on a blocking thread (or, with `--pose-backend triton`, connects
+/// to Triton, trying again until it answers) and starts the pose scheduler over it; reports
+/// failure through `failed`.
 fn spawn_model_loader(state: Arc<AppState>, device: DeviceChoice, failed: oneshot::Sender<ServeError>) {
     tokio::task::spawn_blocking(move || {
-        let path = state.config.model.clone();
-        let loaded = PoseModel::load(&path, device).and_then(|model| {
-            let ms = model.warm_up(WARM_UP_ROUNDS)?;
-            Ok((model, ms))
-        });
-        match loaded {
-            Ok((model, ms)) => {
-                let (device, layout) = (model.device(), model.layout());
-                let settings = SchedulerSettings {
-                    max_batch: state.config.max_batch as usize,
-                    batch_wait: Duration::from_millis(state.config.batch_wait_ms),
-                    ..SchedulerSettings::default()
-                };
-                match PoseScheduler::start(Arc::new(model), settings) {
-                    Ok(scheduler) => {
-                        // Set before saying so: whoever reads "model ready" must find /health ok.
-                        let scheduler = Arc::new(scheduler);
-                        let _ = state.pose.set(scheduler.clone());
-                        info!(?device, ?layout, warm_forward_ms = format!("{ms:.1}"), "model ready");
-                        resume_undecided(&state, scheduler);
-                    }
-                    Err(err) => {
-                        error!(%err, "pose scheduler not started");
-                        let _ = failed.send(ServeError::Threads(err));
-                    }
-                }
-            }
+        let backend: Result<Arc<dyn PoseBackend>, PoseError> = if state.config.pose_backend == "triton" {
+            Ok(connect_triton(&state))
+        } else {
+            load_local(&state, device)
+        };
+        let backend = match backend {
+            Ok(backend) => backend,
             Err(err) => {
                 error!(%err, "model not loaded");
                 let _ = failed.send(err.into());
+                return;
+            }
+        };
+        let settings = SchedulerSettings {
+            max_batch: state.config.max_batch as usize,
+            batch_wait: Duration::from_millis(state.config.batch_wait_ms),
+            ..SchedulerSettings::default()
+        };
+        match PoseScheduler::start(backend, settings) {
+            Ok(scheduler) => {
+                let scheduler = Arc::new(scheduler);
+                // Set before saying so: whoever reads "model ready" must find /health ok.
+                let _ = state.pose.set(scheduler.clone());
+                info!(backend = %scheduler.describe(), "model ready");
+                resume_undecided(&state, scheduler);
+            }
+            Err(err) => {
+                error!(%err, "pose scheduler not started");
+                let _ = failed.send(ServeError::Threads(err));
             }
         }
     });
+}
+
+/// The model in this process, loaded and warmed up.
+fn load_local(state: &AppState, device: DeviceChoice) -> Result<Arc<dyn PoseBackend>, PoseError> {
+    let model = PoseModel::load(&state.config.model, device)?;
+    let ms = model.warm_up(WARM_UP_ROUNDS)?;
+    info!(device = ?model.device(), layout = ?model.layout(), warm_forward_ms = format!("{ms:.1}"), "local model loaded");
+    Ok(Arc::new(model))
+}
+
+/// How often Triton's readiness is checked (and, until it first answers, connection retried).
+const TRITON_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Triton, once it answers: until then `/health` says `model_not_loaded` (Triton starting after
+/// the service is normal in a deployment). Its readiness is then checked every few seconds.
+fn connect_triton(state: &Arc<AppState>) -> Arc<dyn PoseBackend> {
+    let settings = state.config.triton();
+    let backend = loop {
+        match TritonPose::connect(settings.clone()) {
+            Ok(backend) => break Arc::new(backend),
+            Err(err) => {
+                warn!(%err, url = %settings.url, "Triton not ready; trying again");
+                std::thread::sleep(TRITON_CHECK_EVERY);
+            }
+        }
+    };
+    state.backend_reachable.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (watched, watcher) = (backend.clone(), state.clone());
+    let _ = std::thread::Builder::new().name("triton-check".into()).spawn(move || loop {
+        std::thread::sleep(TRITON_CHECK_EVERY);
+        let up = watched.reachable();
+        if watcher.backend_reachable.swap(up, std::sync::atomic::Ordering::SeqCst) != up {
+            if up { info!("Triton is reachable again") } else { warn!("Triton is not reachable") }
+        }
+    });
+    backend
 }
 
 /// Starts again the phrases a stop interrupted while they were being decided (all frames and the

@@ -17,6 +17,9 @@ pub struct AppState {
     pub pose: OnceLock<Arc<PoseScheduler>>,
     /// Streamed phrases.
     pub sessions: Sessions,
+    /// With `--pose-backend triton`: whether Triton answered its last readiness check (every
+    /// few seconds).
+    pub backend_reachable: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {

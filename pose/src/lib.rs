@@ -6,6 +6,7 @@
 //! same code runs on a GPU machine that has libtorch alone.
 
 pub mod scheduler;
+pub mod triton;
 
 pub use scheduler::{PoseBackend, PoseScheduler, SchedulerSettings, SchedulerStats, Ticket};
 
@@ -201,7 +202,7 @@ pub enum OutputLayout {
 }
 
 /// Why a pose model could not be loaded or run.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PoseError {
     /// The model file does not exist.
     #[error("model file {0} does not exist (run ./scripts/setup.sh, or point REFEREE_YOLO_MODEL at a TorchScript export)")]
@@ -228,6 +229,9 @@ pub enum PoseError {
     /// A forward pass failed.
     #[error("forward pass failed: {0}")]
     Forward(String),
+    /// A remote pose backend (Triton) cannot be reached or does not answer in time.
+    #[error("the pose backend is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A loaded, checked YOLO-pose TorchScript on its device.
@@ -265,30 +269,13 @@ impl PoseModel {
         })?;
         module.set_eval();
         let mut model = PoseModel { module, device, layout: OutputLayout::Raw, input: InputShape::Square, path: path.to_owned() };
-        let output = model.forward(&model.blank_batch(1, Letterbox::new(1, 1)))?;
-        model.layout = match output.size().as_slice() {
-            [1, c, n] if *c == RAW_CHANNELS && *n > 0 => OutputLayout::Raw,
-            [1, _, v] if *v == END_TO_END_VALUES => OutputLayout::EndToEnd,
-            shape => return Err(PoseError::NotPoseModel { path: path.to_owned(), shape: shape.to_vec() }),
-        };
-        model.input = model.probe_input_shape();
+        let (layout, input) = probe(|batch| model.forward(batch), device).map_err(|e| match e {
+            Probed::Shape(shape) => PoseError::NotPoseModel { path: path.to_owned(), shape },
+            Probed::Failed(e) => e,
+        })?;
+        model.layout = layout;
+        model.input = input;
         Ok(model)
-    }
-
-    /// A fixed-shape export fails on (or mis-sizes) another shape; a dynamic one gives one
-    /// candidate per cell of each stride's grid.
-    fn probe_input_shape(&self) -> InputShape {
-        let wide = Letterbox::fit(1280, 720, InputShape::Minimal);
-        let (w, h) = wide.input_size();
-        let cells: i64 = [8, 16, 32].iter().map(|s| (w / s) * (h / s)).sum();
-        match self.forward(&self.blank_batch(1, wide)).map(|out| out.size()) {
-            Ok(shape) => match (self.layout, shape.as_slice()) {
-                (OutputLayout::Raw, [1, _, n]) if *n == cells => InputShape::Minimal,
-                (OutputLayout::EndToEnd, [1, _, v]) if *v == END_TO_END_VALUES => InputShape::Minimal,
-                _ => InputShape::Square,
-            },
-            Err(_) => InputShape::Square,
-        }
     }
 
     /// The shapes this model takes.
@@ -310,7 +297,7 @@ impl PoseModel {
     /// Runs `rounds` forward passes on blank input of `frame`'s input shape and returns the time
     /// of the last one, in milliseconds.
     pub fn warm_up_for(&self, rounds: usize, frame: Letterbox) -> Result<f64, PoseError> {
-        let input = self.blank_batch(1, frame);
+        let input = blank_batch(1, frame, self.device);
         let mut last_ms = 0.0;
         for _ in 0..rounds.max(1) {
             let start = Instant::now();
@@ -327,80 +314,7 @@ impl PoseModel {
     /// of one input shape go through one forward pass. Per frame, the detections best score
     /// first, as Ultralytics' `predict` gives them with its defaults.
     pub fn detect(&self, inputs: &[Tensor], frames: &[Letterbox]) -> Result<Vec<Vec<PoseDetection>>, PoseError> {
-        assert_eq!(inputs.len(), frames.len(), "one geometry per input");
-        let mut detections = Vec::with_capacity(inputs.len());
-        let mut start = 0;
-        while start < inputs.len() {
-            let shape = frames[start].input_size();
-            let end = start + frames[start..].iter().take_while(|f| f.input_size() == shape).count();
-            let batch = Tensor::stack(&inputs[start..end], 0).to_device(self.device).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
-            let output = self.forward(&batch)?;
-            for (i, frame) in frames[start..end].iter().enumerate() {
-                detections.push(self.decode(&output.get(i as i64), frame));
-            }
-            start = end;
-        }
-        Ok(detections)
-    }
-
-    /// One frame's output → its detections in frame pixels.
-    fn decode(&self, output: &Tensor, frame: &Letterbox) -> Vec<PoseDetection> {
-        // Rows of [x1|cx, y1|cy, x2|w, y2|h, score, (class,) 51 keypoint values].
-        let rows = match self.layout {
-            OutputLayout::Raw => output.transpose(0, 1),
-            OutputLayout::EndToEnd => output.shallow_clone(),
-        };
-        let score_col = 4;
-        let keep = rows.select(1, score_col).gt(CONFIDENCE as f64);
-        let rows = rows.index_select(0, &keep.nonzero().squeeze_dim(1)).to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
-        let n = rows.size()[0] as usize;
-        let width = rows.size()[1] as usize;
-        let mut flat = vec![0f32; n * width];
-        rows.copy_data(&mut flat, n * width);
-        let keypoint_start = match self.layout {
-            OutputLayout::Raw => 5,
-            OutputLayout::EndToEnd => 6,
-        };
-        let mut candidates: Vec<PoseDetection> = flat
-            .chunks_exact(width)
-            .map(|row| {
-                let bbox = match self.layout {
-                    OutputLayout::Raw => {
-                        let (cx, cy, w, h) = (row[0], row[1], row[2], row[3]);
-                        [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
-                    }
-                    OutputLayout::EndToEnd => [row[0], row[1], row[2], row[3]],
-                };
-                let mut keypoints = [[0f32; 3]; KEYPOINTS];
-                for (k, point) in keypoints.iter_mut().enumerate() {
-                    let base = keypoint_start + 3 * k;
-                    *point = [row[base], row[base + 1], row[base + 2]];
-                }
-                PoseDetection { bbox, score: row[score_col as usize], keypoints }
-            })
-            .collect();
-        // Best first; a stable sort keeps the model's order among equal scores.
-        candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
-        candidates.truncate(MAX_NMS_CANDIDATES);
-        let mut kept = match self.layout {
-            OutputLayout::Raw => non_max_suppression(candidates, NMS_IOU),
-            OutputLayout::EndToEnd => candidates,
-        };
-        kept.truncate(MAX_DETECTIONS);
-        for det in &mut kept {
-            let (x1, y1) = frame.to_frame(det.bbox[0], det.bbox[1]);
-            let (x2, y2) = frame.to_frame(det.bbox[2], det.bbox[3]);
-            let (x1, y1) = frame.clip(x1, y1);
-            let (x2, y2) = frame.clip(x2, y2);
-            det.bbox = [x1, y1, x2, y2];
-            for point in &mut det.keypoints {
-                let (x, y) = frame.to_frame(point[0], point[1]);
-                let (x, y) = frame.clip(x, y);
-                point[0] = x;
-                point[1] = y;
-            }
-        }
-        kept
+        detect_in_batches(inputs, frames, self.layout, |batch| self.forward(&batch.to_device(self.device)))
     }
 
     /// The raw forward pass on a `[batch, 3, height, width]` float tensor in 0..1, RGB.
@@ -426,10 +340,131 @@ impl PoseModel {
         &self.path
     }
 
-    fn blank_batch(&self, batch: i64, frame: Letterbox) -> Tensor {
-        let (w, h) = frame.input_size();
-        Tensor::zeros([batch, 3, h, w], (Kind::Float, self.device))
+}
+
+/// Why probing a model's output failed: a shape that is not a pose model's, or the forward pass.
+#[derive(Debug)]
+pub enum Probed {
+    /// The output shape it gave for a blank 640×640 input.
+    Shape(Vec<i64>),
+    /// The forward pass itself failed.
+    Failed(PoseError),
+}
+
+/// Finds how a pose model (local or remote, through `forward`) lays out its output, from one
+/// forward pass on a blank 640×640 image, and whether it takes any stride-multiple shape, from a
+/// second on a 640×384 one (then frames get Ultralytics' minimal padding).
+pub fn probe(forward: impl Fn(&Tensor) -> Result<Tensor, PoseError>, device: Device) -> Result<(OutputLayout, InputShape), Probed> {
+    let output = forward(&blank_batch(1, Letterbox::new(1, 1), device)).map_err(Probed::Failed)?;
+    let layout = match output.size().as_slice() {
+        [1, c, n] if *c == RAW_CHANNELS && *n > 0 => OutputLayout::Raw,
+        [1, _, v] if *v == END_TO_END_VALUES => OutputLayout::EndToEnd,
+        shape => return Err(Probed::Shape(shape.to_vec())),
+    };
+    // A fixed-shape export fails on (or mis-sizes) another shape; a dynamic one gives one
+    // candidate per cell of each stride's grid.
+    let wide = Letterbox::fit(1280, 720, InputShape::Minimal);
+    let (w, h) = wide.input_size();
+    let cells: i64 = [8, 16, 32].iter().map(|s| (w / s) * (h / s)).sum();
+    let input = match forward(&blank_batch(1, wide, device)).map(|out| out.size()) {
+        Ok(shape) => match (layout, shape.as_slice()) {
+            (OutputLayout::Raw, [1, _, n]) if *n == cells => InputShape::Minimal,
+            (OutputLayout::EndToEnd, [1, _, v]) if *v == END_TO_END_VALUES => InputShape::Minimal,
+            _ => InputShape::Square,
+        },
+        Err(_) => InputShape::Square,
+    };
+    Ok((layout, input))
+}
+
+/// Runs letterboxed frames through `forward` and decodes each frame's detections: `inputs` are
+/// `[input_height, input_width, 3]` uint8 RGB tensors, `frames` their geometry, in the same
+/// order. Frames of one input shape go through one forward pass of a `[batch, 3, h, w]` float
+/// tensor in 0..1.
+pub fn detect_in_batches(inputs: &[Tensor], frames: &[Letterbox], layout: OutputLayout, forward: impl Fn(&Tensor) -> Result<Tensor, PoseError>) -> Result<Vec<Vec<PoseDetection>>, PoseError> {
+    assert_eq!(inputs.len(), frames.len(), "one geometry per input");
+    let mut detections = Vec::with_capacity(inputs.len());
+    let mut start = 0;
+    while start < inputs.len() {
+        let shape = frames[start].input_size();
+        let end = start + frames[start..].iter().take_while(|f| f.input_size() == shape).count();
+        let batch = Tensor::stack(&inputs[start..end], 0).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
+        let output = forward(&batch)?;
+        if output.size().first() != Some(&((end - start) as i64)) {
+            return Err(PoseError::Forward(format!("{} frames in, an output of shape {:?} back", end - start, output.size())));
+        }
+        for (i, frame) in frames[start..end].iter().enumerate() {
+            detections.push(decode(layout, &output.get(i as i64), frame));
+        }
+        start = end;
     }
+    Ok(detections)
+}
+
+/// A blank `[batch, 3, h, w]` input of `frame`'s input shape.
+fn blank_batch(batch: i64, frame: Letterbox, device: Device) -> Tensor {
+    let (w, h) = frame.input_size();
+    Tensor::zeros([batch, 3, h, w], (Kind::Float, device))
+}
+
+/// One frame's output → its detections in frame pixels.
+fn decode(layout: OutputLayout, output: &Tensor, frame: &Letterbox) -> Vec<PoseDetection> {
+    // Rows of [x1|cx, y1|cy, x2|w, y2|h, score, (class,) 51 keypoint values].
+    let rows = match layout {
+        OutputLayout::Raw => output.transpose(0, 1),
+        OutputLayout::EndToEnd => output.shallow_clone(),
+    };
+    let score_col = 4;
+    let keep = rows.select(1, score_col).gt(CONFIDENCE as f64);
+    let rows = rows.index_select(0, &keep.nonzero().squeeze_dim(1)).to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+    let n = rows.size()[0] as usize;
+    let width = rows.size()[1] as usize;
+    let mut flat = vec![0f32; n * width];
+    rows.copy_data(&mut flat, n * width);
+    let keypoint_start = match layout {
+        OutputLayout::Raw => 5,
+        OutputLayout::EndToEnd => 6,
+    };
+    let mut candidates: Vec<PoseDetection> = flat
+        .chunks_exact(width)
+        .map(|row| {
+            let bbox = match layout {
+                OutputLayout::Raw => {
+                    let (cx, cy, w, h) = (row[0], row[1], row[2], row[3]);
+                    [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
+                }
+                OutputLayout::EndToEnd => [row[0], row[1], row[2], row[3]],
+            };
+            let mut keypoints = [[0f32; 3]; KEYPOINTS];
+            for (k, point) in keypoints.iter_mut().enumerate() {
+                let base = keypoint_start + 3 * k;
+                *point = [row[base], row[base + 1], row[base + 2]];
+            }
+            PoseDetection { bbox, score: row[score_col as usize], keypoints }
+        })
+        .collect();
+    // Best first; a stable sort keeps the model's order among equal scores.
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    candidates.truncate(MAX_NMS_CANDIDATES);
+    let mut kept = match layout {
+        OutputLayout::Raw => non_max_suppression(candidates, NMS_IOU),
+        OutputLayout::EndToEnd => candidates,
+    };
+    kept.truncate(MAX_DETECTIONS);
+    for det in &mut kept {
+        let (x1, y1) = frame.to_frame(det.bbox[0], det.bbox[1]);
+        let (x2, y2) = frame.to_frame(det.bbox[2], det.bbox[3]);
+        let (x1, y1) = frame.clip(x1, y1);
+        let (x2, y2) = frame.clip(x2, y2);
+        det.bbox = [x1, y1, x2, y2];
+        for point in &mut det.keypoints {
+            let (x, y) = frame.to_frame(point[0], point[1]);
+            let (x, y) = frame.clip(x, y);
+            point[0] = x;
+            point[1] = y;
+        }
+    }
+    kept
 }
 
 /// Greedy NMS over candidates sorted best first: a box is dropped when it overlaps a kept one

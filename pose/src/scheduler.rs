@@ -254,17 +254,17 @@ fn run_batch(backend: &dyn PoseBackend, mut batch: Vec<Job>, counters: &Schedule
         }
         Ok(detections) => {
             let reason = format!("the pose backend answered {} frames of {}", detections.len(), batch.len());
-            fail_batch(batch, reason, counters)
+            fail_batch(batch, PoseError::Forward(reason), counters)
         }
-        Err(err) => fail_batch(batch, err.to_string(), counters),
+        Err(err) => fail_batch(batch, err, counters),
     }
 }
 
-/// Answers every frame of a failed batch with the reason.
-fn fail_batch(batch: Vec<Job>, reason: String, counters: &SchedulerCounters) {
+/// Answers every frame of a failed batch with the backend's error.
+fn fail_batch(batch: Vec<Job>, error: PoseError, counters: &SchedulerCounters) {
     counters.failed_batches.fetch_add(1, Ordering::SeqCst);
     for job in batch {
-        let _ = job.reply.send(Err(PoseError::Forward(reason.clone())));
+        let _ = job.reply.send(Err(error.clone()));
     }
 }
 

@@ -12,11 +12,17 @@ use crate::state::AppState;
 pub fn health(state: &AppState) -> Response<ResponseBody> {
     let pose = state.pose.get();
     let loaded = pose.is_some();
-    let body = json!({
+    let mut body = json!({
         "status": if loaded { "ok" } else { "model_not_loaded" },
         "model_path": state.config.model.display().to_string(),
         "model_loaded": loaded,
     });
+    // The legacy's three keys exactly, unless pose runs elsewhere: then which, and whether it answers.
+    if state.config.pose_backend == "triton" {
+        body["pose_backend"] = "triton".into();
+        body["pose_backend_url"] = state.config.triton_url.clone().into();
+        body["pose_backend_reachable"] = state.backend_reachable.load(std::sync::atomic::Ordering::SeqCst).into();
+    }
     json_response(StatusCode::OK, &body)
 }
 
@@ -56,6 +62,8 @@ pub fn metrics(state: &AppState) -> Response<ResponseBody> {
         let backend = pose.describe().to_string();
         metrics::gauge!(m::POSE_BACKEND, "backend" => backend).set(1.0);
     }
+    let reachable = state.config.pose_backend != "triton" || state.backend_reachable.load(std::sync::atomic::Ordering::SeqCst);
+    metrics::gauge!(m::POSE_BACKEND_REACHABLE, "kind" => state.config.pose_backend.clone()).set(if reachable { 1.0 } else { 0.0 });
     if let Some(free) = crate::disk::free_bytes(&state.config.output_dir) {
         metrics::gauge!(m::DISK_FREE).set(free as f64);
     }

@@ -52,6 +52,9 @@ pub enum FailureKind {
     Undecidable,
     /// The server failed (storage, pose backend, a bug); the stored frames can be analysed again.
     Internal,
+    /// A remote pose backend (Triton) could not be reached; the stored frames can be analysed
+    /// again once it is back.
+    Unavailable,
 }
 
 impl FailureKind {
@@ -59,7 +62,7 @@ impl FailureKind {
     pub fn outcome(&self) -> &'static str {
         match self {
             FailureKind::Undecidable => "undecidable",
-            FailureKind::Internal => "failed",
+            FailureKind::Internal | FailureKind::Unavailable => "failed",
         }
     }
 }
@@ -78,9 +81,14 @@ impl From<crate::analysis::pipeline::PipelineError> for Failure {
         use crate::analysis::pipeline::PipelineError as E;
         let kind = match err {
             E::Kinematics(_) | E::Undecidable { .. } => FailureKind::Undecidable,
+            E::Pose(crate::analysis::pose::PoseError::Unavailable(_)) => FailureKind::Unavailable,
             _ => FailureKind::Internal,
         };
-        Failure { kind, message: err.to_string() }
+        let message = match kind {
+            FailureKind::Unavailable => format!("{err}; the frames are kept: PUT the log again to decide the phrase once the backend is back"),
+            _ => err.to_string(),
+        };
+        Failure { kind, message }
     }
 }
 

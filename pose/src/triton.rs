@@ -1,0 +1,225 @@
+//! Pose on a Triton Inference Server: the scheduler's batches go to a model that Triton serves
+//! (the same TorchScript export), over the KServe v2 inference protocol, HTTP with Triton's
+//! binary tensor extension (the tensors travel as raw little-endian bytes after a JSON header).
+//! Decoding, NMS and the mapping back to frame pixels are the local backend's own, so the two
+//! give the same detections for the same frames.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tch::{Device, Kind, Tensor};
+
+use crate::scheduler::PoseBackend;
+use crate::{detect_in_batches, probe, InputShape, Letterbox, OutputLayout, PoseDetection, PoseError, Probed};
+
+/// The model's input tensor name (Ultralytics' export names it so).
+pub const INPUT_NAME: &str = "images";
+/// The model's output tensor name.
+pub const OUTPUT_NAME: &str = "output0";
+/// The KServe v2 header that says how long the JSON part of a binary request or response is.
+const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
+
+/// Where the model is served and how patiently it is asked.
+#[derive(Debug, Clone)]
+pub struct TritonSettings {
+    /// The server's HTTP base URL, e.g. `http://triton:8000`.
+    pub url: String,
+    /// The model's name in Triton's repository.
+    pub model: String,
+    /// Its version; `None`: the one Triton's version policy picks.
+    pub version: Option<String>,
+    /// How long one inference request may take.
+    pub timeout: Duration,
+    /// Retries after a failed request (connection refused, timeout, 5xx), with doubling backoff.
+    pub retries: u32,
+    /// The first backoff.
+    pub backoff: Duration,
+}
+
+/// A pose model served by Triton.
+#[derive(Debug)]
+pub struct TritonPose {
+    settings: TritonSettings,
+    client: reqwest::blocking::Client,
+    layout: OutputLayout,
+    input: InputShape,
+    describe: String,
+}
+
+impl TritonPose {
+    /// Connects: checks that the model is ready and probes its output layout and input shapes
+    /// with blank frames, as a local model is checked at load. Fails (`Unavailable`) when Triton
+    /// cannot be reached; `NotPoseModel` when the model's output is not a pose model's.
+    pub fn connect(settings: TritonSettings) -> Result<TritonPose, PoseError> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| PoseError::Unavailable(format!("cannot make an HTTP client: {e}")))?;
+        let describe = format!("triton {} model {}{}", settings.url, settings.model, settings.version.as_deref().map(|v| format!(" version {v}")).unwrap_or_default());
+        let mut pose = TritonPose { settings, client, layout: OutputLayout::Raw, input: InputShape::Square, describe };
+        if !pose.reachable() {
+            return Err(PoseError::Unavailable(format!("{} is not ready at {}", pose.settings.model, pose.model_url())));
+        }
+        let (layout, input) = probe(|batch| pose.infer(batch), Device::Cpu).map_err(|e| match e {
+            Probed::Shape(shape) => PoseError::NotPoseModel { path: pose.model_url().into(), shape },
+            Probed::Failed(e) => e,
+        })?;
+        pose.layout = layout;
+        pose.input = input;
+        Ok(pose)
+    }
+
+    /// Whether Triton answers that the model is ready (`GET …/ready`).
+    pub fn reachable(&self) -> bool {
+        self.client.get(format!("{}/ready", self.model_url())).timeout(Duration::from_secs(2)).send().is_ok_and(|r| r.status().is_success())
+    }
+
+    /// The output layout found at connection.
+    pub fn layout(&self) -> OutputLayout {
+        self.layout
+    }
+
+    fn model_url(&self) -> String {
+        let base = self.settings.url.trim_end_matches('/');
+        match &self.settings.version {
+            Some(v) => format!("{base}/v2/models/{}/versions/{v}", self.settings.model),
+            None => format!("{base}/v2/models/{}", self.settings.model),
+        }
+    }
+
+    /// One forward pass through Triton, `[batch, 3, h, w]` float in, the model's output back;
+    /// retried with backoff when Triton cannot be reached or fails.
+    pub fn infer(&self, batch: &Tensor) -> Result<Tensor, PoseError> {
+        let started = Instant::now();
+        let mut backoff = self.settings.backoff;
+        let mut attempt = 0;
+        loop {
+            match self.infer_once(batch) {
+                Ok(out) => return Ok(out),
+                Err(Attempt::Final(e)) => return Err(e),
+                Err(Attempt::Retry(e)) if attempt >= self.settings.retries => {
+                    return Err(PoseError::Unavailable(format!("{e} (after {} attempts in {:.1} s)", attempt + 1, started.elapsed().as_secs_f64())))
+                }
+                Err(Attempt::Retry(_)) => {
+                    std::thread::sleep(backoff);
+                    backoff *= 2;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn infer_once(&self, batch: &Tensor) -> Result<Tensor, Attempt> {
+        let batch = batch.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        let shape = batch.size();
+        let values = shape.iter().product::<i64>() as usize;
+        let mut floats = vec![0f32; values];
+        batch.copy_data(&mut floats, values);
+        let data: Vec<u8> = floats.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let header = json!({
+            "inputs": [{ "name": INPUT_NAME, "shape": shape, "datatype": "FP32", "parameters": { "binary_data_size": data.len() } }],
+            "outputs": [{ "name": OUTPUT_NAME, "parameters": { "binary_data": true } }],
+        })
+        .to_string();
+        let mut body = header.clone().into_bytes();
+        body.extend_from_slice(&data);
+        let response = self
+            .client
+            .post(format!("{}/infer", self.model_url()))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(HEADER_LENGTH, header.len())
+            .body(body)
+            .send()
+            .map_err(|e| Attempt::Retry(format!("Triton at {}: {e}", self.settings.url)))?;
+        let status = response.status();
+        let header_length = response.headers().get(HEADER_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+        let bytes = response.bytes().map_err(|e| Attempt::Retry(format!("Triton's answer was cut: {e}")))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>();
+            let failure = format!("Triton answered {status}: {text}");
+            return Err(if status.is_server_error() { Attempt::Retry(failure) } else { Attempt::Final(PoseError::Forward(failure)) });
+        }
+        decode_response(&bytes, header_length).map_err(|e| Attempt::Final(PoseError::Forward(e)))
+    }
+}
+
+/// A failed request: worth another try, or not.
+enum Attempt {
+    Retry(String),
+    Final(PoseError),
+}
+
+/// The output tensor of a KServe v2 response: a JSON header (`header_length` bytes, or all of it
+/// when the output came as JSON) and the binary output after it.
+fn decode_response(bytes: &[u8], header_length: Option<usize>) -> Result<Tensor, String> {
+    let json_end = header_length.unwrap_or(bytes.len()).min(bytes.len());
+    let header: Value = serde_json::from_slice(&bytes[..json_end]).map_err(|e| format!("Triton's answer is not KServe v2 JSON: {e}"))?;
+    let outputs = header["outputs"].as_array().ok_or("Triton's answer has no outputs")?;
+    let mut offset = json_end;
+    for output in outputs {
+        let shape: Vec<i64> = output["shape"].as_array().ok_or("an output without a shape")?.iter().filter_map(Value::as_i64).collect();
+        let count = shape.iter().product::<i64>().max(0) as usize;
+        let size = output["parameters"]["binary_data_size"].as_u64().map(|s| s as usize);
+        if output["name"] != OUTPUT_NAME {
+            offset += size.unwrap_or(0);
+            continue;
+        }
+        if output["datatype"] != "FP32" {
+            return Err(format!("output {OUTPUT_NAME} is {}, not FP32", output["datatype"]));
+        }
+        let values: Vec<f32> = match size {
+            Some(size) => {
+                let raw = bytes.get(offset..offset + size).ok_or("Triton's binary output is shorter than it says")?;
+                if size != count * 4 {
+                    return Err(format!("{size} bytes for {count} values"));
+                }
+                raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            }
+            None => output["data"].as_array().ok_or("an output with no data")?.iter().map(|v| v.as_f64().unwrap_or(f64::NAN) as f32).collect(),
+        };
+        if values.len() != count {
+            return Err(format!("{} values for shape {shape:?}", values.len()));
+        }
+        return Ok(Tensor::from_slice(&values).reshape(shape.as_slice()));
+    }
+    Err(format!("Triton's answer has no output {OUTPUT_NAME}"))
+}
+
+impl PoseBackend for TritonPose {
+    fn input_shape(&self) -> InputShape {
+        self.input
+    }
+
+    fn detect(&self, inputs: &[Tensor], frames: &[Letterbox]) -> Result<Vec<Vec<PoseDetection>>, PoseError> {
+        detect_in_batches(inputs, frames, self.layout, |batch| self.infer(batch))
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_and_json_answers_decode_to_the_same_tensor() {
+        let values = [1.5f32, -2.0, 3.25, 0.0, 7.0, 8.5];
+        let header = json!({"outputs": [
+            {"name": "other", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}},
+            {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [1, 2, 3], "parameters": {"binary_data_size": 24}},
+        ]})
+        .to_string();
+        let mut bytes = header.clone().into_bytes();
+        bytes.extend_from_slice(&9f32.to_le_bytes());
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        let binary = decode_response(&bytes, Some(header.len())).unwrap();
+        assert_eq!(binary.size(), [1, 2, 3]);
+        let as_json = json!({"outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [1, 2, 3], "data": values}]}).to_string();
+        let from_json = decode_response(as_json.as_bytes(), None).unwrap();
+        assert!(binary.equal(&from_json));
+        assert!(decode_response(&bytes[..bytes.len() - 1], Some(header.len())).is_err(), "a short body is an error");
+    }
+}
