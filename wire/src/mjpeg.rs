@@ -236,6 +236,9 @@ struct GatedBody<S> {
     end_held: bool,
     /// The body's last bytes, to see how it ended.
     tail: Vec<u8>,
+    /// Where the body's first `--boundary` starts, once seen: multer takes that one as the first
+    /// delimiter wherever it is, and later ones only after a CRLF.
+    first_delimiter: Option<u64>,
 }
 
 impl<S, E> Stream for GatedBody<S>
@@ -275,13 +278,15 @@ where
         match Pin::new(inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 let mut gate = this.gate.state.lock().expect("gate lock");
-                if !gate.delimiter_seen {
+                if this.first_delimiter.is_none() {
                     // The previous chunk's tail joins this one, so a delimiter split between
                     // chunks is seen too.
                     let needle = format!("--{}", this.boundary);
                     let mut window = this.tail.clone();
                     window.extend_from_slice(&chunk);
-                    gate.delimiter_seen = memchr::memmem::find(&window, needle.as_bytes()).is_some();
+                    let window_start = gate.fed - this.tail.len() as u64;
+                    this.first_delimiter = memchr::memmem::find(&window, needle.as_bytes()).map(|at| window_start + at as u64);
+                    gate.delimiter_seen = this.first_delimiter.is_some();
                 }
                 drop(gate);
                 this.tail.extend_from_slice(&chunk[chunk.len().saturating_sub(this.boundary.len() + 8)..]);
@@ -307,9 +312,16 @@ where
                 this.closed = true;
                 // A clean end: close the multipart body if the client did not. ffmpeg ends
                 // each part with CRLF and the next delimiter line, so its body stops on an
-                // opened part: give that one an empty header block and no data (skipped).
+                // opened part: give that one an empty header block and no data (skipped). A
+                // delimiter line is one only after a CRLF (or as the body's first delimiter):
+                // `x\n--b\r\n` at the end is part data, and closing it as an opened part would
+                // add the CRLFs given here to that data.
                 let delimiter_line = format!("--{}\r\n", this.boundary);
-                let closing = if this.tail.ends_with(delimiter_line.as_bytes()) {
+                let fed = this.gate.state.lock().expect("gate lock").fed;
+                let opened = this.tail.ends_with(delimiter_line.as_bytes())
+                    && (this.tail.ends_with(format!("\r\n{delimiter_line}").as_bytes())
+                        || this.first_delimiter == fed.checked_sub(delimiter_line.len() as u64));
+                let closing = if opened {
                     format!("\r\n\r\n\r\n--{}--\r\n", this.boundary)
                 } else if this.tail.ends_with(b"\r\n") {
                     format!("--{}--\r\n", this.boundary)
@@ -343,7 +355,7 @@ impl MjpegStream {
         let gate = Arc::new(Gate::default());
         gate.allow(limits.read_ahead as u64);
         let boundary_len = boundary.len() as u64;
-        let gated = GatedBody { inner: Some(body), gate: gate.clone(), boundary: boundary.clone(), closed: false, end_held: false, tail: Vec::new() };
+        let gated = GatedBody { inner: Some(body), gate: gate.clone(), boundary: boundary.clone(), closed: false, end_held: false, tail: Vec::new(), first_delimiter: None };
         let constraints = multer::Constraints::new()
             .size_limit(multer::SizeLimit::new().whole_stream(limits.max_phrase_bytes).per_field(limits.max_part_bytes));
         let multipart = multer::Multipart::with_constraints(gated, boundary, constraints);
@@ -648,6 +660,24 @@ mod tests {
             for chunk in [3, 1000] {
                 let (parts, end) = parse_all(b"this is not multipart at all", "b", chunk, limits).await;
                 assert_eq!((parts.len(), end), (0, Ok(())), "chunks of {chunk}, {limits:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delimiter_line_at_the_end_is_one_only_after_a_crlf_or_as_the_first() {
+        // Fuzzing (mjpeg_parts): a body ending `x\n--b\r\n` was closed as if that line opened a
+        // new part, and the CRLFs added to close it went into the frame's bytes.
+        let body = b"--b\r\nContent-Type: image/jpeg\r\n\r\nJPEG\x02\n--b\r\n";
+        for chunk in [1, 5, body.len()] {
+            let (parts, end) = parse_all(body, "b", chunk, Limits::default()).await;
+            assert_eq!(end, Ok(()));
+            assert_eq!(parts, vec![Part::Frame { index: None, timestamp: None, bytes: Bytes::from_static(b"JPEG\x02\n--b") }]);
+        }
+        // As the body's first delimiter (even after a preamble), the line opens an empty part.
+        for body in [&b"--b\r\n"[..], b"\r\n--b\r\n", b"preamble--b\r\n"] {
+            for chunk in [1, 3, body.len()] {
+                assert_eq!(parse_all(body, "b", chunk, Limits::default()).await, (vec![], Ok(())), "{body:?} in chunks of {chunk}");
             }
         }
     }
