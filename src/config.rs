@@ -132,6 +132,15 @@ pub struct ServeConfig {
     #[arg(long, env = "REFEREE_TRITON_MODEL_VERSION")]
     pub triton_model_version: Option<String>,
 
+    /// The model's input tensor name on Triton (`INPUT__0` for the stock `pytorch_libtorch`
+    /// backend, as in `deploy/triton/`).
+    #[arg(long, env = "REFEREE_TRITON_INPUT", default_value = referee_pose::triton::INPUT_NAME)]
+    pub triton_input: String,
+
+    /// The model's output tensor name on Triton (`OUTPUT__0` for `pytorch_libtorch`).
+    #[arg(long, env = "REFEREE_TRITON_OUTPUT", default_value = referee_pose::triton::OUTPUT_NAME)]
+    pub triton_output: String,
+
     /// Milliseconds one inference request to Triton may take.
     #[arg(long, env = "REFEREE_TRITON_TIMEOUT_MS", default_value_t = 10_000)]
     pub triton_timeout_ms: u64,
@@ -209,6 +218,8 @@ impl ServeConfig {
             url: self.triton_url.clone(),
             model: self.triton_model.clone(),
             version: self.triton_model_version.clone().filter(|v| !v.is_empty()),
+            input: self.triton_input.clone(),
+            output: self.triton_output.clone(),
             timeout: std::time::Duration::from_millis(self.triton_timeout_ms),
             retries: self.triton_retries,
             backoff: std::time::Duration::from_millis(200),

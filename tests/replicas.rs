@@ -97,3 +97,16 @@ fn phrases_spread_over_replicas_and_each_phrase_stays_on_its_own() {
     events.read_to_string(&mut text).unwrap();
     assert!(text.contains("event: verdict"), "{text}");
 }
+
+#[test]
+fn the_compose_deployments_nginx_is_the_shipped_one_with_its_replicas() {
+    let shipped = std::fs::read_to_string(common::repo().join("deploy/nginx.conf")).unwrap();
+    let compose = std::fs::read_to_string(common::repo().join("deploy/triton/nginx.conf")).unwrap();
+    let expected = shipped.replace("        server 127.0.0.1:8080;", "        server referee-1:8080;\n        server referee-2:8080;");
+    let body: String = compose.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    assert_eq!(body, expected, "regenerate deploy/triton/nginx.conf from deploy/nginx.conf (see its first line)");
+    let services = std::fs::read_to_string(common::repo().join("deploy/triton/compose.yaml")).unwrap();
+    assert!(services.contains("referee-1:") && services.contains("referee-2:") && services.contains("REFEREE_TRITON_INPUT: INPUT__0"));
+    let model = std::fs::read_to_string(common::repo().join("deploy/triton/model_repository/yolo_pose/config.pbtxt")).unwrap();
+    assert!(model.contains("name: \"INPUT__0\"") && model.contains("name: \"OUTPUT__0\"") && model.contains("platform: \"pytorch_libtorch\""));
+}

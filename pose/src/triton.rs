@@ -12,9 +12,10 @@ use tch::{Device, Kind, Tensor};
 use crate::scheduler::PoseBackend;
 use crate::{detect_in_batches, probe, InputShape, Letterbox, OutputLayout, PoseDetection, PoseError, Probed};
 
-/// The model's input tensor name (Ultralytics' export names it so).
+/// The input tensor's name by default (Ultralytics' ONNX naming; `scripts/triton/serve.py` uses
+/// it). Triton's `pytorch_libtorch` backend calls it `INPUT__0`.
 pub const INPUT_NAME: &str = "images";
-/// The model's output tensor name.
+/// The output tensor's name by default (`OUTPUT__0` under `pytorch_libtorch`).
 pub const OUTPUT_NAME: &str = "output0";
 /// The KServe v2 header that says how long the JSON part of a binary request or response is.
 const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
@@ -28,6 +29,10 @@ pub struct TritonSettings {
     pub model: String,
     /// Its version; `None`: the one Triton's version policy picks.
     pub version: Option<String>,
+    /// The input tensor's name in the model's config.
+    pub input: String,
+    /// The output tensor's name.
+    pub output: String,
     /// How long one inference request may take.
     pub timeout: Duration,
     /// Retries after a failed request (connection refused, timeout, 5xx), with doubling backoff.
@@ -118,8 +123,8 @@ impl TritonPose {
         batch.copy_data(&mut floats, values);
         let data: Vec<u8> = floats.iter().flat_map(|v| v.to_le_bytes()).collect();
         let header = json!({
-            "inputs": [{ "name": INPUT_NAME, "shape": shape, "datatype": "FP32", "parameters": { "binary_data_size": data.len() } }],
-            "outputs": [{ "name": OUTPUT_NAME, "parameters": { "binary_data": true } }],
+            "inputs": [{ "name": self.settings.input, "shape": shape, "datatype": "FP32", "parameters": { "binary_data_size": data.len() } }],
+            "outputs": [{ "name": self.settings.output, "parameters": { "binary_data": true } }],
         })
         .to_string();
         let mut body = header.clone().into_bytes();
@@ -140,7 +145,7 @@ impl TritonPose {
             let failure = format!("Triton answered {status}: {text}");
             return Err(if status.is_server_error() { Attempt::Retry(failure) } else { Attempt::Final(PoseError::Forward(failure)) });
         }
-        decode_response(&bytes, header_length).map_err(|e| Attempt::Final(PoseError::Forward(e)))
+        decode_response(&bytes, header_length, &self.settings.output).map_err(|e| Attempt::Final(PoseError::Forward(e)))
     }
 }
 
@@ -152,7 +157,7 @@ enum Attempt {
 
 /// The output tensor of a KServe v2 response: a JSON header (`header_length` bytes, or all of it
 /// when the output came as JSON) and the binary output after it.
-fn decode_response(bytes: &[u8], header_length: Option<usize>) -> Result<Tensor, String> {
+fn decode_response(bytes: &[u8], header_length: Option<usize>, name: &str) -> Result<Tensor, String> {
     let json_end = header_length.unwrap_or(bytes.len()).min(bytes.len());
     let header: Value = serde_json::from_slice(&bytes[..json_end]).map_err(|e| format!("Triton's answer is not KServe v2 JSON: {e}"))?;
     let outputs = header["outputs"].as_array().ok_or("Triton's answer has no outputs")?;
@@ -161,12 +166,12 @@ fn decode_response(bytes: &[u8], header_length: Option<usize>) -> Result<Tensor,
         let shape: Vec<i64> = output["shape"].as_array().ok_or("an output without a shape")?.iter().filter_map(Value::as_i64).collect();
         let count = shape.iter().product::<i64>().max(0) as usize;
         let size = output["parameters"]["binary_data_size"].as_u64().map(|s| s as usize);
-        if output["name"] != OUTPUT_NAME {
+        if output["name"] != name {
             offset += size.unwrap_or(0);
             continue;
         }
         if output["datatype"] != "FP32" {
-            return Err(format!("output {OUTPUT_NAME} is {}, not FP32", output["datatype"]));
+            return Err(format!("output {name} is {}, not FP32", output["datatype"]));
         }
         let values: Vec<f32> = match size {
             Some(size) => {
@@ -183,7 +188,7 @@ fn decode_response(bytes: &[u8], header_length: Option<usize>) -> Result<Tensor,
         }
         return Ok(Tensor::from_slice(&values).reshape(shape.as_slice()));
     }
-    Err(format!("Triton's answer has no output {OUTPUT_NAME}"))
+    Err(format!("Triton's answer has no output {name}"))
 }
 
 impl PoseBackend for TritonPose {
@@ -215,11 +220,11 @@ mod tests {
         let mut bytes = header.clone().into_bytes();
         bytes.extend_from_slice(&9f32.to_le_bytes());
         bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        let binary = decode_response(&bytes, Some(header.len())).unwrap();
+        let binary = decode_response(&bytes, Some(header.len()), OUTPUT_NAME).unwrap();
         assert_eq!(binary.size(), [1, 2, 3]);
         let as_json = json!({"outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [1, 2, 3], "data": values}]}).to_string();
-        let from_json = decode_response(as_json.as_bytes(), None).unwrap();
+        let from_json = decode_response(as_json.as_bytes(), None, OUTPUT_NAME).unwrap();
         assert!(binary.equal(&from_json));
-        assert!(decode_response(&bytes[..bytes.len() - 1], Some(header.len())).is_err(), "a short body is an error");
+        assert!(decode_response(&bytes[..bytes.len() - 1], Some(header.len()), OUTPUT_NAME).is_err(), "a short body is an error");
     }
 }
