@@ -158,6 +158,10 @@ where
 
 /// The longest boundary RFC 2046 allows.
 const MAX_BOUNDARY: usize = 70;
+/// The longest first line [`sniff_boundary`] reads: `--`, the boundary, a little white space.
+const MAX_BOUNDARY_LINE: usize = MAX_BOUNDARY + 4;
+/// The most blank-line bytes [`sniff_boundary`] reads before the first line.
+const MAX_BLANK_PREAMBLE: usize = 256;
 
 /// The boundary of a body sent without a Content-Type, from its first line: `ffmpeg -f mpjpeg
 /// -method POST` sends none, and its body opens with `--ffmpeg`. Returns it and the body, its
@@ -169,13 +173,21 @@ where
 {
     use futures_util::StreamExt;
     let mut head = bytes::BytesMut::new();
-    // Blank lines before the first delimiter are allowed (the preamble of a well-behaved body).
+    // Blank lines before the first delimiter are allowed (the preamble of a well-behaved body),
+    // up to a point. The line is judged by its length, not by how much of it has arrived, so
+    // the answer does not depend on how the body was cut.
     let line = loop {
         let start = head.iter().position(|b| *b != b'\r' && *b != b'\n').unwrap_or(head.len());
+        if start > MAX_BLANK_PREAMBLE {
+            return Err(MjpegError::NoBoundaryLine);
+        }
         if let Some(end) = head[start..].iter().position(|b| *b == b'\n') {
+            if end > MAX_BOUNDARY_LINE {
+                return Err(MjpegError::NoBoundaryLine);
+            }
             break head[start..start + end].to_vec();
         }
-        if head.len() - start > MAX_BOUNDARY + 4 {
+        if head.len() - start > MAX_BOUNDARY_LINE {
             return Err(MjpegError::NoBoundaryLine);
         }
         match body.next().await {
@@ -500,6 +512,30 @@ mod tests {
         // A preamble of blank lines, and a line with trailing white space.
         let (b, _) = sniff_boundary(chunked(b"\r\n--frame \r\nContent-Type: image/jpeg\r\n", 3, Arc::default())).await.unwrap();
         assert_eq!(b, "frame");
+    }
+
+    #[tokio::test]
+    async fn a_sniffed_first_line_is_judged_whole_however_the_body_is_cut() {
+        // Fuzzing (mjpeg_parts): `--x` and 130 CRs then LF was a boundary when the line came in
+        // one read, and refused when it came in small ones (too long before its LF). Now the
+        // line's length decides: over `--`, 70 and 4 bytes of white space it is refused.
+        let mut long = b"--x".to_vec();
+        long.extend([b'\r'; 130]);
+        long.extend_from_slice(b"\nContent-Type: image/jpeg\r\n\r\n");
+        let mut short = b"--x".to_vec();
+        short.extend([b'\r'; 70]);
+        short.extend_from_slice(b"\nContent-Type: image/jpeg\r\n\r\n");
+        for chunk in [1, 5, 500] {
+            let got = sniff_boundary(chunked(&long, chunk, Arc::default())).await.map(|(b, _)| b);
+            assert!(matches!(got, Err(MjpegError::NoBoundaryLine)), "chunks of {chunk}: {got:?}");
+            let got = sniff_boundary(chunked(&short, chunk, Arc::default())).await.map(|(b, _)| b);
+            assert_eq!(got, Ok("x".to_owned()), "chunks of {chunk}");
+        }
+        // A preamble of blank lines is read up to a point, not without end.
+        let mut blank = vec![b'\n'; 300];
+        blank.extend_from_slice(b"--x\r\n");
+        let got = sniff_boundary(chunked(&blank, 7, Arc::default())).await.map(|(b, _)| b);
+        assert!(matches!(got, Err(MjpegError::NoBoundaryLine)), "{got:?}");
     }
 
     #[tokio::test]
