@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # One benchmark run on this machine, side by side: pose (ours vs Ultralytics' predict), the verdict
-# after the last byte (/stream vs /analyze), ingest throughput and memory, concurrent streams.
+# after the last byte (/stream vs /analyze), ingest throughput and memory, concurrent streams, and
+# the remote hop (pose local vs on a real Triton server, scripts/triton.sh).
 # Writes BENCHMARKS.md and bench.json at the repository root and prints PASS/MISS per goal.
 #
 #   scripts/bench.sh            5 runs per figure (about half an hour on 2 cores)
 #   scripts/bench.sh --quick    1 run per figure, 2 for pose (under 15 minutes on 2 cores)
 #   scripts/bench.sh --runs N   N runs per figure
+#   scripts/bench.sh --only triton   only these sections (pose,verdict,ingest,triton), merged
+#                               into the bench.json there is
 #
 # Sets up (scripts/setup.sh) and builds (cargo build --release) first, as scripts/test.sh does. The
 # servers it starts listen on 127.0.0.1 only and are stopped, and its scratch folder removed, on
@@ -24,6 +27,9 @@ while (($#)); do
     --runs)
       [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { say "--runs wants a positive number"; exit 2; }
       DRIVER_ARGS+=(--runs "$2"); shift ;;
+    --only)
+      [[ "${2:-}" =~ ^[a-z,]+$ ]] || { say "--only wants sections: pose,verdict,ingest,triton"; exit 2; }
+      DRIVER_ARGS+=(--only "$2"); shift ;;
     -h|--help) usage; exit 0 ;;
     *) say "unknown argument: $1"; usage >&2; exit 2 ;;
   esac

@@ -120,8 +120,9 @@ pub struct ServeConfig {
     #[arg(long, env = "REFEREE_POSE_BACKEND", default_value = "local", value_parser = ["local", "triton"])]
     pub pose_backend: String,
 
-    /// Triton's HTTP address (KServe v2 inference protocol, binary tensors).
-    #[arg(long, env = "REFEREE_TRITON_URL", default_value = "http://127.0.0.1:8000")]
+    /// Where Triton is, KServe v2 inference protocol: `grpc://host:8001` (gRPC) or
+    /// `http://host:8000` (HTTP, binary tensors).
+    #[arg(long, env = "REFEREE_TRITON_URL", default_value = "grpc://127.0.0.1:8001")]
     pub triton_url: String,
 
     /// The pose model's name in Triton's repository.

@@ -16,7 +16,10 @@ use referee_wire::PartWriter;
 /// A Triton server started by the repository's own script, stopped (SIGTERM) on drop.
 struct Triton {
     child: Child,
-    url: String,
+    /// Its gRPC address (`grpc://…`).
+    grpc: String,
+    /// Its HTTP address.
+    http: String,
 }
 
 impl Triton {
@@ -41,7 +44,7 @@ impl Triton {
         }
         // Keep draining its output so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Triton { child, url: format!("http://127.0.0.1:{port}") }
+        Triton { child, grpc: format!("grpc://127.0.0.1:{}", port + 1), http: format!("http://127.0.0.1:{port}") }
     }
 
     fn stop(mut self) {
@@ -101,23 +104,30 @@ fn triton_gives_the_local_backends_detections_and_a_stop_mid_phrase_loses_nothin
     let n = rendered.jpegs.len();
     let expected = phrase(9)["legacy_decision"]["winner"].clone();
 
-    // The same video through both backends: the same keypoints, the same decision.
+    // The same video through the local backend and Triton (gRPC and HTTP): the same keypoints,
+    // the same decision.
     let local = marker_server_with(&out.path().join("local"), &[]);
-    let remote = marker_server_with(&out.path().join("remote"), &["--pose-backend", "triton", "--triton-url", &triton.url, "--triton-retries", "1"]);
+    let remote = marker_server_with(&out.path().join("remote"), &["--pose-backend", "triton", "--triton-url", &triton.grpc, "--triton-retries", "1"]);
+    let over_http = marker_server_with(&out.path().join("http"), &["--pose-backend", "triton", "--triton-url", &triton.http]);
     let health = remote.get("/health").json();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["pose_backend"], "triton");
     assert_eq!(health["pose_backend_reachable"], true);
-    let (a, b) = (analyze(&local, &rendered), analyze(&remote, &rendered));
+    let a = analyze(&local, &rendered);
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    assert_eq!(b.status, 200, "{}", String::from_utf8_lossy(&b.body));
-    let (a, b) = (a.json(), b.json());
-    assert_eq!(a["decision"], b["decision"]);
-    assert_eq!(a["metadata"]["frames_processed"], b["metadata"]["frames_processed"]);
-    for series in ["left_x", "left_y", "right_x", "right_y"] {
-        let (xs, ys) = (a["keypoints"][series].to_string(), b["keypoints"][series].to_string());
-        assert_eq!(xs, ys, "{series}: the same keypoints through Triton");
+    let a = a.json();
+    for (protocol, server) in [("gRPC", &remote), ("HTTP", &over_http)] {
+        let b = analyze(server, &rendered);
+        assert_eq!(b.status, 200, "{protocol}: {}", String::from_utf8_lossy(&b.body));
+        let b = b.json();
+        assert_eq!(a["decision"], b["decision"], "{protocol}");
+        assert_eq!(a["metadata"]["frames_processed"], b["metadata"]["frames_processed"], "{protocol}");
+        for series in ["left_x", "left_y", "right_x", "right_y"] {
+            let (xs, ys) = (a["keypoints"][series].to_string(), b["keypoints"][series].to_string());
+            assert_eq!(xs, ys, "{series}: the same keypoints through Triton over {protocol}");
+        }
     }
+    drop(over_http);
     let metrics = String::from_utf8(remote.get("/metrics").body).unwrap();
     assert!(metrics.contains("referee_pose_backend{backend=\"triton "), "{metrics}");
     assert!(metrics.contains("referee_pose_backend_reachable{kind=\"triton\"} 1"), "{metrics}");

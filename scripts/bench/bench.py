@@ -325,6 +325,74 @@ def section_concurrency(ctx, server):
     return rows
 
 
+# --- the remote hop: pose on Triton -----------------------------------------------------------
+
+
+def section_triton(ctx):
+    """The same phrase through a server with local pose and one with pose on a real Triton server
+    (scripts/triton.sh: nvidia-pytriton's tritonserver, the same TorchScript, this machine's CPU),
+    runs alternating: frames/s analysed when the frames come as fast as they can, and the verdict
+    after the last byte when they come in real time."""
+    port = free_port()
+    state = os.path.join(ctx.work, "triton")
+    env = dict(os.environ, TRITON_STATE_DIR=state)
+    script = os.path.join(ctx.root, "scripts/triton.sh")
+    started = subprocess.run([script, "start", ctx.model, str(port)], env=env, capture_output=True, text=True)
+    if started.returncode != 0:
+        raise BenchError(f"scripts/triton.sh start failed: {started.stderr.strip()[-400:]}")
+    http_url = started.stdout.strip().splitlines()[-1]
+    grpc_url = f"grpc://127.0.0.1:{port + 1}"
+    jpegs15 = ctx.jpegs[::2]
+    fps = ctx.clip_fps / 2
+    rows = {}
+    try:
+        with ctx.server("triton-local", ["--fisheye-enabled", "false"]) as local, \
+                ctx.server("triton-grpc", ["--fisheye-enabled", "false", "--pose-backend", "triton", "--triton-url", grpc_url]) as grpc, \
+                ctx.server("triton-http", ["--fisheye-enabled", "false", "--pose-backend", "triton", "--triton-url", http_url]) as http:
+            servers = {"local": local, "triton_grpc": grpc, "triton_http": http}
+            for server in servers.values():
+                server.start()
+            for name, server in servers.items():
+                referee.PacedStream(server.addr, f"{name}-warm-up", jpegs15[:6], 1000.0, ctx.log).run()
+            fast = {name: [] for name in servers}
+            verdict = {name: [] for name in servers}
+            winners = {name: set() for name in servers}
+            for run in range(ctx.runs):
+                for name, server in servers.items():
+                    r = referee.PacedStream(server.addr, f"{name}-fast-{run}", jpegs15, 1000.0, ctx.log).run()
+                    body = expect(r, 200, f"{name}: frames as fast as they go")
+                    fast[name].append(body["stream"]["frames_analysed"] / (r["t_response"] - r["t_first"]))
+                    r = referee.PacedStream(server.addr, f"{name}-paced-{run}", jpegs15, fps, ctx.log).run()
+                    body = expect(r, 200, f"{name}: frames in real time")
+                    verdict[name].append(r["t_response"] - r["t_last"])
+                    winners[name].add(body["decision"]["winner"])
+                    say(f"triton run {run + 1}/{ctx.runs}, {name}: {fast[name][-1]:.1f} frames/s, "
+                        f"verdict {verdict[name][-1]:.2f} s after the last byte")
+            for name in servers:
+                rows[name] = {"analysed_fps": figure(fast[name], 3), "verdict_s": figure(verdict[name]),
+                              "winners_seen": sorted(winners[name])}
+    finally:
+        subprocess.run([script, "stop"], env=env, capture_output=True)
+    return {
+        **rows,
+        "triton_urls": [grpc_url, http_url],
+        "server": "ai-referee serve --fisheye-enabled false: local pose, or --pose-backend triton over gRPC or HTTP",
+        "triton_server": "scripts/triton.sh: nvidia-pytriton's tritonserver (Python backend, dynamic batching) serving "
+                  "models/yolo11n-pose.torchscript on this machine's CPU, KServe v2 on loopback",
+        "fast": f"{len(jpegs15)} frames sent at once to POST /stream: frames analysed per second, first byte to answer",
+        "paced": f"the same {len(jpegs15)} frames at {fps:g} fps: seconds from the last byte to the answer",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git(ctx.root, "rev-parse", "HEAD") or None,
+    }
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # --- ingest ------------------------------------------------------------------------------------
 
 
@@ -459,8 +527,9 @@ def main():
     parser.add_argument("--runs", type=int, default=0, help="runs per figure (default 5, --quick 1; pose 2)")
     parser.add_argument("--threads", type=int, default=0, help="pose threads for both (default: usable cores)")
     parser.add_argument("--command", default="scripts/bench.sh")
-    parser.add_argument("--only", default="pose,verdict,ingest",
-                        help="sections to run (pose, verdict (with concurrency), ingest)")
+    parser.add_argument("--only", default="pose,verdict,ingest,triton",
+                        help="sections to run (pose, verdict (with concurrency), ingest, triton); a subset is "
+                             "merged into the bench.json there is")
     args = parser.parse_args()
 
     def stop(signum, _frame):
@@ -519,6 +588,8 @@ def main():
                 failed.append(name)
     if "ingest" in only:
         section("ingest", section_ingest, ctx)
+    if "triton" in only:
+        section("triton", section_triton, ctx)
     # Every process this run started has been reaped by now, so its CPU time is in our own.
     wall = time.monotonic() - wall_start
     others = max(0.0, (cpu_busy_seconds() - busy_start) - (own_cpu_seconds() - own_start))
@@ -532,14 +603,31 @@ def main():
     results["gpu"] = None
     results["gpu_note"] = ("not measured: this machine has no GPU (the sections above ran on CPU). "
                            "A GPU section would run the same pose and stream measurements with --device cuda.")
-    results["goals"] = goals(results)
     results["total_seconds"] = round(time.monotonic() - T_START, 1)
+    everything = {"pose", "verdict", "ingest", "triton"}
+    existing = os.path.join(ctx.root, "bench.json")
+    if not everything <= only and os.path.isfile(existing):
+        # A partial run updates its own sections of the last full one.
+        with open(existing) as f:
+            merged = json.load(f)
+        sections = {"pose": ["pose"], "verdict": ["verdict_after_last_byte", "concurrency"],
+                    "ingest": ["ingest"], "triton": ["triton"]}
+        for name in only & everything:
+            for key in sections[name]:
+                merged[key] = results.get(key)
+        merged.setdefault("section_seconds", {}).update(results.get("section_seconds", {}))
+        merged["partial_runs"] = merged.get("partial_runs", []) + [{"sections": sorted(only), "date": results["date"],
+                                                                    "git_commit": results["git_commit"]}]
+        results = merged
+    results["goals"] = goals(results)
 
+    # Both written only once the report renders, so a failure leaves the last ones whole.
+    text = report.markdown(results)
     with open(os.path.join(ctx.root, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
     with open(os.path.join(ctx.root, "BENCHMARKS.md"), "w") as f:
-        f.write(report.markdown(results))
+        f.write(text)
     print(report.goal_lines(results))
     say(f"wrote bench.json and BENCHMARKS.md in {results['total_seconds']:.0f} s")
     if failed:

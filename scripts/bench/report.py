@@ -188,5 +188,21 @@ def markdown(r):
             "stream's last byte to its verdict.",
         ]
 
+    t = r.get("triton")
+    if t is not None:
+        out += ["", "## The remote hop: pose local vs on Triton", ""]
+        failed = _failed(t)
+        if failed:
+            out.append(failed)
+        else:
+            out += ["| pose | analysed frames/s, frames as fast as they go (median, min–max) | verdict after the last "
+                    "byte at capture rate, s (median, min–max) |", "|---|---|---|"]
+            for name in ("local", "triton_grpc", "triton_http"):
+                a, v = t[name]["analysed_fps"], t[name]["verdict_s"]
+                out.append(f"| {name} | **{a['median']:.1f}** ({a['min']:.1f}–{a['max']:.1f}) | "
+                           f"**{v['median']:.2f}** ({v['min']:.2f}–{v['max']:.2f}) |")
+            out += ["", f"- {t['server']}; Triton: {t['triton_server']}.", f"- Fast: {t['fast']}. Paced: {t['paced']}.",
+                    f"- Measured {t['date']} at `{t['git_commit']}` (runs alternate between the two servers)."]
+
     out += ["", "## GPU", "", f"{r['gpu_note']}", ""]
     return "\n".join(out) + "\n"
