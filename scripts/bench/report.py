@@ -202,7 +202,7 @@ def markdown(r):
                 out.append(f"| {name} | **{a['median']:.1f}** ({a['min']:.1f}–{a['max']:.1f}) | "
                            f"**{v['median']:.2f}** ({v['min']:.2f}–{v['max']:.2f}) |")
             out += ["", f"- {t['server']}; Triton: {t['triton_server']}.", f"- Fast: {t['fast']}. Paced: {t['paced']}.",
-                    f"- Measured {t['date']} at `{t['git_commit']}` (runs alternate between the two servers)."]
+                    f"- Measured {t['date']} at `{t['git_commit']}` (runs alternate between the three servers)."]
 
     out += ["", "## GPU", "", f"{r['gpu_note']}", ""]
     return "\n".join(out) + "\n"
