@@ -225,6 +225,11 @@ struct GateState {
     /// Whether the client's bytes held a `--boundary` delimiter anywhere (an empty but
     /// well-formed body does; bytes that are not multipart at all do not).
     delimiter_seen: bool,
+    /// The parser is reading a part's data (its headers are read; its end is not yet seen).
+    in_part: bool,
+    /// How many times the parser has handed something out (a part, data, a part's end): when
+    /// it has not moved between two reads of the input, it needs more than it holds.
+    steps: u64,
 }
 
 impl Gate {
@@ -232,10 +237,30 @@ impl Gate {
     fn allow(&self, limit: u64) {
         let mut s = self.state.lock().expect("gate lock");
         s.limit = limit;
+        s.steps += 1;
         if let Some(w) = s.waker.take() {
             w.wake();
         }
     }
+}
+
+/// Where the body is after the client's last byte, one step a poll.
+///
+/// The end is never handed over in the same read as the bytes before it: multer, when it has not
+/// found the first delimiter yet, reads once more and, if that read reached the end, gives up
+/// without looking at what it just read ("incomplete multipart stream"), so a well-formed body
+/// whose delimiter came with the end (a short first read, a preamble, or the closing added here)
+/// was refused or not depending on how it was cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The client's bytes are still coming.
+    Reading,
+    /// They have ended cleanly; the closing is next.
+    Ended,
+    /// The closing has been handed over; the end is next.
+    Closed,
+    /// The end (or the input's error) has been handed over.
+    Done,
 }
 
 /// The body as multer sees it: gated, with a closing boundary added at a clean end.
@@ -243,14 +268,43 @@ struct GatedBody<S> {
     inner: Option<S>,
     gate: Arc<Gate>,
     boundary: String,
-    closed: bool,
-    /// The end of the body has been held back once (see `poll_next`).
-    end_held: bool,
+    ending: Ending,
+    /// The parser's `steps` when the input was last read after its end.
+    steps_at_end: Option<u64>,
     /// The body's last bytes, to see how it ended.
     tail: Vec<u8>,
     /// Where the body's first `--boundary` starts, once seen: multer takes that one as the first
     /// delimiter wherever it is, and later ones only after a CRLF.
     first_delimiter: Option<u64>,
+}
+
+impl<S> GatedBody<S> {
+    /// The bytes that close the body after a clean end, if the client did not close it.
+    fn closing(&self) -> Bytes {
+        // ffmpeg ends each part with CRLF and the next delimiter line, so its body stops on an
+        // opened part: give that one an empty header block and no data (skipped). But a
+        // delimiter line is one only after a CRLF (or as the body's first delimiter), and only
+        // between parts: `x\n--b\r\n` at the end is part data, and so is `--b\r\n` right after
+        // a header block that ended in `\r\n--b\r\n\r\n`; closing those as an opened part
+        // would add the CRLFs given here to the part's data.
+        let delimiter_line = format!("--{}\r\n", self.boundary);
+        let (fed, in_part) = {
+            let gate = self.gate.state.lock().expect("gate lock");
+            (gate.fed, gate.in_part)
+        };
+        let opened = !in_part
+            && self.tail.ends_with(delimiter_line.as_bytes())
+            && (self.tail.ends_with(format!("\r\n{delimiter_line}").as_bytes())
+                || self.first_delimiter == fed.checked_sub(delimiter_line.len() as u64));
+        let closing = if opened {
+            format!("\r\n\r\n\r\n--{}--\r\n", self.boundary)
+        } else if self.tail.ends_with(b"\r\n") {
+            format!("--{}--\r\n", self.boundary)
+        } else {
+            format!("\r\n--{}--\r\n", self.boundary)
+        };
+        Bytes::from(closing)
+    }
 }
 
 impl<S, E> Stream for GatedBody<S>
@@ -263,18 +317,30 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
-            // The end is never handed over in the same read as the bytes before it: multer, when
-            // it has not found the first delimiter yet, reads once more and, if that read reached
-            // the end, gives up without looking at what it just read ("incomplete multipart
-            // stream"), so a well-formed body whose delimiter came with the end (a short first
-            // read, a preamble, or the closing boundary added here) was refused or not depending
-            // on how it was cut. Held back once, the end comes in a read of its own.
-            if !this.end_held {
-                this.end_held = true;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            return Poll::Ready(None);
+            // After the client's last byte, each step waits for a poll of its own (the stream
+            // wakes itself): multer first parses what it holds, so that the closing is chosen
+            // knowing whether a part's headers were read (see `closing`); and the end is never
+            // handed over in the same read as the bytes before it (see `Ending`).
+            return match this.ending {
+                Ending::Ended => {
+                    // Multer parses lazily, as the consumer asks: the closing is chosen only
+                    // once it has parsed all it can (it read the input twice without handing
+                    // anything out in between), so that `in_part` tells where the body ended.
+                    let steps = this.gate.state.lock().expect("gate lock").steps;
+                    if this.steps_at_end.replace(steps) != Some(steps) {
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    this.ending = Ending::Closed;
+                    Poll::Ready(Some(Ok(this.closing())))
+                }
+                Ending::Closed => {
+                    this.ending = Ending::Done;
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                Ending::Reading | Ending::Done => Poll::Ready(None),
+            };
         };
         {
             let mut s = this.gate.state.lock().expect("gate lock");
@@ -313,34 +379,15 @@ where
                 let message = e.to_string();
                 this.gate.state.lock().expect("gate lock").error = Some(message.clone());
                 this.inner = None;
-                this.closed = true;
+                this.ending = Ending::Done;
                 Poll::Ready(Some(Err(std::io::Error::other(message))))
             }
             Poll::Ready(None) => {
                 this.inner = None;
-                if this.closed {
-                    return Poll::Ready(None);
-                }
-                this.closed = true;
-                // A clean end: close the multipart body if the client did not. ffmpeg ends
-                // each part with CRLF and the next delimiter line, so its body stops on an
-                // opened part: give that one an empty header block and no data (skipped). A
-                // delimiter line is one only after a CRLF (or as the body's first delimiter):
-                // `x\n--b\r\n` at the end is part data, and closing it as an opened part would
-                // add the CRLFs given here to that data.
-                let delimiter_line = format!("--{}\r\n", this.boundary);
-                let fed = this.gate.state.lock().expect("gate lock").fed;
-                let opened = this.tail.ends_with(delimiter_line.as_bytes())
-                    && (this.tail.ends_with(format!("\r\n{delimiter_line}").as_bytes())
-                        || this.first_delimiter == fed.checked_sub(delimiter_line.len() as u64));
-                let closing = if opened {
-                    format!("\r\n\r\n\r\n--{}--\r\n", this.boundary)
-                } else if this.tail.ends_with(b"\r\n") {
-                    format!("--{}--\r\n", this.boundary)
-                } else {
-                    format!("\r\n--{}--\r\n", this.boundary)
-                };
-                Poll::Ready(Some(Ok(Bytes::from(closing))))
+                this.ending = Ending::Ended;
+                this.steps_at_end = Some(this.gate.state.lock().expect("gate lock").steps);
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
             Poll::Pending => Poll::Pending,
         }
@@ -367,7 +414,7 @@ impl MjpegStream {
         let gate = Arc::new(Gate::default());
         gate.allow(limits.read_ahead as u64);
         let boundary_len = boundary.len() as u64;
-        let gated = GatedBody { inner: Some(body), gate: gate.clone(), boundary: boundary.clone(), closed: false, end_held: false, tail: Vec::new(), first_delimiter: None };
+        let gated = GatedBody { inner: Some(body), gate: gate.clone(), boundary: boundary.clone(), ending: Ending::Reading, steps_at_end: None, tail: Vec::new(), first_delimiter: None };
         let constraints = multer::Constraints::new()
             .size_limit(multer::SizeLimit::new().whole_stream(limits.max_phrase_bytes).per_field(limits.max_part_bytes));
         let multipart = multer::Multipart::with_constraints(gated, boundary, constraints);
@@ -388,6 +435,7 @@ impl MjpegStream {
     pub async fn next_part(&mut self) -> Result<Option<Part>, MjpegError> {
         let field = self.multipart.next_field().await.map_err(|e| self.error(e))?;
         let Some(mut field) = field else { return Ok(None) };
+        self.in_part(true);
         // A lower bound of the bytes before the data: `--boundary`, CRLF, each header as
         // `name:value` CRLF, the blank line, and the CRLF that will precede the next boundary.
         let headers: u64 = field.headers().iter().map(|(n, v)| (n.as_str().len() + v.len() + 3) as u64).sum();
@@ -405,6 +453,7 @@ impl MjpegStream {
             while let Some(chunk) = field.chunk().await.map_err(|e| self.error(e))? {
                 empty &= chunk.iter().all(|b| *b == b'\r' || *b == b'\n');
             }
+            self.in_part(false);
             if empty {
                 drop(field);
                 return Box::pin(self.next_part()).await;
@@ -423,6 +472,7 @@ impl MjpegStream {
             data.extend_from_slice(&chunk);
             self.consume(chunk.len() as u64);
         }
+        self.in_part(false);
         self.bytes_read += data.len() as u64;
         if let Some(declared) = declared_length {
             let declared: u64 = declared.parse().map_err(|_| MjpegError::BadHeader(format!("Content-Length {declared:?}")))?;
@@ -444,6 +494,13 @@ impl MjpegStream {
             .map(|v| v.parse::<f64>().ok().filter(|t| t.is_finite()).ok_or_else(|| MjpegError::BadHeader(format!("X-Timestamp {v:?}"))))
             .transpose()?;
         Ok(Some(Part::Frame { index, timestamp, bytes: data.freeze() }))
+    }
+
+    /// The parser has read a part's headers (`true`) or seen its end (`false`).
+    fn in_part(&self, in_part: bool) {
+        let mut s = self.gate.state.lock().expect("gate lock");
+        s.in_part = in_part;
+        s.steps += 1;
     }
 
     /// The consumer has been handed `bytes` more: the input may run ahead of that by the window.
@@ -703,12 +760,17 @@ mod tests {
     #[tokio::test]
     async fn a_delimiter_line_at_the_end_is_one_only_after_a_crlf_or_as_the_first() {
         // Fuzzing (mjpeg_parts): a body ending `x\n--b\r\n` was closed as if that line opened a
-        // new part, and the CRLFs added to close it went into the frame's bytes.
-        let body = b"--b\r\nContent-Type: image/jpeg\r\n\r\nJPEG\x02\n--b\r\n";
-        for chunk in [1, 5, body.len()] {
-            let (parts, end) = parse_all(body, "b", chunk, Limits::default()).await;
-            assert_eq!(end, Ok(()));
-            assert_eq!(parts, vec![Part::Frame { index: None, timestamp: None, bytes: Bytes::from_static(b"JPEG\x02\n--b") }]);
+        // new part, and the CRLFs added to close it went into the frame's bytes; so was a body
+        // whose last part's data (right after its header block) was `--b\r\n`.
+        let data_after_lf = b"--b\r\nContent-Type: image/jpeg\r\n\r\nJPEG\x02\n--b\r\n";
+        let data_after_headers = b"--b\r\nContent-Type: image/jpeg\r\n\r\nJ\r\n--b\r\nContent-Type: image/jpeg\r\n\r\n--b\r\n";
+        for (body, last) in [(&data_after_lf[..], &b"JPEG\x02\n--b"[..]), (data_after_headers, b"--b")] {
+            for chunk in [1, 5, body.len()] {
+                let (parts, end) = parse_all(body, "b", chunk, Limits::default()).await;
+                assert_eq!(end, Ok(()));
+                let Some(Part::Frame { bytes, .. }) = parts.last() else { panic!("{parts:?}") };
+                assert_eq!(&bytes[..], last, "chunks of {chunk}");
+            }
         }
         // As the body's first delimiter (even after a preamble), the line opens an empty part.
         for body in [&b"--b\r\n"[..], b"\r\n--b\r\n", b"preamble--b\r\n"] {
