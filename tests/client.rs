@@ -143,8 +143,8 @@ fn a_server_killed_mid_phrase_is_resumed_to_the_same_verdict() {
     assert_eq!(v["stream"]["frames_received"], n);
     assert_eq!(v["decision"]["winner"], winner(2));
     // Every frame on the server once, in order, across both servers' lives.
-    assert_eq!(std::fs::read(results.join("c-restart/frames.mjpeg")).unwrap(), rendered.jpegs.concat());
-    let index = std::fs::read_to_string(results.join("c-restart/frames.idx")).unwrap();
+    assert_eq!(std::fs::read(results.join("sessions/c-restart/frames.mjpeg")).unwrap(), rendered.jpegs.concat());
+    let index = std::fs::read_to_string(results.join("sessions/c-restart/frames.idx")).unwrap();
     let indexes: Vec<u64> = index.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["index"].as_u64().unwrap()).collect();
     assert_eq!(indexes, (0..n as u64).collect::<Vec<_>>());
     // The same frames sent in one go give the same decision.
