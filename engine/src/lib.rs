@@ -15,6 +15,8 @@
 
 pub mod cli;
 pub mod decision;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kinematics;
 pub mod signal;
 pub mod timeline;

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// The frames, back to back.
 pub const FRAMES: &str = "frames.mjpeg";
 /// One line per stored frame.

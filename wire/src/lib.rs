@@ -4,6 +4,8 @@
 //! that body ([`mjpeg`]). Pure Rust over bytes and streams: no HTTP server, no async runtime, no
 //! OpenCV, no libtorch.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mjpeg;
 mod parts;
 mod random;
