@@ -1,7 +1,11 @@
 """Writes the marker pose model: a TorchScript with a YOLO-pose export's input and output
 ([B, 3, 640, 640] RGB in 0..1 -> [B, 56, 2]) that finds keypoints painted as coloured markers
 by `ai-referee render`, so recorded phrases (keypoints, no video) can go through the whole
-pipeline. Usage: python scripts/make-marker-model.py OUT.torchscript
+pipeline. Usage: python scripts/make-marker-model.py OUT.torchscript [--fail-on-white]
+
+With --fail-on-white the model raises "CUDA out of memory" on any batch holding a frame that is
+mostly white: the tests' stand-in for a GPU that runs out of memory mid-phrase (there is no GPU
+here), so that a pose failure can be caused on a chosen frame of a real upload.
 
 The code (mirrored in src/cli/render.rs): fencer f (0 = left, 1 = right), keypoint k (0..16),
 c = k + 1: red = (c // 4) * 255 / 4, green = (c % 4) * 255 / 3, blue = 255 * f. The background is
@@ -88,9 +92,24 @@ class MarkerPose(nn.Module):
         return torch.cat((box, score, points), 2).transpose(1, 2).contiguous()
 
 
+class FailOnWhite(nn.Module):
+    """The marker model, except that a batch with a mostly white frame raises."""
+
+    def __init__(self):
+        super().__init__()
+        self.markers = MarkerPose()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        white = (x.amin(1) > 0.99).to(x.dtype).mean((1, 2))
+        if bool((white > 0.5).any()):
+            raise RuntimeError("CUDA out of memory (the failing test model, on a white frame)")
+        return self.markers(x)
+
+
 if __name__ == "__main__":
     out = sys.argv[1]
-    model = torch.jit.script(MarkerPose().eval())
+    failing = "--fail-on-white" in sys.argv[2:]
+    model = torch.jit.script((FailOnWhite() if failing else MarkerPose()).eval())
     y = model(torch.zeros(1, 3, 640, 640))
     assert list(y.shape) == [1, 56, 2], y.shape
     model.save(out)

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{http_request, marker_server_with, parse_response, render, Rendered, Server, TempDir};
+use common::{http_request, marker_server_with, parse_response, render, repo, Rendered, Server, TempDir};
 use referee_wire::PartWriter;
 
 const CONTENT_TYPE: &str = "Content-Type";
@@ -162,4 +162,111 @@ fn uploads_that_vanish_leave_no_threads_files_or_memory_behind() {
     assert!(server.open_files() <= files + 2, "files open: {} before, {} after", files, server.open_files());
     assert!(server.threads() <= threads + 2, "threads: {} before, {} after", threads, server.threads());
     a_normal_phrase_is_decided(&server, &rendered, "after-vanish");
+}
+
+/// A white JPEG of the same size as `like`.
+fn white_jpeg(like: &[u8], dir: &std::path::Path) -> Vec<u8> {
+    let frame = dir.join("like.jpg");
+    std::fs::write(&frame, like).unwrap();
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .arg(&frame)
+        .output()
+        .unwrap();
+    let size = String::from_utf8(probe.stdout).unwrap().trim().replace(',', "x");
+    let white = dir.join("white.jpg");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", &format!("color=c=white:s={size}"), "-frames:v", "1", "-q:v", "2"])
+        .arg(&white)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(white).unwrap()
+}
+
+#[test]
+fn a_pose_failure_fails_its_phrase_frees_its_slot_and_a_restart_decides_it_from_disk() {
+    // There is no GPU here to run out of memory: a stand-in, the marker model built with
+    // `--fail-on-white`, raises libtorch's error as one would, on a batch holding a white frame.
+    let out = TempDir::new("hostile-pose-failure");
+    let results = out.path().join("results");
+    let rendered = render(0, out.path());
+    let mut frames = rendered.jpegs.clone();
+    frames[5] = white_jpeg(&frames[5], out.path());
+    let n = frames.len();
+    let body = |frames: &[Vec<u8>]| {
+        let mut parts = PartWriter::new();
+        let mut body = Vec::new();
+        for (i, jpeg) in frames.iter().enumerate() {
+            body.extend_from_slice(&parts.frame(i as u64, i as f64 / 15.0, jpeg));
+        }
+        body.extend_from_slice(&parts.signal_and_close(&std::fs::read(&rendered.log).unwrap()));
+        (parts.content_type(), body)
+    };
+    let post = |server: &Server, id: &str, frames: &[Vec<u8>]| {
+        let (content_type, body) = body(frames);
+        http_request(server.addr, "POST", &format!("/stream?session={id}"), &[(CONTENT_TYPE, &content_type)], &body)
+    };
+
+    let failing = repo().join("models/marker-pose-failing.torchscript");
+    let args = ["--model", failing.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", results.to_str().unwrap(), "--max-sessions", "1"];
+    let mut server = Server::start(&args, &[]);
+    server.wait_for("model ready", common::STARTUP);
+    let r = post(&server, "oom", &frames);
+    assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    let detail = r.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("out of memory") && detail.contains("frames are kept"), "{detail}");
+    let session = server.get("/sessions/oom").json();
+    assert_eq!(session["state"], "failed", "{session}");
+    assert_eq!(session["frames_received"], n, "{session}");
+    assert_eq!(server.get("/sessions/oom/artifacts/frames.mjpeg").body, frames.concat(), "every frame is kept");
+    // Its slot is free (one allowed) and the server serves on.
+    a_normal_phrase_is_decided(&server, &rendered, "after-oom");
+    let (status, log) = server.terminate(Duration::from_secs(60));
+    assert!(status.success(), "{log}");
+
+    // With a pose model that works, the restart decides the failed phrase from its stored frames,
+    // as the same frames posted afresh are decided.
+    let server = marker_server_with(&results, &[]);
+    let reference = post(&server, "reference", &frames);
+    assert_eq!(reference.status, 200, "{}", String::from_utf8_lossy(&reference.body));
+    let deadline = std::time::Instant::now() + common::STARTUP;
+    let decided = loop {
+        let session = server.get("/sessions/oom").json();
+        if session["state"] == "done" {
+            break session;
+        }
+        assert!(std::time::Instant::now() < deadline, "the failed phrase was not decided after the restart: {session}");
+        std::thread::yield_now();
+    };
+    assert_eq!(decided["result"]["stream"]["frames_analysed"], n, "{decided}");
+    assert_eq!(decided["result"]["decision"], reference.json()["decision"], "{decided}");
+}
+
+#[test]
+fn connections_over_the_cap_wait_for_a_free_slot() {
+    let out = TempDir::new("hostile-connections");
+    let server = marker_server_with(&out.path().join("results"), &["--max-connections", "2", "--header-timeout-seconds", "120"]);
+    // Two clients hold their connections with half-sent headers.
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = connect(server.addr);
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    // The kernel queues a third; the server takes it only when a slot frees, so it is not answered
+    // while both are held (the read timeout is how long this test looks for a wrong answer).
+    let mut third = connect(server.addr);
+    third.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    third.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut byte = [0u8; 1];
+    let early = third.read(&mut byte);
+    assert!(matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)), "answered over the cap: {early:?}");
+    // One holder goes away: the third is served.
+    drop(held.pop());
+    let answer = parse_response(&read_until_closed(&mut third));
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    drop(held);
+    assert_eq!(server.get("/health").status, 200);
 }

@@ -265,7 +265,7 @@ impl PoseModel {
         let device = choice.resolve()?;
         let mut module = CModule::load_on_device(path, device).map_err(|e| PoseError::NotTorchScript {
             path: path.to_owned(),
-            reason: first_line(&e.to_string()),
+            reason: what_failed(&e.to_string()),
         })?;
         module.set_eval();
         let mut model = PoseModel { module, device, layout: OutputLayout::Raw, input: InputShape::Square, path: path.to_owned() };
@@ -321,7 +321,7 @@ impl PoseModel {
     pub fn forward(&self, input: &Tensor) -> Result<Tensor, PoseError> {
         let input = input.to_device(self.device);
         let output = tch::no_grad(|| self.module.forward_is(&[IValue::Tensor(input)]))
-            .map_err(|e| PoseError::Forward(first_line(&e.to_string())))?;
+            .map_err(|e| PoseError::Forward(what_failed(&e.to_string())))?;
         first_tensor(output).ok_or_else(|| PoseError::Forward("the model returned no tensor".into()))
     }
 
@@ -504,6 +504,15 @@ fn first_tensor(value: IValue) -> Option<Tensor> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_libtorch_error_is_told_by_the_line_that_says_what_failed() {
+        let cpp = "CUDA out of memory. Tried to allocate 2.00 GiB\nException raised from malloc at c10/cuda/CUDACachingAllocator.cpp:1\nframe #0: ...";
+        assert_eq!(super::what_failed(cpp), "CUDA out of memory. Tried to allocate 2.00 GiB");
+        let scripted = "The following operation failed in the TorchScript interpreter.\nTraceback of TorchScript (most recent call last):\n  File \"code/__torch__.py\", line 14, in forward\n\nbuiltins.RuntimeError: CUDA out of memory\n";
+        assert_eq!(super::what_failed(scripted), "builtins.RuntimeError: CUDA out of memory");
+        assert_eq!(super::what_failed("  \n"), "");
+    }
+
     use super::*;
 
     #[test]
@@ -582,7 +591,15 @@ mod tests {
     }
 }
 
-/// libtorch errors carry a long C++ backtrace; the first line says what went wrong.
-fn first_line(message: &str) -> String {
-    message.lines().find(|l| !l.trim().is_empty()).unwrap_or(message).trim().to_owned()
+/// What went wrong, from a libtorch error. A C++ error says it on its first line, before its
+/// backtrace; an error raised inside a TorchScript model (a CUDA out-of-memory in one of its ops,
+/// say) starts with "The following operation failed in the TorchScript interpreter." and says it
+/// on its last line, after the model's traceback.
+fn what_failed(message: &str) -> String {
+    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or(message.trim());
+    match lines.next_back() {
+        Some(last) if first.contains("TorchScript interpreter") => last.to_owned(),
+        _ => first.to_owned(),
+    }
 }

@@ -84,8 +84,9 @@ impl From<crate::analysis::pipeline::PipelineError> for Failure {
             E::Pose(crate::analysis::pose::PoseError::Unavailable(_)) => FailureKind::Unavailable,
             _ => FailureKind::Internal,
         };
-        let message = match kind {
-            FailureKind::Unavailable => format!("{err}; the frames are kept: PUT the log again to decide the phrase once the backend is back"),
+        let message = match (&err, &kind) {
+            (_, FailureKind::Unavailable) => format!("{err}; the frames are kept: PUT the log again to decide the phrase once the backend is back"),
+            (E::Pose(_), _) => format!("{err}; the frames are kept: PUT the log again (or restart the server) to decide the phrase"),
             _ => err.to_string(),
         };
         Failure { kind, message }
