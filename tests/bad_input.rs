@@ -331,3 +331,63 @@ fn killed_mid_phrase_the_server_resumes_it_after_the_restart() {
     assert_eq!(r.json()["stream"]["frames_analysed"], n);
     assert_eq!(r.json()["decision"]["winner"], common::phrase(7)["legacy_decision"]["winner"]);
 }
+
+/// A `multipart/form-data` body (boundary `XyZ`) of `(name, filename, bytes)` parts.
+fn form(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, filename, bytes) in parts {
+        let file = filename.map(|f| format!("; filename=\"{f}\"")).unwrap_or_default();
+        body.extend_from_slice(format!("--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"{file}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--XyZ--\r\n");
+    body
+}
+
+#[test]
+fn analyze_forms_have_limits_and_take_a_session_slot() {
+    let out = TempDir::new("bad-analyze");
+    let server = marker_server_with(&out.path().join("results"), &["--max-form-parts", "3", "--max-log-bytes", "4096", "--max-sessions", "1", "--body-idle-seconds", "600"]);
+    let rendered = render(5, out.path());
+    let (video, log) = (std::fs::read(&rendered.avi).unwrap(), log_of(&rendered));
+    assert!(log.len() < 4096, "the fixture's log fits the limit");
+    let analyze = |body: &[u8]| http_request(server.addr, "POST", "/analyze", &[("Content-Type", "multipart/form-data; boundary=XyZ")], body);
+
+    let r = analyze(&form(&[("video", Some("p.avi"), &video), ("signal", Some("p.txt"), &log), ("a", None, b"1"), ("b", None, b"2")]));
+    refused(&r, 413, "more than 3 parts");
+    let long_log = [log.as_slice(), &vec![b'\n'; 4096]].concat();
+    let r = analyze(&form(&[("video", Some("p.avi"), &video), ("signal", Some("p.txt"), &long_log)]));
+    refused(&r, 413, "\"signal\" is over 4096 bytes");
+    let r = analyze(&form(&[("video", Some("p.avi"), &video), ("signal", Some("p.txt"), &log), ("save_overlay", None, &vec![b'x'; 65 * 1024])]));
+    refused(&r, 413, "\"save_overlay\" is over");
+
+    // A streamed phrase holds the one slot: /analyze waits its turn with a 503.
+    let mut held = TcpStream::connect(server.addr).unwrap();
+    let head = format!("POST /stream?session=held HTTP/1.1\r\nHost: x\r\nContent-Type: {MIXED}\r\nTransfer-Encoding: chunked\r\n\r\n");
+    held.write_all(head.as_bytes()).unwrap();
+    let part = frame_part(0, &rendered.jpegs[0]);
+    write!(held, "{:x}\r\n", part.len()).unwrap();
+    held.write_all(&part).unwrap();
+    held.write_all(b"\r\n").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server.get("/sessions/held").status != 200 {
+        assert!(std::time::Instant::now() < deadline, "the held upload never opened");
+        std::thread::yield_now();
+    }
+    let whole = form(&[("video", Some("p.avi"), &video), ("signal", Some("p.txt"), &log)]);
+    refused(&analyze(&whole), 503, "");
+    // Once it ends, /analyze is served.
+    held.write_all(b"0\r\n\r\n").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let r = loop {
+        let r = analyze(&whole);
+        if r.status != 503 {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "the slot was never freed");
+        std::thread::yield_now();
+    };
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["decision"]["winner"], common::phrase(5)["legacy_decision"]["winner"]);
+}

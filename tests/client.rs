@@ -199,3 +199,34 @@ fn legacy_analyze_and_health_and_exit_codes() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("after 1 retry"), "{}", String::from_utf8_lossy(&gone.stderr));
 }
 
+
+#[test]
+fn the_token_goes_with_every_request_from_the_flag_or_the_environment() {
+    let out = TempDir::new("client-token");
+    let server = marker_server_with(&out.path().join("results"), &["--token", "s3cret"]);
+    let rendered = render(4, out.path());
+    let (url, frames, log) = (server.url(), rendered.frames.to_str().unwrap().to_owned(), rendered.log.to_str().unwrap().to_owned());
+    let run = |args: &[&str], token: Option<&str>| {
+        let mut command = Command::new(client_bin());
+        command.args(args).stdin(Stdio::null()).env_remove("REFEREE_TOKEN");
+        if let Some(token) = token {
+            command.env("REFEREE_TOKEN", token);
+        }
+        command.output().expect("run referee-client")
+    };
+
+    // Without the token (or with a wrong one) the server refuses: 401, as the exit status's byte.
+    for token in [None, Some("wrong")] {
+        let refused = run(&["stream", &url, "--frames", &frames, "--signal", &log, "--retries", "0"], token);
+        assert_eq!(refused.status.code(), Some(401 & 0xFF), "{}", String::from_utf8_lossy(&refused.stderr));
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("token"), "{}", String::from_utf8_lossy(&refused.stderr));
+    }
+    let refused = run(&["analyze", &url, rendered.avi.to_str().unwrap(), &log], None);
+    assert_eq!(refused.status.code(), Some(401 & 0xFF), "{}", String::from_utf8_lossy(&refused.stderr));
+
+    // With it, from --token or from REFEREE_TOKEN, the phrase is decided.
+    let by_flag = verdict(&run(&["stream", &url, "--frames", &frames, "--signal", &log, "--token", "s3cret"], None));
+    assert_eq!(by_flag["decision"]["winner"], winner(4));
+    let by_env = verdict(&run(&["analyze", &url, rendered.avi.to_str().unwrap(), &log, "--no-overlay"], Some("s3cret")));
+    assert_eq!(by_env["decision"]["winner"], winner(4));
+}
