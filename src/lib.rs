@@ -19,6 +19,7 @@ pub mod disk;
 pub mod error;
 pub mod handlers;
 pub mod layers;
+pub mod linger;
 pub mod metrics;
 pub mod mjpeg;
 pub mod server;

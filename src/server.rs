@@ -93,6 +93,7 @@ macro_rules! service_for {
                         .on_failure(()),
                 )
                 .layer(CountResponsesLayer)
+                .layer(crate::linger::LingerLayer)
                 .layer(RequestBodyTimeoutLayer::new(body_idle))
                 .layer(ValidateRequestHeaderLayer::custom(token))
                 .service_fn(move |req| handle(state.clone(), req)),

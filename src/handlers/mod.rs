@@ -9,5 +9,6 @@ pub mod stream;
 pub mod view;
 
 /// A request's body as handlers see it: hyper's, cut with an error when no byte has come for
-/// the body idle timeout (tower-http's `RequestBodyTimeoutLayer`).
-pub type RequestBody = tower_http::timeout::TimeoutBody<hyper::body::Incoming>;
+/// the body idle timeout (tower-http's `RequestBodyTimeoutLayer`), and shared with the layer that
+/// reads the rest of a refused body (`crate::linger`).
+pub type RequestBody = tower_http::timeout::TimeoutBody<crate::linger::SharedBody<hyper::body::Incoming>>;
