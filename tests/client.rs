@@ -221,8 +221,10 @@ fn the_token_goes_with_every_request_from_the_flag_or_the_environment() {
         assert_eq!(refused.status.code(), Some(401 & 0xFF), "{}", String::from_utf8_lossy(&refused.stderr));
         assert!(String::from_utf8_lossy(&refused.stderr).contains("token"), "{}", String::from_utf8_lossy(&refused.stderr));
     }
+    // The video is still being sent when the server refuses it; the client reads the refusal.
     let refused = run(&["analyze", &url, rendered.avi.to_str().unwrap(), &log], None);
     assert_eq!(refused.status.code(), Some(401 & 0xFF), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("token"), "{}", String::from_utf8_lossy(&refused.stderr));
 
     // With it, from --token or from REFEREE_TOKEN, the phrase is decided.
     let by_flag = verdict(&run(&["stream", &url, "--frames", &frames, "--signal", &log, "--token", "s3cret"], None));
