@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use common::{repo, venv_python, Server, TempDir, STARTUP};
+use common::{form_body, repo, venv_python, Server, TempDir, STARTUP};
 use serde_json::Value;
 
 fn marker_model() -> PathBuf {
@@ -194,27 +194,6 @@ print(json.dumps({"status": r.status_code, "body": r.json()}))
     let (status, body) = curl_analyze(&url, &[format!("video=@{}", video.display()), format!("txt=@{}", log.display())]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["decision"]["winner"], reply["body"]["decision"]["winner"]);
-}
-
-/// A multipart/form-data body from (name, filename, content type, bytes) parts.
-fn form_body(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, filename, content_type, bytes) in parts {
-        body.extend_from_slice(b"--XyZ\r\n");
-        let disposition = match filename {
-            Some(f) => format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n"),
-            None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n"),
-        };
-        body.extend_from_slice(disposition.as_bytes());
-        if let Some(ct) = content_type {
-            body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
-        }
-        body.extend_from_slice(b"\r\n");
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(b"--XyZ--\r\n");
-    body
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{http_request, marker_server_with, render, HttpResponse, Rendered, Server, TempDir};
+use common::{form_body, http_request, marker_server_with, render, HttpResponse, Rendered, Server, TempDir};
 
 const MIXED: &str = "multipart/x-mixed-replace; boundary=frame";
 
@@ -32,6 +32,18 @@ fn frames(rendered: &Rendered, range: std::ops::Range<usize>) -> Vec<u8> {
 
 fn log_of(rendered: &Rendered) -> Vec<u8> {
     std::fs::read(&rendered.log).unwrap()
+}
+
+/// Starts a chunked `/stream` upload of session `id` and sends `first` as its first chunk; the
+/// connection stays open for the rest.
+fn open_upload(server: &Server, id: &str, first: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let head = format!("POST /stream?session={id} HTTP/1.1\r\nHost: x\r\nContent-Type: {MIXED}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    write!(stream, "{:x}\r\n", first.len()).unwrap();
+    stream.write_all(first).unwrap();
+    stream.write_all(b"\r\n").unwrap();
+    stream
 }
 
 fn post(server: &Server, id: &str, body: &[u8]) -> HttpResponse {
@@ -248,14 +260,7 @@ fn the_seventeenth_phrase_at_once_is_503_and_the_sixteen_go_on() {
     let mut open: Vec<(TcpStream, String)> = Vec::new();
     for k in 0..16 {
         let id = format!("busy-{k}");
-        let mut stream = TcpStream::connect(server.addr).unwrap();
-        let head = format!("POST /stream?session={id} HTTP/1.1\r\nHost: x\r\nContent-Type: {MIXED}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
-        stream.write_all(head.as_bytes()).unwrap();
-        let part = frame_part(0, &rendered.jpegs[0]);
-        write!(stream, "{:x}\r\n", part.len()).unwrap();
-        stream.write_all(&part).unwrap();
-        stream.write_all(b"\r\n").unwrap();
-        open.push((stream, id));
+        open.push((open_upload(&server, &id, &frame_part(0, &rendered.jpegs[0])), id));
     }
     // Each of the sixteen is receiving (its session is open) before the seventeenth comes.
     for (_, id) in &open {
@@ -302,13 +307,7 @@ fn killed_mid_phrase_the_server_resumes_it_after_the_restart() {
     let n = rendered.jpegs.len();
     let half = n / 2;
     let server = marker_server_with(&results, &[]);
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    let head = format!("POST /stream?session=killed HTTP/1.1\r\nHost: x\r\nContent-Type: {MIXED}\r\nTransfer-Encoding: chunked\r\n\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    let part = frames(&rendered, 0..half);
-    write!(stream, "{:x}\r\n", part.len()).unwrap();
-    stream.write_all(&part).unwrap();
-    stream.write_all(b"\r\n").unwrap();
+    let stream = open_upload(&server, "killed", &frames(&rendered, 0..half));
     // A part is taken once the next delimiter shows it whole: the last one sent waits.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while server.get("/sessions/killed").json()["frames_received"] != half - 1 {
@@ -332,19 +331,6 @@ fn killed_mid_phrase_the_server_resumes_it_after_the_restart() {
     assert_eq!(r.json()["decision"]["winner"], common::phrase(7)["legacy_decision"]["winner"]);
 }
 
-/// A `multipart/form-data` body (boundary `XyZ`) of `(name, filename, bytes)` parts.
-fn form(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, filename, bytes) in parts {
-        let file = filename.map(|f| format!("; filename=\"{f}\"")).unwrap_or_default();
-        body.extend_from_slice(format!("--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"{file}\r\n\r\n").as_bytes());
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(b"--XyZ--\r\n");
-    body
-}
-
 #[test]
 fn analyze_forms_have_limits_and_take_a_session_slot() {
     let out = TempDir::new("bad-analyze");
@@ -354,32 +340,26 @@ fn analyze_forms_have_limits_and_take_a_session_slot() {
     assert!(log.len() < 4096, "the fixture's log fits the limit");
     let analyze = |body: &[u8]| http_request(server.addr, "POST", "/analyze", &[("Content-Type", "multipart/form-data; boundary=XyZ")], body);
 
-    let r = analyze(&form(&[("video", Some("p.avi"), &video), ("signal", Some("p.txt"), &log), ("a", None, b"1"), ("b", None, b"2")]));
+    let r = analyze(&form_body(&[("video", Some("p.avi"), None, &video), ("signal", Some("p.txt"), None, &log), ("a", None, None, b"1"), ("b", None, None, b"2")]));
     refused(&r, 413, "more than 3 parts");
     let long_log = [log.as_slice(), &vec![b'\n'; 4096]].concat();
-    let r = analyze(&form(&[("video", Some("p.avi"), &video), ("signal", Some("p.txt"), &long_log)]));
+    let r = analyze(&form_body(&[("video", Some("p.avi"), None, &video), ("signal", Some("p.txt"), None, &long_log)]));
     refused(&r, 413, "\"signal\" is over 4096 bytes");
-    let r = analyze(&form(&[("video", Some("p.avi"), &video), ("signal", Some("p.txt"), &log), ("save_overlay", None, &vec![b'x'; 65 * 1024])]));
+    let r = analyze(&form_body(&[("video", Some("p.avi"), None, &video), ("signal", Some("p.txt"), None, &log), ("save_overlay", None, None, &vec![b'x'; 65 * 1024])]));
     refused(&r, 413, "\"save_overlay\" is over");
 
     // A streamed phrase holds the one slot: /analyze waits its turn with a 503.
-    let mut held = TcpStream::connect(server.addr).unwrap();
-    let head = format!("POST /stream?session=held HTTP/1.1\r\nHost: x\r\nContent-Type: {MIXED}\r\nTransfer-Encoding: chunked\r\n\r\n");
-    held.write_all(head.as_bytes()).unwrap();
-    let part = frame_part(0, &rendered.jpegs[0]);
-    write!(held, "{:x}\r\n", part.len()).unwrap();
-    held.write_all(&part).unwrap();
-    held.write_all(b"\r\n").unwrap();
+    let mut held = open_upload(&server, "held", &frame_part(0, &rendered.jpegs[0]));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while server.get("/sessions/held").status != 200 {
         assert!(std::time::Instant::now() < deadline, "the held upload never opened");
         std::thread::yield_now();
     }
     // Refused before its video is read, the client still sending it reads the answer whole.
-    let whole = form(&[("video", Some("p.avi"), &video), ("signal", Some("p.txt"), &log)]);
+    let whole = form_body(&[("video", Some("p.avi"), None, &video), ("signal", Some("p.txt"), None, &log)]);
     assert!(whole.len() > 256 << 10, "a video bigger than the sockets' buffers: {} bytes", whole.len());
     refused(&analyze(&whole), 503, "streaming already");
-    let small = form(&[("video", Some("p.avi"), b"not yet a video"), ("signal", Some("p.txt"), &log)]);
+    let small = form_body(&[("video", Some("p.avi"), None, b"not yet a video"), ("signal", Some("p.txt"), None, &log)]);
     // Once it ends, /analyze is served.
     held.write_all(b"0\r\n\r\n").unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
