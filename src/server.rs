@@ -357,7 +357,7 @@ fn resume_undecided(state: &AppState, pose: Arc<PoseScheduler>) {
     for id in state.sessions.undecided_on_disk() {
         if let Some(session) = state.sessions.get(&id) {
             info!(session = %id, "deciding a phrase the last stop interrupted");
-            session.start_analysis(crate::session::Analysis { pose: pose.clone(), options: stream::pipeline_options(&state.config, None, None) });
+            session.start_analysis(crate::session::Analysis { pose: pose.clone(), options: stream::stored_pipeline_options(&state.config, &session) });
         }
     }
 }

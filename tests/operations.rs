@@ -131,9 +131,11 @@ fn sigterm_lets_running_phrases_finish_and_exits_0() {
     drop(server);
 
     // A phrase whose frames and log were all in but that was not decided when the server
-    // stopped is decided at the next start, by itself. (Stored only: `--analysis false`.)
+    // stopped is decided at the next start, by itself (stored only: `--analysis false`), with
+    // the engine its upload asked for (`?engine=v2`), not the restarted server's default.
     let mut server = marker_server_with(&results, &["--analysis", "false"]);
-    let r = post_phrase(&server, &rendered, "undecided", &[]);
+    let (content_type, body) = phrase_body(&rendered);
+    let r = http_request(server.addr, "POST", "/stream?session=undecided&engine=v2", &[("Content-Type", content_type.as_str())], &body);
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
     let (status, _) = server.terminate(Duration::from_secs(60));
     assert!(status.success());
@@ -148,7 +150,9 @@ fn sigterm_lets_running_phrases_finish_and_exits_0() {
         }
     };
     assert_eq!(verdict["stream"]["frames_analysed"], n);
-    assert_eq!(verdict["decision"]["winner"], common::phrase(2)["legacy_decision"]["winner"]);
+    assert_eq!(verdict["engine"], "v2", "the upload's engine survives the restart");
+    assert_eq!(verdict["decision"], verdict["decisions"]["v2"]);
+    assert_eq!(verdict["decisions"]["legacy"]["winner"], common::phrase(2)["legacy_decision"]["winner"]);
 }
 
 /// A tmpfs of `size` mounted at `dir` for the test's life (this needs root, which CI has).

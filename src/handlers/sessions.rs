@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::handlers::RequestBody;
 use crate::error::{json_response, ApiError, ResponseBody};
-use crate::handlers::stream::{pipeline_options, verdict_response};
+use crate::handlers::stream::{stored_pipeline_options, verdict_response};
 use crate::session::{Analysis, Progress, Session, SessionState};
 use crate::state::AppState;
 
@@ -45,7 +45,7 @@ pub async fn put_signal(state: &AppState, id: &str, req: Request<RequestBody>) -
     if session.upload_complete() && state.config.analysis {
         // A session rebuilt after a restart is not analysed yet: its frames are analysed now.
         let pose = state.ready_pose()?;
-        session.start_analysis(Analysis { pose, options: pipeline_options(&state.config, None, None) });
+        session.start_analysis(Analysis { pose, options: stored_pipeline_options(&state.config, &session) });
         return verdict_response(session.verdict().await);
     }
     let p = session.progress();

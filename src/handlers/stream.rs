@@ -13,6 +13,7 @@ use crate::analysis::v2::EngineChoice;
 use crate::handlers::RequestBody;
 use crate::error::{json_response, ApiError, ResponseBody};
 use crate::mjpeg::{boundary_from_content_type, settle_boundary, sniff_boundary, Limits, MjpegStream, Part};
+use crate::session::store::PhraseChoices;
 use crate::session::{new_session_id_with_prefix, valid_session_id, Analysis, Progress, Session, SessionState};
 use crate::state::AppState;
 
@@ -67,6 +68,31 @@ pub fn pipeline_options(config: &crate::config::ServeConfig, fps: Option<f64>, e
     }
 }
 
+/// What a session's pipeline runs with when it is decided again (after a restart, or a PUT of
+/// the log): the choices its first upload stored, else the server's defaults.
+pub fn stored_pipeline_options(config: &crate::config::ServeConfig, session: &Session) -> PipelineOptions {
+    let stored = PhraseChoices::read(&session.dir).unwrap_or_default();
+    let engine = stored.engine.and_then(|e| e.parse::<EngineChoice>().ok());
+    pipeline_options(config, stored.fps.filter(|f| *f > 0.0 && f.is_finite()), engine)
+}
+
+/// The phrase's choices: the ones its first upload stored (a resumed upload keeps them, as the
+/// running analysis does), else this request's (`?fps=`, and `?engine=` or the server's engine),
+/// stored now so that a restart decides the phrase the same way.
+fn settle_choices(config: &crate::config::ServeConfig, session: &Session, fps: Option<f64>, engine: Option<EngineChoice>) -> (Option<f64>, Option<EngineChoice>) {
+    if let Some(stored) = PhraseChoices::read(&session.dir) {
+        let engine = stored.engine.and_then(|e| e.parse::<EngineChoice>().ok());
+        return (stored.fps.filter(|f| *f > 0.0 && f.is_finite()), engine);
+    }
+    let engine = engine.unwrap_or(config.engine);
+    let choices = PhraseChoices { engine: Some(engine.name().to_owned()), fps };
+    if let Err(e) = choices.save(&session.dir) {
+        // The phrase goes on: only a later re-decision would fall back to the server's defaults.
+        tracing::warn!(session = %session.id, error = %e, "the phrase's choices could not be stored");
+    }
+    (fps, Some(engine))
+}
+
 /// `?engine=legacy|v2`, if given; 400 for another.
 fn engine_param(req: &Request<RequestBody>) -> Result<Option<EngineChoice>, ApiError> {
     query_param(req, "engine").map(|e| e.parse::<EngineChoice>().map_err(ApiError::BadRequest)).transpose()
@@ -107,9 +133,12 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
         boundary_from_content_type(&content_type)?;
         settle_boundary(&content_type, body).await?
     };
-    let analysis = pose.map(|pose| Analysis { pose, options: pipeline_options(config, fps, engine) });
-    let session = state.sessions.open_upload(id, analysis)?;
+    let session = state.sessions.open_upload(id, None)?;
     let mut guard = UploadGuard { session: session.clone(), open: true };
+    let (fps, engine) = settle_choices(config, &session, fps, engine);
+    if let Some(pose) = pose {
+        session.start_analysis(Analysis { pose, options: pipeline_options(config, fps, engine) });
+    }
     let limits = Limits { max_part_bytes: config.max_frame_bytes, max_phrase_bytes: config.max_phrase_bytes, ..Limits::default() };
     let mut parts = MjpegStream::new(body, boundary.clone(), limits);
     let mut signal_error = None;

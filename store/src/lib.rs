@@ -1,7 +1,7 @@
 //! A session's files: the frames as they arrived (`frames.mjpeg`, JPEGs back to back), their
 //! index (`frames.idx`, one JSON line per frame: index, offset, length, timestamp), the log
-//! (`signal.txt`), the mark of a whole upload (`upload.complete`) and the answer
-//! (`analysis_result.json`). The files are the source of truth: a session is rebuilt from them
+//! (`signal.txt`), the mark of a whole upload (`upload.complete`), the client's choices for the
+//! phrase (`choices.json`) and the answer (`analysis_result.json`). The files are the source of truth: a session is rebuilt from them
 //! after a restart, and an index line torn by a crash is cut away, with the frames before it kept.
 
 use std::fs::{File, OpenOptions};
@@ -23,6 +23,34 @@ pub const SIGNAL: &str = "signal.txt";
 pub const UPLOAD_COMPLETE: &str = "upload.complete";
 /// The answer, once decided.
 pub const RESULT: &str = "analysis_result.json";
+/// What the phrase's first upload chose (engine, frame rate), for deciding it again later.
+pub const CHOICES: &str = "choices.json";
+
+/// What a phrase's first upload chose, kept beside its frames so that a phrase decided after a
+/// restart or a failure is decided as its client asked, not by the server's defaults of the day.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PhraseChoices {
+    /// The engine whose call is the answer's `decision` (`legacy`, `v2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// The phrase's frame rate (`?fps=`), if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+}
+
+impl PhraseChoices {
+    /// The choices stored in `dir`: `None` when there are none (or they cannot be read: a
+    /// phrase from before they were kept is decided with the server's defaults).
+    pub fn read(dir: &Path) -> Option<PhraseChoices> {
+        std::fs::read(dir.join(CHOICES)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// Stores them in `dir`, atomically.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec(self).expect("choices always serialise");
+        write_atomically(&dir.join(CHOICES), &json)
+    }
+}
 
 /// One stored frame.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -200,6 +228,22 @@ pub fn stored_result(dir: &Path) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn choices_are_kept_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("referee-store-choices-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(PhraseChoices::read(&dir), None, "none stored yet");
+        let chosen = PhraseChoices { engine: Some("v2".into()), fps: Some(30.0) };
+        chosen.save(&dir).unwrap();
+        assert_eq!(PhraseChoices::read(&dir), Some(chosen));
+        std::fs::write(dir.join(CHOICES), b"{\"engine\": \"v2\"").unwrap();
+        assert_eq!(PhraseChoices::read(&dir), None, "a torn file is no choice");
+        PhraseChoices::default().save(&dir).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join(CHOICES)).unwrap(), "{}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
 
     #[test]
     fn a_torn_index_is_cut_to_its_whole_lines_and_appends_go_on() {
