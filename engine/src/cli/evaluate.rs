@@ -44,6 +44,8 @@ struct Outcome {
     call: Option<String>,
     short: bool,
     fps30: bool,
+    /// v2 found the advances level and settled the call by the lights or the ground.
+    dead_heat: bool,
     winner: String,
     /// v2's decision (none for the legacy engine).
     v2: Option<V2Decision>,
@@ -96,7 +98,8 @@ fn figures<'a>(outcomes: impl Iterator<Item = &'a Outcome>) -> Figures {
     }
 }
 
-/// Overall and per type: short (first light within 2 s of the start) / long, 15 / 30 fps.
+/// Overall and per type: short (first light within 2 s of the start) / long, 15 / 30 fps, and
+/// for `v2` decided by the advance / a dead heat (settled by the lights or the ground).
 fn report(outcomes: &[Outcome]) -> Value {
     json!({
         "overall": figures(outcomes.iter()),
@@ -105,6 +108,8 @@ fn report(outcomes: &[Outcome]) -> Value {
             "long": figures(outcomes.iter().filter(|o| !o.short)),
             "fps15": figures(outcomes.iter().filter(|o| !o.fps30)),
             "fps30": figures(outcomes.iter().filter(|o| o.fps30)),
+            "advance": figures(outcomes.iter().filter(|o| o.v2.is_some() && !o.dead_heat)),
+            "dead_heat": figures(outcomes.iter().filter(|o| o.dead_heat)),
         }
     })
 }
@@ -131,7 +136,8 @@ fn outcome(line: &Value, engine: EngineChoice) -> Result<Outcome, String> {
             (d.winner.clone(), Some(d.clone()), !d.uncertain)
         }
     };
-    Ok(Outcome { id, call, short, fps30, winner, v2, sure })
+    let dead_heat = v2.as_ref().is_some_and(|d| d.decided_by != v2::DecidedBy::Advance);
+    Ok(Outcome { id, call, short, fps30, dead_heat, winner, v2, sure })
 }
 
 /// The sure flags cross-validated: for each fold, the margin fitted on the other folds' phrases
@@ -167,11 +173,11 @@ fn pct(x: Option<f64>) -> String {
 
 /// The readable table for stderr.
 fn table(title: &str, report: &Value) -> String {
-    let mut s = format!("{title}\n  {:<8} {:>4} {:>9} {:>6} {:>9} {:>9}\n", "type", "n", "agreement", "sure", "sure acc", "coverage");
+    let mut s = format!("{title}\n  {:<9} {:>4} {:>9} {:>6} {:>9} {:>9}\n", "type", "n", "agreement", "sure", "sure acc", "coverage");
     let mut row = |name: &str, f: &Value| {
         let get = |k: &str| f[k].as_f64();
         s.push_str(&format!(
-            "  {:<8} {:>4} {:>9} {:>6} {:>9} {:>9}\n",
+            "  {:<9} {:>4} {:>9} {:>6} {:>9} {:>9}\n",
             name,
             f["n"],
             pct(get("agreement")),
@@ -181,7 +187,10 @@ fn table(title: &str, report: &Value) -> String {
         ));
     };
     row("overall", &report["overall"]);
-    for t in ["short", "long", "fps15", "fps30"] {
+    for t in ["short", "long", "fps15", "fps30", "advance", "dead_heat"] {
+        if report["by_type"][t]["n"].as_u64() == Some(0) {
+            continue;
+        }
         row(t, &report["by_type"][t]);
     }
     s

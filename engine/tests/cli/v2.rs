@@ -111,6 +111,14 @@ fn evaluate_reports_what_decide_decides() {
             assert_eq!(cv["figures"]["overall"]["agree"], figures["overall"]["agree"], "the winner has nothing fitted");
             let agreement = figures["overall"]["agreement"].as_f64().unwrap();
             assert!(agreement > 0.6, "v2 agrees on only {agreement}");
+            // Decided by the advance, or a dead heat settled by the lights or the ground (never sure).
+            let settled = |heat: bool| {
+                tally(all.iter().zip(decisions.iter().copied()).filter(|(_, d)| (d["decided_by"] != "advance") == heat))
+            };
+            check_figures(&figures["by_type"]["advance"], settled(false), engine);
+            check_figures(&figures["by_type"]["dead_heat"], settled(true), engine);
+            assert_eq!(figures["by_type"]["dead_heat"]["sure"].as_u64(), Some(0));
+            assert!(figures["by_type"]["dead_heat"]["n"].as_u64() > Some(0), "no dead heat among the phrases");
         }
     }
 }
