@@ -84,6 +84,9 @@ pub const MIN_FPS: f64 = 8.0;
 pub const DEFAULT_SURE_MARGIN: f64 = 0.4;
 /// A phrase whose first light comes within this many seconds of the start is "short".
 pub const SHORT_PHRASE_S: f64 = 2.0;
+/// How far from the phrase's start (seconds) a stream's first timestamp may be and still be read
+/// as on the phrase's clock ([`FrameTimes::from_stream_timestamps`]).
+pub const PHRASE_CLOCK_SLACK_S: f64 = 2.0;
 /// The video rates a recorded phrase's frame count is matched against ([`FrameTimes::estimate`]).
 pub const NOMINAL_RATES: [f64; 3] = [15.0, 30.0, 60.0];
 /// How far (seconds) the video length at a standard rate may be from the log's recording span.
@@ -351,6 +354,19 @@ impl FrameTimes {
             _ => f64::NAN,
         };
         Ok(FrameTimes { times, rate, source: TimeSource::Timestamps })
+    }
+
+    /// A stream's timestamps, which the protocol gives in seconds since the phrase started
+    /// (`X-Timestamp`), the log's clock: kept as they are, so a camera that started late keeps
+    /// its late first frame. A first timestamp more than `PHRASE_CLOCK_SLACK_S` from 0 is on
+    /// another clock (a camera's running count, an epoch): then the frames are counted from the
+    /// first one, as the phrase's start. They must be finite and strictly increasing.
+    pub fn from_stream_timestamps(times: Vec<f64>) -> Result<FrameTimes, V2Error> {
+        let shift = match times.first() {
+            Some(&first) if first.is_finite() && first.abs() > PHRASE_CLOCK_SLACK_S => first,
+            _ => 0.0,
+        };
+        FrameTimes::from_timestamps(times.into_iter().map(|t| t - shift).collect())
     }
 
     /// `n` frames of a recorded phrase, placed on the log's clock. Cameras run at a standard
@@ -943,6 +959,14 @@ mod tests {
         let long = PhraseLog { end: Some(20.0), ..log.clone() };
         assert!(approx(FrameTimes::estimate(60, &long).rate(), 3.0, 1e-12));
         assert!(approx(FrameTimes::from_rate(15.0, 4).times()[3], 0.2, 1e-12));
+        // A stream's times are on the phrase's clock: a late first frame stays late; times on
+        // another clock (far from 0) are counted from the first frame.
+        let late = FrameTimes::from_stream_timestamps(vec![0.2, 0.25, 0.3]).unwrap();
+        assert_eq!(late.times(), &[0.2, 0.25, 0.3]);
+        assert_eq!(late.source(), TimeSource::Timestamps);
+        let epoch = FrameTimes::from_stream_timestamps(vec![1_764_800_000.5, 1_764_800_000.75]).unwrap();
+        assert_eq!(epoch.times(), &[0.0, 0.25]);
+        assert!(FrameTimes::from_stream_timestamps(vec![0.3, 0.2]).is_err());
         let ts = FrameTimes::from_timestamps(vec![0.0, 0.1, 0.3]).unwrap();
         assert!(approx(ts.rate(), 2.0 / 0.3, 1e-12));
         assert!(FrameTimes::from_timestamps(vec![0.0, 0.0]).is_err());

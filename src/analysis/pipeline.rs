@@ -315,14 +315,13 @@ impl PhrasePipeline {
         opencv::imgcodecs::imencode(".jpg", &drawn, &mut jpeg, &params).ok()?.then(|| jpeg.to_vec())
     }
 
-    /// The frames' times for `v2`: their own, when every frame has one and they increase
-    /// (counted from the first frame, which the log's clock also starts from), else the known
-    /// rate; `None` leaves `v2` to spread them over the log's span.
+    /// The frames' times for `v2`: their own, when every frame has one and they increase (on
+    /// the phrase's clock, as the protocol gives them: see `FrameTimes::from_stream_timestamps`),
+    /// else the known rate; `None` leaves `v2` to spread them over the log's span.
     fn frame_times(&self) -> Option<FrameTimes> {
         let own: Option<Vec<f64>> = self.times.iter().copied().collect();
-        if let Some(first) = own.as_ref().and_then(|t| t.first().copied()) {
-            let relative = own.unwrap_or_default().into_iter().map(|t| t - first).collect();
-            if let Ok(times) = FrameTimes::from_timestamps(relative) {
+        if let Some(own) = own.filter(|t| !t.is_empty()) {
+            if let Ok(times) = FrameTimes::from_stream_timestamps(own) {
                 return Some(times);
             }
         }
