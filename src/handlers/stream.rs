@@ -71,18 +71,28 @@ pub fn pipeline_options(config: &crate::config::ServeConfig, fps: Option<f64>, e
 /// What a session's pipeline runs with when it is decided again (after a restart, or a PUT of
 /// the log): the choices its first upload stored, else the server's defaults.
 pub fn stored_pipeline_options(config: &crate::config::ServeConfig, session: &Session) -> PipelineOptions {
-    let stored = PhraseChoices::read(&session.dir).unwrap_or_default();
-    let engine = stored.engine.and_then(|e| e.parse::<EngineChoice>().ok());
-    pipeline_options(config, stored.fps.filter(|f| *f > 0.0 && f.is_finite()), engine)
+    let (fps, engine) = stored_choices(session).unwrap_or_default();
+    pipeline_options(config, fps, engine)
+}
+
+/// The frame rate and engine a session's first upload stored, if it stored any (a rate or an
+/// engine that does not parse is left to the server's defaults).
+fn stored_choices(session: &Session) -> Option<(Option<f64>, Option<EngineChoice>)> {
+    let stored = PhraseChoices::read(&session.dir)?;
+    Some((stored.fps.filter(usable_fps), stored.engine.and_then(|e| e.parse::<EngineChoice>().ok())))
+}
+
+/// A frame rate that can time frames: finite and positive.
+fn usable_fps(fps: &f64) -> bool {
+    *fps > 0.0 && fps.is_finite()
 }
 
 /// The phrase's choices: the ones its first upload stored (a resumed upload keeps them, as the
 /// running analysis does), else this request's (`?fps=`, and `?engine=` or the server's engine),
 /// stored now so that a restart decides the phrase the same way.
 fn settle_choices(config: &crate::config::ServeConfig, session: &Session, fps: Option<f64>, engine: Option<EngineChoice>) -> (Option<f64>, Option<EngineChoice>) {
-    if let Some(stored) = PhraseChoices::read(&session.dir) {
-        let engine = stored.engine.and_then(|e| e.parse::<EngineChoice>().ok());
-        return (stored.fps.filter(|f| *f > 0.0 && f.is_finite()), engine);
+    if let Some(stored) = stored_choices(session) {
+        return stored;
     }
     let engine = engine.unwrap_or(config.engine);
     let choices = PhraseChoices { engine: Some(engine.name().to_owned()), fps };
@@ -110,7 +120,7 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
     let pose = if state.config.analysis { Some(state.ready_pose()?) } else { None };
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_owned();
     let config = &state.config;
-    let fps = query_param(&req, "fps").and_then(|f| f.parse::<f64>().ok()).filter(|f| *f > 0.0 && f.is_finite());
+    let fps = query_param(&req, "fps").and_then(|f| f.parse::<f64>().ok()).filter(usable_fps);
     let engine = engine_param(&req)?;
     // A body that goes quiet is cut by the body timeout layer; noted here so the answer says so.
     let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));

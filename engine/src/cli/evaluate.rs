@@ -44,12 +44,17 @@ struct Outcome {
     call: Option<String>,
     short: bool,
     fps30: bool,
-    /// v2 found the advances level and settled the call by the lights or the ground.
-    dead_heat: bool,
     winner: String,
     /// v2's decision (none for the legacy engine).
     v2: Option<V2Decision>,
     sure: bool,
+}
+
+impl Outcome {
+    /// What settled v2's call (none for the legacy engine).
+    fn decided_by(&self) -> Option<v2::DecidedBy> {
+        self.v2.as_ref().map(|d| d.decided_by)
+    }
 }
 
 /// Agreement figures over a set of phrases with a call.
@@ -108,8 +113,8 @@ fn report(outcomes: &[Outcome]) -> Value {
             "long": figures(outcomes.iter().filter(|o| !o.short)),
             "fps15": figures(outcomes.iter().filter(|o| !o.fps30)),
             "fps30": figures(outcomes.iter().filter(|o| o.fps30)),
-            "advance": figures(outcomes.iter().filter(|o| o.v2.is_some() && !o.dead_heat)),
-            "dead_heat": figures(outcomes.iter().filter(|o| o.dead_heat)),
+            "advance": figures(outcomes.iter().filter(|o| o.decided_by() == Some(v2::DecidedBy::Advance))),
+            "dead_heat": figures(outcomes.iter().filter(|o| o.decided_by().is_some_and(|d| d != v2::DecidedBy::Advance))),
         }
     })
 }
@@ -136,8 +141,7 @@ fn outcome(line: &Value, engine: EngineChoice) -> Result<Outcome, String> {
             (d.winner.clone(), Some(d.clone()), !d.uncertain)
         }
     };
-    let dead_heat = v2.as_ref().is_some_and(|d| d.decided_by != v2::DecidedBy::Advance);
-    Ok(Outcome { id, call, short, fps30, dead_heat, winner, v2, sure })
+    Ok(Outcome { id, call, short, fps30, winner, v2, sure })
 }
 
 /// The sure flags cross-validated: for each fold, the margin fitted on the other folds' phrases
