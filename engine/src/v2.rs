@@ -21,7 +21,17 @@
 //! fencer whose light came second, and when the box gives both lights at once to the one who
 //! gained less ground in the last second: how these referees called such phrases more often than
 //! not (13 of the 20 with a light order, 8 of the 12 without; the old rule, the first light,
-//! agreed 7 of 20). It is the weakest part of the rule, and a dead heat is never sure. The
+//! agreed 7 of 20). It is the weakest part of the rule, and a dead heat is never sure.
+//!
+//! The scoring box's blade contacts settle two kinds of call that the hips alone get wrong,
+//! read from the log's clock only: a dead heat with a contact 0.08–0.11 s before the first light
+//! (a beat: the fencer whose light came first took the blade and hit straight after) goes to
+//! the first light; and when, after a contact in the last second, one fencer stopped advancing
+//! while the other was still advancing at the light, the one who stopped parried and gets the
+//! touch, whatever the advances. Both rules were read off the errors on the 96 recorded phrases
+//! (they fire on 8 of them, 5 beats and 3 parries, and agree on all 8, where the rules before
+//! agreed on none); they are fencing's own rules (a beat or a parry takes the right of way), but
+//! how well they hold beyond those phrases is not yet known, and such calls are never sure. The
 //! margin between the two scores gives the confidence; below a fitted margin, with a blade
 //! contact in the last second (pose cannot see who parried), with too few frames or with a
 //! fencer not seen, the call is marked uncertain. The rule is exactly symmetric (the same
@@ -75,6 +85,15 @@ pub const COUNTER_PENALTY: f64 = 1.0;
 pub const BLADE_WINDOW_S: f64 = 1.0;
 /// With such a blade contact, the margin must be this many times the sure margin.
 pub const BLADE_MARGIN_FACTOR: f64 = 2.0;
+/// The last blade contact before the first light, this many seconds before it (at the least, at
+/// the most), is a beat that opened the way for the hit that lit first: the blade travels from the
+/// beat to the target in about a tenth of a second. Closer to the light it is the blades crossing
+/// on the hits themselves; earlier, an exchange the hit did not follow straight from. In a dead
+/// heat the fencer whose light came first after such a contact gets the touch (see [`DecidedBy::Beat`]).
+pub const BEAT_WINDOW_S: (f64, f64) = (0.08, 0.11);
+/// A fencer whose advance ended at least this long before the first light had stopped; a shorter
+/// gap is the advance reaching the light (the crossing is interpolated between frames).
+pub const PARRY_STOP_S: f64 = 0.05;
 /// Fewer frames per second than this cannot show an advance.
 pub const MIN_FPS: f64 = 8.0;
 /// Score margin at or above which a call is sure: [`fit_sure_margin`] with `SURE_TARGET` on
@@ -462,6 +481,22 @@ pub enum DecidedBy {
     SecondLight,
     /// A dead heat with both lights at once: the fencer who gained less ground in the last second.
     LessGround,
+    /// A dead heat with a blade contact `BEAT_WINDOW_S` before the first light: the fencer whose
+    /// light came first took the blade (a beat) and hit straight after (in the recorded phrases:
+    /// 8 of the 9 with such a contact and a first light went to it, advance or not; the second-light
+    /// rule called all five dead heats among them wrong).
+    Beat,
+    /// A blade contact in the last second, after which one fencer stopped advancing while the
+    /// other was still advancing at the light: the one who stopped parried and the other came
+    /// onto the parry, whoever advanced longer (3 of 3 in the recorded phrases).
+    Parry,
+}
+
+impl DecidedBy {
+    /// True for the calls settled after the advances came out level (light order, ground, beat).
+    pub fn is_dead_heat(self) -> bool {
+        matches!(self, DecidedBy::SecondLight | DecidedBy::LessGround | DecidedBy::Beat)
+    }
 }
 
 /// `v2`'s call on a double touch.
@@ -492,22 +527,27 @@ pub struct V2Decision {
     /// Seconds from the nearest blade contact to the first light (negative: after it), if one
     /// falls in the doubtful window.
     pub blade_contact_before_s: Option<f64>,
+    /// Seconds from the last blade contact at or before the first light to it, if any.
+    pub last_contact_before_s: Option<f64>,
     /// The left fencer's numbers.
     pub left: FencerFeatures,
     /// The right fencer's numbers.
     pub right: FencerFeatures,
 }
 
-/// What can be fitted: the margin at or above which a call is sure.
+/// What can be fitted: the margin at or above which a call is sure, and the beat window.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct V2Params {
     /// Score margin for a sure call.
     pub sure_margin: f64,
+    /// Seconds before the first light (least, most) for the last blade contact to be a beat
+    /// (`None`: no beat settles a dead heat).
+    pub beat_window: Option<(f64, f64)>,
 }
 
 impl Default for V2Params {
     fn default() -> V2Params {
-        V2Params { sure_margin: DEFAULT_SURE_MARGIN }
+        V2Params { sure_margin: DEFAULT_SURE_MARGIN, beat_window: Some(BEAT_WINDOW_S) }
     }
 }
 
@@ -539,10 +579,21 @@ pub fn decide_with(
     let left = features(&keypoints.left_x, t, hit, Side::Left);
     let right = features(&keypoints.right_x, t, hit, Side::Right);
     let margin = left.score - right.score;
-    let (winner, decided_by) = if margin > 0.0 {
+    // Seconds before the first light of each blade contact in the last second up to it.
+    let contacts_before: Vec<f64> =
+        log.blade_contacts.iter().filter(|&&b| b <= hit && b >= hit - BLADE_WINDOW_S).map(|&b| hit - b).collect();
+    let last_contact_before_s = contacts_before.iter().copied().min_by(f64::total_cmp);
+    let beat = is_beat(last_contact_before_s, params.beat_window);
+    let parry = parried(&left, &right, &contacts_before);
+    let (winner, decided_by) = if let Some((parrier, _)) = parry {
+        (parrier, DecidedBy::Parry)
+    } else if margin > 0.0 {
         (Side::Left, DecidedBy::Advance)
     } else if margin < 0.0 {
         (Side::Right, DecidedBy::Advance)
+    } else if let (true, Some(first)) = (beat, log.first_light_side) {
+        // A dead heat with a beat just before the lights: the one who hit first after it.
+        (first, DecidedBy::Beat)
     } else if let Some(first) = log.first_light_side {
         // A dead heat (both advancing since the video began, as a rule): the second light.
         (first.other(), DecidedBy::SecondLight)
@@ -572,27 +623,54 @@ pub fn decide_with(
         frame_rate: times.rate(),
         time_source: times.source(),
         blade_contact_before_s,
+        last_contact_before_s,
         left,
         right,
     };
     decision.doubts = decision.doubts_with(params);
     decision.uncertain = !decision.doubts.is_empty();
-    decision.explanation = explain(winner, &decision, log.last_light - hit);
+    let settling_contact = match decided_by {
+        DecidedBy::Parry => parry.map(|p| p.1),
+        _ => last_contact_before_s,
+    };
+    decision.explanation = explain(winner, &decision, log.last_light - hit, settling_contact);
     Ok(decision)
 }
 
 impl V2Decision {
+    /// Who gets the touch, and why, had the beat window been `window`: only a dead heat settled by
+    /// the lights (the second light or a beat) can change; everything else is as decided.
+    /// Cross-validation refits the window with it.
+    pub fn settled_with(&self, window: Option<(f64, f64)>) -> (Side, DecidedBy) {
+        let winner = if self.winner == Side::Left.name() { Side::Left } else { Side::Right };
+        let first_light = match self.decided_by {
+            DecidedBy::Beat => winner,
+            DecidedBy::SecondLight => winner.other(),
+            other => return (winner, other),
+        };
+        match is_beat(self.last_contact_before_s, window) {
+            true => (first_light, DecidedBy::Beat),
+            false => (first_light.other(), DecidedBy::SecondLight),
+        }
+    }
+
     /// Why this call would be uncertain under `params` (empty: sure). `decide_with` fills
     /// `doubts` and `uncertain` from it; cross-validation calls it again with other margins.
     pub fn doubts_with(&self, params: &V2Params) -> Vec<String> {
         let mut doubts = Vec::new();
         let margin = self.margin.abs();
-        if self.decided_by != DecidedBy::Advance {
-            doubts.push("the advances are level: a dead heat, settled by the lights or the ground".into());
-        } else if margin < params.sure_margin {
-            doubts.push(format!("the two actions are close (margin {margin:.2}, sure from {:.2})", params.sure_margin));
+        match self.decided_by {
+            DecidedBy::Advance if margin < params.sure_margin => {
+                doubts.push(format!("the two actions are close (margin {margin:.2}, sure from {:.2})", params.sure_margin));
+            }
+            DecidedBy::Advance => {}
+            DecidedBy::Parry => doubts.push("settled by a parry read from the blade contact and the stop: pose cannot see the blades".into()),
+            DecidedBy::SecondLight | DecidedBy::LessGround | DecidedBy::Beat => {
+                doubts.push("the advances are level: a dead heat, settled by the lights, a beat or the ground".into());
+            }
         }
-        if let Some(before) = self.blade_contact_before_s {
+        let read_the_blade = matches!(self.decided_by, DecidedBy::Beat | DecidedBy::Parry);
+        if let (Some(before), false) = (self.blade_contact_before_s, read_the_blade) {
             if margin < BLADE_MARGIN_FACTOR * params.sure_margin {
                 let when = if before >= 0.0 { format!("{before:.1} s before") } else { format!("{:.1} s after", -before) };
                 doubts.push(format!("blade contact {when} the lights: pose alone cannot tell who parried"));
@@ -632,13 +710,60 @@ pub fn fit_sure_margin(calls: &[(&V2Decision, bool)], target: f64) -> f64 {
     candidates.sort_by(f64::total_cmp);
     candidates.dedup();
     for &m in &candidates {
-        let params = V2Params { sure_margin: m };
+        let params = V2Params { sure_margin: m, ..V2Params::default() };
         let sure: Vec<bool> = calls.iter().filter(|(d, _)| d.doubts_with(&params).is_empty()).map(|&(_, a)| a).collect();
         if sure.len() >= SURE_MIN_CALLS && sure.iter().filter(|&&a| a).count() as f64 >= target * sure.len() as f64 {
             return m;
         }
     }
     candidates.last().copied().unwrap_or(DEFAULT_SURE_MARGIN) + f64::EPSILON
+}
+
+/// True when the last contact before the first light (seconds before it) falls in the beat window.
+fn is_beat(last_contact_before_s: Option<f64>, window: Option<(f64, f64)>) -> bool {
+    matches!((last_contact_before_s, window), (Some(c), Some((lo, hi))) if c >= lo && c <= hi)
+}
+
+/// The fencer who parried and the contact the stop followed (seconds before the first light): a
+/// blade contact (`contacts_before`: seconds before the first light, within the last second), after
+/// it this fencer's advance ended at least `PARRY_STOP_S` before the light, while the other's
+/// advance went on to the light. `None` when not exactly one fits.
+fn parried(left: &FencerFeatures, right: &FencerFeatures, contacts_before: &[f64]) -> Option<(Side, f64)> {
+    let still_advancing = |f: &FencerFeatures| f.advance_s > 0.0 && f.stopped_before_s.is_some_and(|s| s < PARRY_STOP_S);
+    // The latest contact before the fencer's stop, if the fencer stopped.
+    let contact_before_stop = |f: &FencerFeatures| {
+        let stop = f.stopped_before_s.filter(|&s| s >= PARRY_STOP_S)?;
+        contacts_before.iter().copied().filter(|&c| c > stop).min_by(f64::total_cmp)
+    };
+    match (contact_before_stop(left), contact_before_stop(right)) {
+        (Some(c), None) if still_advancing(right) => Some((Side::Left, c)),
+        (None, Some(c)) if still_advancing(left) => Some((Side::Right, c)),
+        _ => None,
+    }
+}
+
+/// Fits the beat window on decided phrases with the referee's call (`calls`: the decision and
+/// the call, `left`/`right`): of the windows from 0 to 0.3 s before the first light in 0.01 s
+/// steps (and none), the one whose calls agree most often, the narrowest of those (then the
+/// earliest): the rule is kept to as few phrases as the calls ask for.
+pub fn fit_beat_window(calls: &[(&V2Decision, &str)]) -> Option<(f64, f64)> {
+    let agree = |w: Option<(f64, f64)>| calls.iter().filter(|(d, call)| d.settled_with(w).0.name() == *call).count();
+    let steps: Vec<f64> = (0..=30).map(|i| f64::from(i) / 100.0).collect();
+    let windows = std::iter::once(None)
+        .chain(steps.iter().flat_map(|&lo| steps.iter().filter(move |&&hi| hi >= lo).map(move |&hi| Some((lo, hi)))));
+    let width = |w: Option<(f64, f64)>| w.map_or(-1.0, |(lo, hi)| hi - lo);
+    let mut best: Option<(usize, Option<(f64, f64)>)> = None;
+    for w in windows {
+        let a = agree(w);
+        let better = match best {
+            None => true,
+            Some((b, bw)) => a > b || (a == b && width(w) < width(bw) - 1e-9),
+        };
+        if better {
+            best = Some((a, w));
+        }
+    }
+    best.and_then(|(_, w)| w)
 }
 
 /// One fencer's numbers from the x rows, the frame times and the first light's time.
@@ -840,9 +965,10 @@ fn advance(t: &[f64], v: &[f64], hit: f64) -> (f64, Option<f64>) {
 }
 
 /// "Left had been advancing for 0.9 s when the lights came on; Right stopped advancing 0.4 s
-/// before and stepped back 0.2 s before.", and in a dead heat what settled it (`lights_apart`:
-/// seconds from the first light to the last).
-fn explain(winner: Side, decision: &V2Decision, lights_apart: f64) -> String {
+/// before and stepped back 0.2 s before.", and what settled a dead heat or a parry (`lights_apart`:
+/// seconds from the first light to the last; `contact_before`: the blade contact that settled it,
+/// seconds before the first light).
+fn explain(winner: Side, decision: &V2Decision, lights_apart: f64, contact_before: Option<f64>) -> String {
     let (left, right, doubts) = (&decision.left, &decision.right, &decision.doubts);
     let part = |side: Side, f: &FencerFeatures| -> String {
         let mut s = match f.stopped_before_s {
@@ -881,6 +1007,25 @@ fn explain(winner: Side, decision: &V2Decision, lights_apart: f64) -> String {
     );
     match decision.decided_by {
         DecidedBy::Advance => {}
+        DecidedBy::Parry => {
+            let stop = first.1.stopped_before_s.unwrap_or(f64::NAN);
+            text.push_str(&format!(
+                " The blades met {:.2} s before the lights, after which {} stopped ({stop:.2} s before them) while {} kept coming: {} parried and {} came onto the parry, so the call goes to {}.",
+                contact_before.unwrap_or(f64::NAN),
+                winner.title(),
+                second.0.title(),
+                winner.title(),
+                second.0.title(),
+                winner.title()
+            ));
+        }
+        DecidedBy::Beat => text.push_str(&format!(
+            " The advances are level, and a blade contact {:.2} s before the lights was followed by {}'s light first: {} took the blade (a beat) and hit straight after, so the call goes to {}.",
+            contact_before.unwrap_or(f64::NAN),
+            winner.title(),
+            winner.title(),
+            winner.title()
+        )),
         DecidedBy::SecondLight => text.push_str(&format!(
             " The advances are level (a simultaneous attack), so the call goes to {}, whose light came on second ({:.2} s after {}'s).",
             winner.title(),
@@ -1085,7 +1230,7 @@ mod tests {
         assert!(d.explanation.starts_with("Left gets the touch. Left had been advancing for 1.9 s"), "{}", d.explanation);
         // A blade contact just before the lights makes a close call doubtful, not a clear one.
         let blade = PhraseLog { blade_contacts: vec![1.7], ..log.clone() };
-        let strict = V2Params { sure_margin: d.margin.abs() };
+        let strict = V2Params { sure_margin: d.margin.abs(), ..V2Params::default() };
         let b = decide_with(&k, &blade, &times, &strict).unwrap();
         assert!(b.uncertain && b.doubts.iter().any(|s| s.contains("blade")), "{:?}", b.doubts);
         assert_eq!(b.blade_contact_before_s.map(|s| (s * 10.0).round()), Some(2.0));
@@ -1129,6 +1274,75 @@ mod tests {
         let d = decide(&k, &log, &times).unwrap();
         assert!(d.right.gain_last_s > 2.0 * d.left.gain_last_s, "{} vs {}", d.right.gain_last_s, d.left.gain_last_s);
         assert_eq!((d.decided_by, d.winner.as_str()), (DecidedBy::Advance, "left"));
+    }
+
+    #[test]
+    fn a_beat_just_before_the_lights_gives_a_dead_heat_to_the_first_light() {
+        let (k, log, times) = simultaneous(1.0, Some(Side::Left));
+        let beat = PhraseLog { blade_contacts: vec![0.4, log.first_light - 0.098], ..log.clone() };
+        let d = decide(&k, &beat, &times).unwrap();
+        assert_eq!((d.decided_by, d.winner.as_str()), (DecidedBy::Beat, "left"));
+        assert!(approx(d.last_contact_before_s.unwrap(), 0.098, 1e-9));
+        assert!(d.explanation.contains("a blade contact 0.10 s before the lights was followed by Left's light first: Left took the blade (a beat)"), "{}", d.explanation);
+        assert!(d.uncertain && !d.doubts.iter().any(|s| s.contains("who parried")), "{:?}", d.doubts);
+        // Refitting the window moves only such dead heats.
+        assert_eq!(d.settled_with(None), (Side::Right, DecidedBy::SecondLight));
+        assert_eq!(d.settled_with(Some((0.09, 0.1))), (Side::Left, DecidedBy::Beat));
+        // A contact on the hits themselves, or one long before, is no beat: the second light.
+        for before in [0.03, 0.2] {
+            let other = PhraseLog { blade_contacts: vec![log.first_light - before], ..log.clone() };
+            let d = decide(&k, &other, &times).unwrap();
+            assert_eq!((d.decided_by, d.winner.as_str()), (DecidedBy::SecondLight, "right"), "contact {before} s before");
+            assert_eq!(d.settled_with(Some((0.0, 0.3))), (Side::Left, DecidedBy::Beat));
+        }
+        // Without a light order there is no first light to give it to.
+        let (k, log, times) = simultaneous(1.5, None);
+        let d = decide(&k, &PhraseLog { blade_contacts: vec![log.first_light - 0.098], ..log }, &times).unwrap();
+        assert_eq!(d.decided_by, DecidedBy::LessGround);
+        assert_eq!(d.settled_with(None), (Side::Left, DecidedBy::LessGround));
+    }
+
+    #[test]
+    fn the_beat_window_is_fitted_narrowest_and_only_when_the_calls_ask_for_it() {
+        let (k, log, times) = simultaneous(1.0, Some(Side::Left));
+        let beat = PhraseLog { blade_contacts: vec![log.first_light - 0.098], ..log.clone() };
+        let d = decide(&k, &beat, &times).unwrap();
+        let w = fit_beat_window(&[(&d, "left")]).unwrap();
+        assert!(approx(w.0, 0.09, 1e-9) && approx(w.1, 0.1, 1e-9), "{w:?}");
+        assert_eq!(fit_beat_window(&[(&d, "right")]), None, "the second light agrees: no window");
+        assert_eq!(fit_beat_window(&[]), None);
+    }
+
+    #[test]
+    fn a_fencer_who_stops_after_a_blade_contact_while_the_other_comes_on_parried() {
+        // Right advances all phrase; left advances until 1.7 s and stands (the lights at 1.9 s).
+        let (mut k, log, times) = simultaneous(1.0, None);
+        for (i, &s) in times.times().iter().enumerate() {
+            let x = 1.0 + s.min(1.7);
+            k.left_x[i] = row(x, x, x + 0.1);
+        }
+        let plain = decide(&k, &log, &times).unwrap();
+        assert_eq!((plain.decided_by, plain.winner.as_str()), (DecidedBy::Advance, "right"));
+        let stop = plain.left.stopped_before_s.unwrap();
+        assert!(stop > 0.1 && stop < 0.3, "stopped {stop} s before");
+
+        let parry = PhraseLog { blade_contacts: vec![log.first_light - 0.35], ..log.clone() };
+        let d = decide(&k, &parry, &times).unwrap();
+        assert_eq!((d.decided_by, d.winner.as_str()), (DecidedBy::Parry, "left"));
+        assert!(d.margin < 0.0, "right's advance was the longer: {}", d.margin);
+        assert!(d.uncertain && d.doubts.iter().any(|s| s.contains("parry")), "{:?}", d.doubts);
+        assert!(d.explanation.contains("The blades met 0.35 s before the lights, after which Left stopped"), "{}", d.explanation);
+        assert!(d.explanation.contains("Left parried and Right came onto the parry"), "{}", d.explanation);
+        assert_eq!(d.settled_with(None), (Side::Left, DecidedBy::Parry), "the beat window never moves a parry");
+
+        // A contact after the stop, or a phrase where the other had stopped too, is no parry.
+        let late = PhraseLog { blade_contacts: vec![log.first_light - 0.05], ..log.clone() };
+        assert_eq!(decide(&k, &late, &times).unwrap().decided_by, DecidedBy::Advance);
+        for (i, &s) in times.times().iter().enumerate() {
+            let x = 8.0 - s.min(1.6);
+            k.right_x[i] = row(x, x, x - 0.1);
+        }
+        assert_ne!(decide(&k, &parry, &times).unwrap().decided_by, DecidedBy::Parry);
     }
 
     #[test]

@@ -104,7 +104,8 @@ fn figures<'a>(outcomes: impl Iterator<Item = &'a Outcome>) -> Figures {
 }
 
 /// Overall and per type: short (first light within 2 s of the start) / long, 15 / 30 fps, and
-/// for `v2` decided by the advance / a dead heat (settled by the lights or the ground).
+/// for `v2` decided by the advance / a dead heat (settled by the lights, a beat or the ground) /
+/// a parry.
 fn report(outcomes: &[Outcome]) -> Value {
     json!({
         "overall": figures(outcomes.iter()),
@@ -114,7 +115,8 @@ fn report(outcomes: &[Outcome]) -> Value {
             "fps15": figures(outcomes.iter().filter(|o| !o.fps30)),
             "fps30": figures(outcomes.iter().filter(|o| o.fps30)),
             "advance": figures(outcomes.iter().filter(|o| o.decided_by() == Some(v2::DecidedBy::Advance))),
-            "dead_heat": figures(outcomes.iter().filter(|o| o.decided_by().is_some_and(|d| d != v2::DecidedBy::Advance))),
+            "dead_heat": figures(outcomes.iter().filter(|o| o.decided_by().is_some_and(v2::DecidedBy::is_dead_heat))),
+            "parry": figures(outcomes.iter().filter(|o| o.decided_by() == Some(v2::DecidedBy::Parry))),
         }
     })
 }
@@ -144,31 +146,49 @@ fn outcome(line: &Value, engine: EngineChoice) -> Result<Outcome, String> {
     Ok(Outcome { id, call, short, fps30, winner, v2, sure })
 }
 
-/// The sure flags cross-validated: for each fold, the margin fitted on the other folds' phrases
-/// with a call decides which of this fold's calls are sure. Folds are every k-th phrase (k = 0:
-/// one phrase per fold). Returns the outcomes and the fitted margins.
-fn cross_validate(outcomes: &[Outcome], folds: usize, target: f64) -> (Vec<Outcome>, Vec<f64>) {
+/// What cross-validation fitted in each fold.
+struct Fitted {
+    sure_margins: Vec<f64>,
+    beat_windows: Vec<Option<(f64, f64)>>,
+}
+
+/// `v2`'s fitted parts cross-validated: for each fold, the beat window and then the sure margin
+/// are fitted on the other folds' phrases with a call, and settle this fold's dead heats and
+/// which of its calls are sure. Folds are every k-th phrase (k = 0: one phrase per fold).
+fn cross_validate(outcomes: &[Outcome], folds: usize, target: f64) -> (Vec<Outcome>, Fitted) {
     let n = outcomes.len();
     let k = if folds == 0 || folds > n { n } else { folds };
     let mut out = outcomes.to_vec();
-    let mut margins = Vec::new();
+    let mut fitted = Fitted { sure_margins: Vec::new(), beat_windows: Vec::new() };
     for fold in 0..k {
-        let train: Vec<(&V2Decision, bool)> = outcomes
+        let train: Vec<(&V2Decision, &str)> = outcomes
             .iter()
             .enumerate()
             .filter(|(i, _)| i % k != fold)
-            .filter_map(|(_, o)| Some((o.v2.as_ref()?, *o.call.as_ref()? == o.winner)))
+            .filter_map(|(_, o)| Some((o.v2.as_ref()?, o.call.as_deref()?)))
             .collect();
-        let params = V2Params { sure_margin: v2::fit_sure_margin(&train, target) };
-        margins.push(params.sure_margin);
-        for (i, o) in out.iter_mut().enumerate().filter(|(i, _)| i % k == fold) {
-            debug_assert_eq!(i % k, fold);
-            if let Some(d) = &o.v2 {
+        let beat_window = v2::fit_beat_window(&train);
+        let resettled: Vec<(V2Decision, bool)> = train
+            .iter()
+            .map(|&(d, call)| {
+                let (winner, by) = d.settled_with(beat_window);
+                (V2Decision { decided_by: by, ..d.clone() }, winner.name() == call)
+            })
+            .collect();
+        let train: Vec<(&V2Decision, bool)> = resettled.iter().map(|(d, a)| (d, *a)).collect();
+        let params = V2Params { sure_margin: v2::fit_sure_margin(&train, target), beat_window };
+        fitted.sure_margins.push(params.sure_margin);
+        fitted.beat_windows.push(beat_window);
+        for (_, o) in out.iter_mut().enumerate().filter(|(i, _)| i % k == fold) {
+            if let Some(d) = &mut o.v2 {
+                let (winner, by) = d.settled_with(beat_window);
+                d.decided_by = by;
+                winner.name().clone_into(&mut o.winner);
                 o.sure = d.doubts_with(&params).is_empty();
             }
         }
     }
-    (out, margins)
+    (out, fitted)
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -191,7 +211,7 @@ fn table(title: &str, report: &Value) -> String {
         ));
     };
     row("overall", &report["overall"]);
-    for t in ["short", "long", "fps15", "fps30", "advance", "dead_heat"] {
+    for t in ["short", "long", "fps15", "fps30", "advance", "dead_heat", "parry"] {
         if report["by_type"][t]["n"].as_u64() == Some(0) {
             continue;
         }
@@ -233,14 +253,27 @@ pub fn run(args: EvaluateArgs) -> Result<(), String> {
     result["in_sample"] = in_sample.clone();
     let mut text = table(&format!("{} on {} phrases (in sample)", args.engine.name(), outcomes.len()), &in_sample);
     if let (Some(folds), EngineChoice::V2) = (args.folds, args.engine) {
-        let (cv, margins) = cross_validate(&outcomes, folds, args.sure_target);
+        let (cv, fitted) = cross_validate(&outcomes, folds, args.sure_target);
         let cv_report = report(&cv);
-        let (lo, hi) = margins.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &m| (a.min(m), b.max(m)));
-        text.push_str(&table(&format!("cross-validated ({} folds; sure margin fitted per fold: {lo:.2}–{hi:.2})", margins.len()), &cv_report));
+        let range = |xs: &mut dyn Iterator<Item = f64>| xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), m| (a.min(m), b.max(m)));
+        let (lo, hi) = range(&mut fitted.sure_margins.iter().copied());
+        let windows: Vec<(f64, f64)> = fitted.beat_windows.iter().flatten().copied().collect();
+        let (wlo, _) = range(&mut windows.iter().map(|w| w.0));
+        let (_, whi) = range(&mut windows.iter().map(|w| w.1));
+        let none = fitted.beat_windows.len() - windows.len();
+        text.push_str(&table(
+            &format!(
+                "cross-validated ({} folds; fitted per fold: sure margin {lo:.2}–{hi:.2}, beat window within {wlo:.2}–{whi:.2} s{})",
+                fitted.sure_margins.len(),
+                if none > 0 { format!(", none in {none}") } else { String::new() }
+            ),
+            &cv_report,
+        ));
         result["cross_validated"] = json!({
-            "folds": margins.len(),
-            "fitted": "the sure margin only; the winner has no fitted parameter, so agreement equals in-sample",
+            "folds": fitted.sure_margins.len(),
+            "fitted": "per fold on the other folds: the beat window (which dead heats a blade contact settles), then the sure margin; the rest of the rule is fixed",
             "sure_margin_range": [lo, hi],
+            "beat_windows": fitted.beat_windows,
             "figures": cv_report,
         });
     }

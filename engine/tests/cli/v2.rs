@@ -108,16 +108,29 @@ fn evaluate_reports_what_decide_decides() {
         } else {
             let cv = &report["cross_validated"];
             assert_eq!(cv["folds"].as_u64(), Some(5));
-            assert_eq!(cv["figures"]["overall"]["agree"], figures["overall"]["agree"], "the winner has nothing fitted");
+            // Per fold the beat window is refitted: it moves only dead heats settled by the lights.
+            let windows = cv["beat_windows"].as_array().unwrap();
+            assert_eq!(windows.len(), 5);
+            for w in windows.iter().filter(|w| !w.is_null()) {
+                let (lo, hi) = (w[0].as_f64().unwrap(), w[1].as_f64().unwrap());
+                assert!((0.0..=hi).contains(&lo) && hi <= 0.3, "beat window {w}");
+            }
+            for kind in ["advance", "parry"] {
+                assert_eq!(cv["figures"]["by_type"][kind]["agree"], figures["by_type"][kind]["agree"], "{kind} calls moved");
+            }
+            assert_eq!(cv["figures"]["overall"]["n"], figures["overall"]["n"]);
             let agreement = figures["overall"]["agreement"].as_f64().unwrap();
             assert!(agreement > 0.6, "v2 agrees on only {agreement}");
-            // Decided by the advance, or a dead heat settled by the lights or the ground (never sure).
-            let settled = |heat: bool| {
-                tally(all.iter().zip(decisions.iter().copied()).filter(|(_, d)| (d["decided_by"] != "advance") == heat))
+            // Decided by the advance, by a parry, or a dead heat settled by the lights, a beat or
+            // the ground (never sure).
+            let settled = |kinds: &[&str]| {
+                tally(all.iter().zip(decisions.iter().copied()).filter(|(_, d)| kinds.iter().any(|k| d["decided_by"] == *k)))
             };
-            check_figures(&figures["by_type"]["advance"], settled(false), engine);
-            check_figures(&figures["by_type"]["dead_heat"], settled(true), engine);
+            check_figures(&figures["by_type"]["advance"], settled(&["advance"]), engine);
+            check_figures(&figures["by_type"]["parry"], settled(&["parry"]), engine);
+            check_figures(&figures["by_type"]["dead_heat"], settled(&["second_light", "less_ground", "beat"]), engine);
             assert_eq!(figures["by_type"]["dead_heat"]["sure"].as_u64(), Some(0));
+            assert_eq!(figures["by_type"]["parry"]["sure"].as_u64(), Some(0));
             assert!(figures["by_type"]["dead_heat"]["n"].as_u64() > Some(0), "no dead heat among the phrases");
         }
     }
