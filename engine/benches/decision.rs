@@ -1,5 +1,5 @@
-//! Benchmark (prints numbers, asserts nothing): the legacy decision on a 300-frame phrase, and
-//! the tracker + normalisation on 300 frames of detections.
+//! Benchmark (prints numbers, asserts nothing): the legacy and `v2` decisions on a 300-frame
+//! phrase, and the tracker + normalisation on 300 frames of detections.
 //! `cargo bench -p referee-engine --bench decision`.
 
 use std::time::Instant;
@@ -8,6 +8,7 @@ use referee_engine::decision::Engine;
 use referee_engine::kinematics::{normalise, Keypoints, Row};
 use referee_engine::signal;
 use referee_engine::tracker::{Points, Tracker};
+use referee_engine::v2;
 use serde_json::Value;
 
 const FRAMES: usize = 300;
@@ -53,6 +54,14 @@ fn main() {
     let c = p["normalisation_constant"].as_f64();
     time(&format!("legacy decision, {FRAMES} frames"), 2000, || {
         std::hint::black_box(Engine::Legacy.decide(&keypoints, &phrase, c));
+    });
+
+    // v2 on the same frames at 30 fps, the first light moved into the video (10 s), so every
+    // window (advance, ground, counter-attack, blade) is computed.
+    let log = v2::PhraseLog { first_light: 9.5, last_light: 9.6, ..v2::parse_log(p["signal"].as_str().unwrap()).unwrap() };
+    let times = v2::FrameTimes::from_rate(30.0, FRAMES);
+    time(&format!("v2 decision, {FRAMES} frames"), 2000, || {
+        std::hint::black_box(v2::decide(&keypoints, &log, &times).unwrap());
     });
 
     let cases = fixture("tracks.jsonl");
