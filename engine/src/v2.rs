@@ -527,7 +527,7 @@ pub struct V2Decision {
     /// Seconds from the nearest blade contact to the first light (negative: after it), if one
     /// falls in the doubtful window.
     pub blade_contact_before_s: Option<f64>,
-    /// Seconds from the last blade contact at or before the first light to it, if any.
+    /// Seconds from the last blade contact in the second up to the first light to it, if any.
     pub last_contact_before_s: Option<f64>,
     /// The left fencer's numbers.
     pub left: FencerFeatures,
