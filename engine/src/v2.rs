@@ -579,9 +579,11 @@ pub fn decide_with(
     let left = features(&keypoints.left_x, t, hit, Side::Left);
     let right = features(&keypoints.right_x, t, hit, Side::Right);
     let margin = left.score - right.score;
-    // Seconds before the first light of each blade contact in the last second up to it.
-    let contacts_before: Vec<f64> =
-        log.blade_contacts.iter().filter(|&&b| b <= hit && b >= hit - BLADE_WINDOW_S).map(|&b| hit - b).collect();
+    // Seconds before the first light of each blade contact from a second before it to the last
+    // light (negative: after the first light), and those at or before the first light.
+    let contacts_around: Vec<f64> =
+        log.blade_contacts.iter().filter(|&&b| b >= hit - BLADE_WINDOW_S && b <= log.last_light).map(|&b| hit - b).collect();
+    let contacts_before: Vec<f64> = contacts_around.iter().copied().filter(|&c| c >= 0.0).collect();
     let last_contact_before_s = contacts_before.iter().copied().min_by(f64::total_cmp);
     let beat = is_beat(last_contact_before_s, params.beat_window);
     let parry = parried(&left, &right, &contacts_before);
@@ -604,12 +606,7 @@ pub fn decide_with(
         (less, DecidedBy::LessGround)
     };
 
-    let blade_contact_before_s = log
-        .blade_contacts
-        .iter()
-        .filter(|&&b| b >= hit - BLADE_WINDOW_S && b <= log.last_light)
-        .map(|&b| hit - b)
-        .min_by(|a, b| a.abs().total_cmp(&b.abs()));
+    let blade_contact_before_s = contacts_around.iter().copied().min_by(|a, b| a.abs().total_cmp(&b.abs()));
     let mut decision = V2Decision {
         winner: winner.name().into(),
         confidence: 1.0 / (1.0 + (-margin.abs()).exp()),
