@@ -3,8 +3,8 @@
 //! - decoding: the ffmpeg decoder (`referee-video`, the legacy's pixels) vs Debian's OpenCV
 //!   `VideoCapture` (what `/analyze` used before), ms/frame;
 //! - pose: letterbox + forward + NMS with the any-shape export and minimal padding (640×384) vs
-//!   the fixed 640×640 export (what ran before), ms/frame, and Ultralytics' own `predict` of the
-//!   `.pt` on the same clip.
+//!   the fixed 640×640 export (what ran before), ms/frame, and Ultralytics' own `model(frame)` of
+//!   the `.pt` on the same clip, frame by frame as the legacy ran it.
 //! `cargo bench --bench real_footage` (needs scripts/setup.sh's models, video and venv).
 
 use std::path::{Path, PathBuf};
@@ -111,6 +111,6 @@ fn main() {
         .output()
         .unwrap();
     let line = String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default().to_owned();
-    println!("  Ultralytics predict of the .pt (whole clip, its own decode): {}", line.trim_start_matches("ultralytics: "));
+    println!("  Ultralytics model(frame) of the .pt (whole clip, opencv-python decode not timed): {}", line.trim_start_matches("ultralytics "));
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,13 +1,16 @@
-//! The pose pipeline against Ultralytics' own `predict`, on the real pretrained yolo11n-pose and
-//! a real two-person video (Sports2D's demo clip, fetched by setup): every frame of the video
-//! against the `.pt` checkpoint the legacy service ran, and stills through the fixed 640×640
-//! export against Ultralytics running that same export.
+//! The pose pipeline against Ultralytics' own model as the legacy service ran it (`model(frame)`
+//! → `results[0].keypoints.xy`, nothing masked: Ultralytics 8.4 keeps points under 0.5
+//! visibility), on the real pretrained yolo11n-pose and a real two-person video (Sports2D's demo
+//! clip, fetched by setup): every frame of the video against the `.pt` checkpoint the legacy
+//! service ran, and stills through the fixed 640×640 export against Ultralytics running that
+//! same export. The keypoints compared on our side are those the tracker takes.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
+use ai_referee::analysis::pose::{PoseDetection, KEYPOINTS};
 use common::{default_model, fixed_model, pt_weights, repo, venv_python, TempDir};
 use serde_json::Value;
 
@@ -72,47 +75,95 @@ fn ultralytics_predict(model: &Path, inputs: &[String], dir: &Path) -> (Vec<Valu
     (reference, reference_log.lines().last().unwrap_or_default().to_owned())
 }
 
-/// Our detections against Ultralytics', frame by frame: the same people, no visibility flip;
-/// returns (people compared, worst keypoint or box difference in px, worst score difference).
-fn compare_detections(ours: &[Value], reference: &[Value]) -> (usize, f64, f64) {
-    assert_eq!(reference.len(), ours.len());
-    let (mut people, mut worst_px, mut worst_score) = (0usize, 0f64, 0f64);
+/// What comparing our detections with Ultralytics' found.
+#[derive(Debug, Default)]
+struct Parity {
+    /// People compared (the same number on both sides, frame by frame).
+    people: usize,
+    /// Worst difference of a box side or of a keypoint coordinate as the tracker takes it, px.
+    worst_px: f64,
+    /// Worst person score difference.
+    worst_score: f64,
+    /// Worst keypoint visibility difference (the value is kept, though no rule reads it).
+    worst_visibility: f64,
+    /// Keypoints in frame (x > 0 and y > 0) that Ultralytics scores under 0.5 visibility: the
+    /// ones that releases before 8.4, and our `pose::VISIBLE` rule, used to zero.
+    seen_under_half: usize,
+    /// Keypoints at x ≤ 0 or y ≤ 0 (clipped to the frame's left or top edge): not seen, on both sides.
+    invalid: usize,
+}
+
+/// Whether a keypoint counts as seen by the tracker (the legacy's rule: x > 0 and y > 0).
+fn seen(x: f64, y: f64) -> bool {
+    x > 0.0 && y > 0.0
+}
+
+/// Our detections against Ultralytics', frame by frame: the same number of people, boxes and
+/// scores alike, and every keypoint as the tracker takes it (`PoseDetection::points`) where the
+/// reference's `keypoints.xy` puts it, unmasked, seen and not seen at the same points.
+fn compare_detections(ours: &[Value], reference: &[Value]) -> Parity {
+    assert_eq!(reference.len(), ours.len(), "frames");
+    let mut parity = Parity::default();
     let value = |v: &Value| v.as_f64().unwrap();
     for (frame, (mine, theirs)) in ours.iter().zip(reference).enumerate() {
         assert_eq!((&mine["width"], &mine["height"]), (&theirs["width"], &theirs["height"]));
         let (a, b) = (mine["detections"].as_array().unwrap(), theirs["detections"].as_array().unwrap());
         assert_eq!(a.len(), b.len(), "people on frame {frame} of {}", mine["source"]);
         for (d, e) in a.iter().zip(b) {
-            people += 1;
-            worst_score = worst_score.max((value(&d["score"]) - value(&e["score"])).abs());
+            parity.people += 1;
+            parity.worst_score = parity.worst_score.max((value(&d["score"]) - value(&e["score"])).abs());
             for (p, q) in d["box"].as_array().unwrap().iter().zip(e["box"].as_array().unwrap()) {
-                worst_px = worst_px.max((value(p) - value(q)).abs());
+                parity.worst_px = parity.worst_px.max((value(p) - value(q)).abs());
             }
-            for (k, (p, q)) in d["keypoints"].as_array().unwrap().iter().zip(e["keypoints"].as_array().unwrap()).enumerate() {
-                worst_px = worst_px.max((value(&p[0]) - value(&q[0])).abs()).max((value(&p[1]) - value(&q[1])).abs());
-                assert_eq!(value(&p[2]) >= 0.5, value(&q[2]) >= 0.5, "visibility of keypoint {k} on frame {frame}: {p} vs {q}");
+            let detection: PoseDetection = serde_json::from_value(d.clone()).expect("our detection's JSON");
+            let tracked = detection.points();
+            let theirs = e["keypoints"].as_array().unwrap();
+            assert_eq!(theirs.len(), KEYPOINTS);
+            for (k, (p, q)) in tracked.iter().zip(theirs).enumerate() {
+                let (x, y) = (f64::from(p[0]), f64::from(p[1]));
+                let (rx, ry) = (value(&q[0]), value(&q[1]));
+                assert_eq!(
+                    seen(x, y),
+                    seen(rx, ry),
+                    "keypoint {k} on frame {frame}: ours ({x}, {y}) as the tracker takes it, Ultralytics' keypoints.xy ({rx}, {ry}), visibility {}",
+                    q[2]
+                );
+                parity.worst_px = parity.worst_px.max((x - rx).abs()).max((y - ry).abs());
+                parity.worst_visibility = parity.worst_visibility.max((f64::from(detection.keypoints[k][2]) - value(&q[2])).abs());
+                if !seen(rx, ry) {
+                    parity.invalid += 1;
+                } else if value(&q[2]) < 0.5 {
+                    parity.seen_under_half += 1;
+                }
             }
         }
     }
-    (people, worst_px, worst_score)
+    parity
 }
 
 #[test]
 fn every_frame_of_the_real_video_matches_ultralytics_predict_of_the_pt() {
-    // The legacy service: Ultralytics' predict of the .pt on the video, frames decoded by
+    // The legacy service: Ultralytics' model(frame) of the .pt on each frame, frames decoded by
     // opencv-python. Ours: the default (any-shape) export, frames decoded by ffmpeg, minimal
-    // padding. Same people on every frame, keypoints within 0.05 px, no visibility flip.
+    // padding. Same people on every frame, keypoints as the tracker takes them within 0.05 px of
+    // keypoints.xy, seen (x > 0 and y > 0) at the same points whatever their visibility.
     let dir = TempDir::new("pose-video-parity");
     let video = demo_video().to_str().unwrap().to_owned();
     let (reference, reference_log) = ultralytics_predict(&pt_weights(), &[video.clone()], dir.path());
     let (ours, our_log) = ai_referee_pose(&[&video]);
     eprintln!("{}\n{reference_log}", our_log.trim());
     assert_eq!(ours.len(), 230, "every frame of the demo clip");
-    let (people, worst_px, worst_score) = compare_detections(&ours, &reference);
-    eprintln!("video parity with the .pt: {people} people on 230 frames, worst {worst_px:.4} px, worst score {worst_score:.2e}");
+    let Parity { people, worst_px, worst_score, worst_visibility, seen_under_half, invalid } = compare_detections(&ours, &reference);
+    eprintln!(
+        "video parity with the .pt: {people} people on 230 frames, worst {worst_px:.4} px, worst score {worst_score:.2e}, worst visibility {worst_visibility:.2e}; \
+         {seen_under_half} keypoints in frame under 0.5 visibility (kept), {invalid} at x <= 0 or y <= 0"
+    );
     assert!(worst_px <= 0.05, "worst keypoint or box difference {worst_px} px");
     assert!(worst_score <= 1e-4, "worst score difference {worst_score}");
+    assert!(worst_visibility <= 1e-3, "worst visibility difference {worst_visibility}");
     assert!(people >= 300, "the real model should find people on the demo clip ({people})");
+    // The clip has points that a visibility rule would drop: the comparison above tells it apart.
+    assert!(seen_under_half > 0, "no keypoint under 0.5 visibility on the demo clip: the check cannot tell masking apart");
     // Frames carry their presentation time.
     assert_eq!(ours[0]["time"], 0.0);
     assert!((ours[30]["time"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{}", ours[30]["time"]);
@@ -144,8 +195,8 @@ fn other_frame_shapes_match_the_pt_too() {
     let (ours, _) = ai_referee_pose(&stills.iter().map(String::as_str).collect::<Vec<_>>());
     let sizes: std::collections::BTreeSet<(u64, u64)> = ours.iter().map(|l| (l["width"].as_u64().unwrap(), l["height"].as_u64().unwrap())).collect();
     assert_eq!(sizes.into_iter().collect::<Vec<_>>(), vec![(994, 1768), (1001, 667), (1200, 900)]);
-    let (people, worst_px, worst_score) = compare_detections(&ours, &reference);
-    eprintln!("portrait, 4:3 and odd stills against the .pt: {people} people, worst {worst_px:.4} px, worst score {worst_score:.2e}");
+    let Parity { people, worst_px, worst_score, seen_under_half, .. } = compare_detections(&ours, &reference);
+    eprintln!("portrait, 4:3 and odd stills against the .pt: {people} people, worst {worst_px:.4} px, worst score {worst_score:.2e}, {seen_under_half} points under 0.5 visibility kept");
     assert!(worst_px <= 0.05, "worst keypoint or box difference {worst_px} px");
     assert!(people >= 10, "the real model should find people on the stills ({people})");
 }
@@ -173,9 +224,12 @@ fn the_fixed_640_export_still_matches_ultralytics_on_real_frames() {
                 assert!(close(p, q, 1.0), "box {} vs {}", d["box"], e["box"]);
                 worst_px = worst_px.max((p.as_f64().unwrap() - q.as_f64().unwrap()).abs());
             }
-            for (p, q) in d["keypoints"].as_array().unwrap().iter().zip(e["keypoints"].as_array().unwrap()) {
+            let detection: PoseDetection = serde_json::from_value(d.clone()).expect("our detection's JSON");
+            for ((p, q), tracked) in d["keypoints"].as_array().unwrap().iter().zip(e["keypoints"].as_array().unwrap()).zip(detection.points()) {
                 assert!(close(&p[0], &q[0], 1.0) && close(&p[1], &q[1], 1.0), "keypoint {p} vs {q}");
                 assert!(close(&p[2], &q[2], 0.01), "visibility {p} vs {q}");
+                // What the tracker takes is keypoints.xy, whatever the visibility.
+                assert!((f64::from(tracked[0]) - q[0].as_f64().unwrap()).abs() <= 1.0 && (f64::from(tracked[1]) - q[1].as_f64().unwrap()).abs() <= 1.0, "tracked {tracked:?} vs keypoints.xy {q}");
                 worst_px = worst_px.max((p[0].as_f64().unwrap() - q[0].as_f64().unwrap()).abs());
                 worst_px = worst_px.max((p[1].as_f64().unwrap() - q[1].as_f64().unwrap()).abs());
             }

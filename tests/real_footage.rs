@@ -1,7 +1,9 @@
 //! Real footage, as the legacy service saw it: streamed JPEG frames decode to the bytes
 //! opencv-python's `imdecode` gives, and `/analyze` on the real demo clip (fisheye off) gives the
 //! keypoints workbook that Ultralytics' `.pt` detections give through our tracker (which is at
-//! legacy parity on the fixtures). Video decoding itself is checked against ffmpeg in
+//! legacy parity on the fixtures), the detections taken as the legacy took them: `model(frame)`
+//! → `results[0].keypoints.xy`, every point whatever its visibility (Ultralytics 8.4), so that a
+//! cell is NaN only where a track is missing or a point sits at x ≤ 0 or y ≤ 0. Video decoding itself is checked against ffmpeg in
 //! `video/tests/decode.rs`, pose per frame against the `.pt` in `tests/pose.rs`.
 
 mod common;
@@ -12,6 +14,7 @@ use std::process::{Command, Stdio};
 
 use ai_referee::analysis::frames::decode_jpeg;
 use ai_referee::analysis::kinematics::{Keypoints, Row};
+use ai_referee::analysis::tracker::{is_valid, keypoint_box, Points, KEYPOINTS};
 use ai_referee::analysis::workbook::read_workbook;
 use common::{phrase, pt_weights, repo, venv_python, Server, TempDir};
 use opencv::prelude::*;
@@ -86,9 +89,9 @@ fn streamed_jpegs_decode_as_opencv_python_imdecode_bit_for_bit() {
     assert_eq!(compared, 230 + 46 + 46);
 }
 
-/// Ultralytics' predict of the `.pt` on the demo clip, as the `track` tool's input: per frame,
-/// each detection's 17 points, those seen at visibility < 0.5 as (0, 0).
-fn pt_detections_as_track_case(dir: &Path) -> Value {
+/// Ultralytics' `.pt` on every frame of the demo clip, as the legacy ran it (`model(frame)`,
+/// `keypoints.xy` with each point's visibility beside it): its JSON lines.
+fn pt_detections(dir: &Path) -> Vec<Value> {
     let reference = dir.join("ultralytics.jsonl");
     let run = Command::new(venv_python())
         .arg(repo().join("tests/parity/ultralytics_pose.py"))
@@ -100,6 +103,13 @@ fn pt_detections_as_track_case(dir: &Path) -> Value {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let frames: Vec<Value> = std::fs::read_to_string(&reference).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(frames.len(), 230);
+    frames
+}
+
+/// The detections as the `track` tool's input: per frame, each detection's 17 points as
+/// `keypoints.xy` gives them. With `masked_under`, points under that visibility become (0, 0),
+/// as Ultralytics before 8.4 (and our old `pose::VISIBLE`) did: only to show what that rule costs.
+fn as_track_case(frames: &[Value], masked_under: Option<f64>) -> Value {
     let detections: Vec<Value> = frames
         .iter()
         .map(|f| {
@@ -112,7 +122,10 @@ fn pt_detections_as_track_case(dir: &Path) -> Value {
                         .as_array()
                         .unwrap()
                         .iter()
-                        .map(|p| if p[2].as_f64().unwrap() < 0.5 { json!([0.0, 0.0]) } else { json!([p[0], p[1]]) })
+                        .map(|p| match masked_under {
+                            Some(threshold) if p[2].as_f64().unwrap() < threshold => json!([0.0, 0.0]),
+                            _ => json!([p[0], p[1]]),
+                        })
                         .collect();
                     Value::Array(points)
                 })
@@ -122,11 +135,43 @@ fn pt_detections_as_track_case(dir: &Path) -> Value {
     json!({"id": "demo", "frame_width": frames[0]["width"], "frame_height": frames[0]["height"], "detections": detections})
 }
 
+/// Runs `ai-referee track` on one case: its answer (`tracks`, `normalised`).
+fn track(case: &Value, dir: &Path, name: &str) -> Value {
+    let cases = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&cases, format!("{case}\n")).unwrap();
+    let tracked = Command::new(env!("CARGO_BIN_EXE_ai-referee")).args(["track", "--cases"]).arg(&cases).output().unwrap();
+    assert!(tracked.status.success(), "{}", String::from_utf8_lossy(&tracked.stderr));
+    let answer: Value = serde_json::from_slice(&tracked.stdout).unwrap();
+    assert!(answer.get("error").is_none(), "the .pt's detections are trackable: {answer}");
+    answer
+}
+
+/// NaN cells of a workbook's four sheets (left x, left y, right x, right y).
+fn nan_cells(k: &Keypoints) -> usize {
+    [&k.left_x, &k.left_y, &k.right_x, &k.right_y].iter().map(|rows| rows.iter().flatten().filter(|v| v.is_nan()).count()).sum()
+}
+
+/// The NaN cells the legacy's rules allow, from the tracker's slots per frame: all 68 of a frame
+/// where a slot is empty or has no box, else two (x and y) per point at x ≤ 0 or y ≤ 0.
+fn nan_cells_allowed(tracks: &[Value]) -> usize {
+    let points = |slot: &Value| -> Option<Points> { serde_json::from_value(slot.clone()).ok() };
+    tracks
+        .iter()
+        .map(|frame| match (points(&frame[0]), points(&frame[1])) {
+            (Some(a), Some(b)) if keypoint_box(&a).is_some() && keypoint_box(&b).is_some() => {
+                2 * a.iter().chain(&b).filter(|p| !is_valid(**p)).count()
+            }
+            _ => 4 * KEYPOINTS,
+        })
+        .sum()
+}
+
+/// Every cell alike: NaN in both or a number in both, numbers within `worst`.
 fn rows_close(name: &str, got: &[Row], want: &[Row], worst: &mut f64) {
     assert_eq!(got.len(), want.len(), "{name}: frames");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         for k in 0..g.len() {
-            assert_eq!(g[k].is_nan(), w[k].is_nan(), "{name}[{i}][{k}]: {} vs {}", g[k], w[k]);
+            assert_eq!(g[k].is_nan(), w[k].is_nan(), "{name}[{i}][{k}]: ours {} vs the reference's {}", g[k], w[k]);
             if !g[k].is_nan() {
                 *worst = worst.max((g[k] - w[k]).abs());
             }
@@ -137,15 +182,16 @@ fn rows_close(name: &str, got: &[Row], want: &[Row], worst: &mut f64) {
 #[test]
 fn analyze_on_the_real_clip_gives_the_workbook_of_the_pt_detections() {
     let dir = TempDir::new("real-analyze");
-    let case = pt_detections_as_track_case(dir.path());
-    let cases = dir.path().join("cases.jsonl");
-    std::fs::write(&cases, format!("{case}\n")).unwrap();
-    let tracked = Command::new(env!("CARGO_BIN_EXE_ai-referee")).args(["track", "--cases"]).arg(&cases).output().unwrap();
-    assert!(tracked.status.success(), "{}", String::from_utf8_lossy(&tracked.stderr));
-    let answer: Value = serde_json::from_slice(&tracked.stdout).unwrap();
-    assert!(answer.get("error").is_none(), "the .pt's detections are trackable: {answer}");
+    let frames = pt_detections(dir.path());
+    let answer = track(&as_track_case(&frames, None), dir.path(), "reference");
     let expected = &answer["normalised"];
     let expected_keypoints = Keypoints::from_json(expected.clone()).unwrap();
+    // The reference itself: NaN only where a track is missing or a point is at x ≤ 0 or y ≤ 0.
+    let reference_nan = nan_cells(&expected_keypoints);
+    assert_eq!(reference_nan, nan_cells_allowed(answer["tracks"].as_array().unwrap()), "the reference's NaN cells are only the legacy's");
+    // What the old rule (points under 0.5 visibility zeroed) would have made of the same detections.
+    let masked = track(&as_track_case(&frames, Some(0.5)), dir.path(), "masked");
+    let masked_nan = nan_cells(&Keypoints::from_json(masked["normalised"].clone()).unwrap());
 
     let output = dir.path().join("results");
     let server = Server::start_ready(&["--fisheye-enabled", "false", "--output-dir", output.to_str().unwrap()], &[]);
@@ -162,17 +208,26 @@ fn analyze_on_the_real_clip_gives_the_workbook_of_the_pt_detections() {
         .unwrap();
     let body: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(body["metadata"]["frames_processed"], 230, "{body}");
-    let c_expected = expected["normalisation_constant"].as_f64().unwrap();
-    let c_got = body["metadata"]["normalisation_constant"].as_f64().unwrap();
-    assert!((c_got - c_expected).abs() <= 1e-3 * c_expected, "c {c_got} vs {c_expected}");
-    assert_eq!(body["metadata"]["video_angle"], expected["video_angle"]);
 
     let workbook = read_workbook(Path::new(body["artifacts"]["excel"].as_str().unwrap())).unwrap();
+    let ours_nan = nan_cells(&workbook);
+    let cells = 4 * KEYPOINTS * workbook.frames();
+    eprintln!(
+        "workbook NaN cells of {cells}: ours (/analyze) {ours_nan}, the reference (keypoints.xy, unmasked) {reference_nan}; \
+         the old visibility < 0.5 rule on the same detections: {masked_nan}"
+    );
+    assert!(masked_nan > reference_nan, "the demo clip should tell the visibility rule apart ({masked_nan} vs {reference_nan} NaN cells)");
     let mut worst = 0f64;
     rows_close("left_x", &workbook.left_x, &expected_keypoints.left_x, &mut worst);
     rows_close("left_y", &workbook.left_y, &expected_keypoints.left_y, &mut worst);
     rows_close("right_x", &workbook.right_x, &expected_keypoints.right_x, &mut worst);
     rows_close("right_y", &workbook.right_y, &expected_keypoints.right_y, &mut worst);
+    assert_eq!(ours_nan, reference_nan, "NaN cells, ours vs the reference");
+
+    let c_expected = expected["normalisation_constant"].as_f64().unwrap();
+    let c_got = body["metadata"]["normalisation_constant"].as_f64().unwrap();
+    assert!((c_got - c_expected).abs() <= 1e-3 * c_expected, "c {c_got} vs {c_expected}");
+    assert_eq!(body["metadata"]["video_angle"], expected["video_angle"]);
     let seen = workbook.left_x.iter().flatten().filter(|v| !v.is_nan()).count();
     eprintln!("workbook of /analyze vs the .pt's detections through the tracker: {seen} left-x values seen, worst {worst:.2e} (normalised units), c {c_got:.3}");
     assert!(seen > 230 * 5, "the tracker should follow both people on the real clip ({seen} values)");

@@ -207,6 +207,23 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_is_nan_only_where_its_point_is_at_x_or_y_not_above_zero() {
+        let mut left = slot(100.0, 130.0, 90.0);
+        let points = &mut left.as_mut().unwrap().keypoints;
+        points[0] = [101.0, 0.0]; // y = 0: not seen
+        points[1] = [-2.0, 110.0]; // x < 0: not seen
+        points[3] = [0.25, 0.5]; // tiny, but both > 0: seen
+        let n = normalise(&[[left, slot(500.0, 490.0, 530.0)]]).unwrap();
+        let k = &n.keypoints;
+        assert!(k.left_x[0][0].is_nan() && k.left_y[0][0].is_nan());
+        // Pair (1, 2) is not swapped for the left fencer (x[1] < x[2]): 1 stays the unseen one.
+        assert!(k.left_x[0][1].is_nan() && k.left_y[0][1].is_nan());
+        assert_eq!(k.left_x[0][3], f64::from(0.25f32 / 90f32));
+        let nan = [&k.left_x, &k.left_y, &k.right_x, &k.right_y].iter().map(|r| r[0].iter().filter(|v| v.is_nan()).count()).sum::<usize>();
+        assert_eq!(nan, 4, "two unseen points, x and y each: nothing else is NaN");
+    }
+
+    #[test]
     fn slots_swap_when_slot_zero_is_on_the_right() {
         let frames = [[slot(500.0, 490.0, 530.0), slot(100.0, 90.0, 130.0)]];
         let n = normalise(&frames).unwrap();

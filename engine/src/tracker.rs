@@ -295,6 +295,17 @@ mod tests {
     }
 
     #[test]
+    fn a_point_is_invalid_only_at_x_or_y_not_above_zero() {
+        // Whatever the model's visibility was, only the coordinates decide (legacy spec §3).
+        for p in [[0.0, 0.0], [0.0, 5.0], [5.0, 0.0], [-1.0, 5.0], [5.0, -0.5], [-3.0, -3.0]] {
+            assert!(!is_valid(p), "{p:?} is not seen");
+        }
+        for p in [[0.001, 0.001], [1767.9, 993.9], [5.0, 5.0]] {
+            assert!(is_valid(p), "{p:?} is seen");
+        }
+    }
+
+    #[test]
     fn boxes_and_centroids_ignore_invalid_points() {
         let mut p = [[0.0; 2]; KEYPOINTS];
         p[0] = [10.7, 20.2];

@@ -32,8 +32,6 @@ pub const NMS_IOU: f32 = 0.7;
 pub const MAX_DETECTIONS: usize = 300;
 /// Ultralytics' cap on candidates entering NMS.
 const MAX_NMS_CANDIDATES: usize = 30_000;
-/// Keypoints whose visibility is below this count as not seen, (0, 0), in the referee's rules.
-pub const VISIBLE: f32 = 0.5;
 
 /// One person found in a frame, in the frame's pixels.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -43,15 +41,18 @@ pub struct PoseDetection {
     pub bbox: [f32; 4],
     /// The model's confidence that this is a person.
     pub score: f32,
-    /// COCO keypoints `[x, y, visibility]`, clipped to the frame, raw (before the < 0.5 rule).
+    /// COCO keypoints `[x, y, visibility]`, clipped to the frame. The visibility is the model's
+    /// own value, kept for whoever reads it; nothing in the referee masks a point for it.
     pub keypoints: [[f32; 3]; KEYPOINTS],
 }
 
 impl PoseDetection {
-    /// The keypoints as the tracker takes them: `[x, y]`, with those seen at visibility < 0.5
-    /// reported as `[0, 0]` (not seen).
-    pub fn visible_points(&self) -> [[f32; 2]; KEYPOINTS] {
-        self.keypoints.map(|[x, y, v]| if v < VISIBLE { [0.0, 0.0] } else { [x, y] })
+    /// The keypoints as the tracker takes them: `[x, y]` of every point, as Ultralytics'
+    /// `keypoints.xy` gives them (8.4 no longer zeroes points under 0.5 visibility, and the
+    /// legacy service ran 8.4). A point is "not seen" only where it sits at x ≤ 0 or y ≤ 0
+    /// (the tracker's rule), which clipping to the frame gives a point found off its left or top.
+    pub fn points(&self) -> [[f32; 2]; KEYPOINTS] {
+        self.keypoints.map(|[x, y, _]| [x, y])
     }
 }
 
@@ -581,13 +582,19 @@ mod tests {
     }
 
     #[test]
-    fn invisible_keypoints_become_zero() {
+    fn low_visibility_keypoints_are_kept_as_keypoints_xy_gives_them() {
         let mut keypoints = [[10.0, 20.0, 0.9]; KEYPOINTS];
         keypoints[3] = [30.0, 40.0, 0.49];
+        keypoints[4] = [31.5, 41.25, 0.0];
+        keypoints[5] = [0.0, 12.0, 0.01]; // clipped to the frame's left edge: x = 0
         let det = PoseDetection { bbox: [0.0; 4], score: 0.9, keypoints };
-        let points = det.visible_points();
+        let points = det.points();
         assert_eq!(points[0], [10.0, 20.0]);
-        assert_eq!(points[3], [0.0, 0.0]);
+        assert_eq!(points[3], [30.0, 40.0], "visibility 0.49 is not a reason to drop a point");
+        assert_eq!(points[4], [31.5, 41.25], "nor is visibility 0");
+        assert_eq!(points[5], [0.0, 12.0], "coordinates pass through untouched");
+        // The visibility itself stays available.
+        assert_eq!(det.keypoints[3][2], 0.49);
     }
 }
 

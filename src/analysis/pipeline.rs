@@ -283,7 +283,7 @@ impl PhrasePipeline {
     fn track_oldest(&mut self) -> Result<(), PipelineError> {
         let Some(InFlight { corrected, ticket, time }) = self.in_flight.pop_front() else { return Ok(()) };
         let detections = ticket.wait()?;
-        let points: Vec<Points> = detections.iter().map(|d| d.visible_points()).collect();
+        let points: Vec<Points> = detections.iter().map(|d| d.points()).collect();
         let (w, h) = (corrected.cols(), corrected.rows());
         let tracker = self.tracker.get_or_insert_with(|| Tracker::new(w as u32, h as u32));
         let tracks = tracker.push(&points);
