@@ -218,10 +218,15 @@ fn bad_uploads_get_a_status_and_a_detail() {
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["detail"], "Signal file must have a filename");
 
+    // A single light is the lit fencer's touch (Fencer 1 is the right); no light at all is 422.
     let single = "Phrase 1\n 0.000s | Phrase recording started\n 1.0s | HIT: Right scores on Left!\nScores -> Fencer 1: HIT, Fencer 2: MISS\n";
     let r = post(&[("video", Some("clip.avi"), None, &video_bytes), ("signal", Some("p.txt"), None, single.as_bytes())]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["decision"]["winner"], "right");
+    let none = single.replace("Fencer 1: HIT", "Fencer 1: MISS");
+    let r = post(&[("video", Some("clip.avi"), None, &video_bytes), ("signal", Some("p.txt"), None, none.as_bytes())]);
     assert_eq!(r.status, 422);
-    assert_eq!(r.json()["detail"], "Not a double-touch phrase (Fencer 1: HIT, Fencer 2: MISS)");
+    assert_eq!(r.json()["detail"], "No light: neither fencer hit (Fencer 1: MISS, Fencer 2: MISS)");
 
     let r = post(&[("video", Some("notes.avi"), None, b"this is not a video"), ("signal", Some("p.txt"), None, &log_bytes)]);
     assert_eq!(r.status, 415, "{:?}", String::from_utf8_lossy(&r.body));

@@ -214,12 +214,12 @@ fn bad_frames_bad_logs_and_bad_ids_get_clear_answers() {
     kept(&server, "garbage-log", &rendered, 4);
     assert_eq!(server.get("/sessions/garbage-log").json()["signal_received"], false);
 
-    // A log where one fencer did not hit is not a double touch.
+    // A log where neither fencer hit has no touch to call.
     let text = String::from_utf8(log_of(&rendered)).unwrap();
-    assert!(text.contains("Fencer 2: HIT"), "the fixture's log is a double touch: {text}");
-    let one_hit = text.replace("Fencer 2: HIT", "Fencer 2: MISS");
-    let r = http_request(server.addr, "PUT", "/sessions/garbage-log/signal", &[], one_hit.as_bytes());
-    refused(&r, 422, "Not a double-touch phrase");
+    assert!(text.contains("Fencer 1: HIT, Fencer 2: HIT"), "the fixture's log is a double touch: {text}");
+    let no_hit = text.replace("Fencer 1: HIT, Fencer 2: HIT", "Fencer 1: MISS, Fencer 2: MISS");
+    let r = http_request(server.addr, "PUT", "/sessions/garbage-log/signal", &[], no_hit.as_bytes());
+    refused(&r, 422, "No light");
     kept(&server, "garbage-log", &rendered, 4);
 
     // Session ids that try to leave the sessions' directory.

@@ -183,10 +183,10 @@ fn legacy_analyze_and_health_and_exit_codes() {
     assert_eq!(client(&["stream", &url, "--video", &avi, "--signal", missing.to_str().unwrap()]).status.code(), Some(2));
     // An HTTP error: its status, as the legacy's sys.exit(status) left it (422 & 0xFF).
     let single = out.path().join("single.txt");
-    std::fs::write(&single, " 0.000s | Phrase recording started\n 1.0s | HIT: Left scores on Right!\nScores -> Fencer 1: MISS, Fencer 2: HIT\n").unwrap();
+    std::fs::write(&single, " 0.000s | Phrase recording started\n 1.0s | HIT: Left scores on Right!\nScores -> Fencer 1: MISS, Fencer 2: MISS\n").unwrap();
     let refused = client(&["analyze", &url, &avi, single.to_str().unwrap()]);
     assert_eq!(refused.status.code(), Some(422 & 0xFF));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("Not a double-touch phrase"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("No light"));
     let refused = client(&["stream", &url, "--video", &avi, "--signal", single.to_str().unwrap(), "--retries", "0"]);
     assert_eq!(refused.status.code(), Some(422 & 0xFF), "{}", String::from_utf8_lossy(&refused.stderr));
     // No server there: 1, saying so.

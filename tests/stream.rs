@@ -378,15 +378,15 @@ fn boundary_variants_and_errors() {
     assert_eq!(server.get("/sessions/nope").status, 404);
     assert_eq!(put_signal(server.addr, "nope", &rendered.log).status, 404);
 
-    // A log that is not a double touch: 422, saying which lights.
-    let single = b" 0.000s | Phrase recording started\n 1.0s | HIT: Left scores on Right!\nScores -> Fencer 1: MISS, Fencer 2: HIT\n";
+    // A log with no light: 422, saying which lights.
+    let single = b" 0.000s | Phrase recording started\n 1.0s | HIT: Left scores on Right!\nScores -> Fencer 1: MISS, Fencer 2: MISS\n";
     let r = put_signal(server.addr, "v-quoted", &{
         let p = out.path().join("single.txt");
         std::fs::write(&p, single).unwrap();
         p
     });
     assert_eq!(r.status, 422);
-    assert_eq!(r.json()["detail"], "Not a double-touch phrase (Fencer 1: MISS, Fencer 2: HIT)");
+    assert_eq!(r.json()["detail"], "No light: neither fencer hit (Fencer 1: MISS, Fencer 2: MISS)");
 
     // A corrupt JPEG is counted and skipped; the phrase is still decided.
     let mut body = Vec::new();

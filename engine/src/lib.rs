@@ -9,6 +9,7 @@
 //! - [`signal`]: the scoring-box log, parsed as the legacy parsed it.
 //! - [`decision`]: the legacy right-of-way rules, exactly.
 //! - [`v2`]: who had been advancing when the lights came on, on a true time axis.
+//! - [`single_light`]: both engines' answer to a phrase only one light ended.
 //! - [`timeline`]: speeds, pauses, retreats and lights in seconds, for the piste view.
 //! - [`workbook`]: the legacy keypoints workbook (.xlsx), written and read back.
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@ pub mod decision;
 pub mod fuzzing;
 pub mod kinematics;
 pub mod signal;
+pub mod single_light;
 pub mod timeline;
 pub mod tracker;
 pub mod v2;

@@ -54,6 +54,15 @@ pub enum SignalError {
     /// Both lights on, but no `HIT:` line to time them.
     #[error("Could not find any hit time")]
     MissingHit,
+    /// The box gave no light at all: nobody's touch to call. Only [`read_touch`] says this;
+    /// [`parse`] refuses such a log as the legacy did ([`SignalError::NotDoubleTouch`]).
+    #[error("No light: neither fencer hit (Fencer 1: {fencer1}, Fencer 2: {fencer2})")]
+    NoLight {
+        /// Fencer 1 (the right fencer): `MISS`, …
+        fencer1: String,
+        /// Fencer 2 (the left fencer).
+        fencer2: String,
+    },
 }
 
 impl SignalError {
@@ -63,6 +72,7 @@ impl SignalError {
             SignalError::MissingStartTime => format!("Could not find start time in {path}"),
             SignalError::NotDoubleTouch { .. } => format!("Skipping {path}: {self}"),
             SignalError::MissingHit => format!("{self} in {path}"),
+            SignalError::NoLight { .. } => format!("Skipping {path}: {self}"),
         }
     }
 }
@@ -122,6 +132,77 @@ pub fn parse(text: &str) -> Result<Phrase, SignalError> {
         declared_winner,
         fps: LOG_FPS,
     })
+}
+
+/// A phrase that ended on one light: in sabre that light is the touch, with no right of way to
+/// weigh.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SingleLight {
+    /// The lit fencer, as the legacy reads the box (Fencer 1 is the right of the picture):
+    /// `left` or `right`.
+    pub winner: String,
+    /// The first `HIT:` line's time (seconds, on the log's clock), if the log has one.
+    pub hit_time: Option<f64>,
+    /// Fencer 1's word on the `Scores ->` line.
+    pub fencer1: String,
+    /// Fencer 2's word.
+    pub fencer2: String,
+}
+
+/// A phrase as the service takes it: a double touch for the right-of-way rules, or a single
+/// light, which is the lit fencer's touch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Touch {
+    /// Both lights: [`parse`]'s phrase.
+    Double(Phrase),
+    /// One light.
+    Single(SingleLight),
+}
+
+/// Reads a log as the service takes it. A `Scores ->` line with exactly one `HIT` is a single
+/// light; one with none is [`SignalError::NoLight`]; everything else is [`parse`], its refusals
+/// included (a log with no scores line yet is still [`SignalError::NotDoubleTouch`]).
+pub fn read_touch(text: &str) -> Result<Touch, SignalError> {
+    let (fencer1, fencer2) = last_scores(text);
+    let lit = |s: &Option<String>| s.as_deref() == Some("HIT");
+    let show = |s: Option<String>| s.unwrap_or_else(|| "None".to_owned());
+    match (lit(&fencer1), lit(&fencer2), fencer1.is_some() || fencer2.is_some()) {
+        (true, true, _) | (false, false, false) => parse(text).map(Touch::Double),
+        (false, false, true) => Err(SignalError::NoLight { fencer1: show(fencer1), fencer2: show(fencer2) }),
+        (right_lit, _, _) => Ok(Touch::Single(SingleLight {
+            winner: if right_lit { "right" } else { "left" }.to_owned(),
+            hit_time: text.lines().filter(|l| l.contains("HIT:")).find_map(line_time),
+            fencer1: show(fencer1),
+            fencer2: show(fencer2),
+        })),
+    }
+}
+
+/// Fencer 1's and Fencer 2's words on the last `Scores ->` line, as [`parse`] reads them.
+fn last_scores(text: &str) -> (Option<String>, Option<String>) {
+    text.lines()
+        .filter(|line| line.contains("Scores ->"))
+        .last()
+        .map_or((None, None), |line| (word_after(line, "fencer 1:"), word_after(line, "fencer 2:")))
+}
+
+/// Whether the log holds the phrase's end, as the recorder writes it: a `Phrase ended` line, or
+/// a `Scores ->` line after `Phrase recording ended`. Lines a live box sends after that
+/// (interpretation, the operator's confirmation) never change the call.
+pub fn holds_phrase_end(text: &str) -> bool {
+    let mut recording_ended = false;
+    for line in text.lines() {
+        if line.contains("Phrase ended") || (recording_ended && line.contains("Scores ->")) {
+            return true;
+        }
+        recording_ended |= line.contains("Phrase recording ended");
+    }
+    false
+}
+
+/// The latest `HIT:` line's time: the frames up to it are what a call needs.
+pub fn last_hit_time(text: &str) -> Option<f64> {
+    text.lines().filter(|l| l.contains("HIT:")).filter_map(line_time).reduce(f64::max)
 }
 
 /// `int(time × 15)`: truncation, as the legacy converted log times to frames.
@@ -237,6 +318,43 @@ mod tests {
             assert_eq!(parse(&log), parse(LOG), "after {prefix:?}");
         }
         assert_eq!(word_after("İ Fencer 1: hit,", "fencer 1:"), Some("HIT".into()));
+    }
+
+    #[test]
+    fn one_light_is_the_lit_fencers_touch_and_parse_still_refuses_it() {
+        let right = LOG.replace("Fencer 2: HIT", "Fencer 2: MISS");
+        let Touch::Single(single) = read_touch(&right).unwrap() else { panic!("not a single light") };
+        assert_eq!((single.winner.as_str(), single.hit_time), ("right", Some(3.345)));
+        assert_eq!((single.fencer1.as_str(), single.fencer2.as_str()), ("HIT", "MISS"));
+        assert!(matches!(parse(&right), Err(SignalError::NotDoubleTouch { .. })));
+        let left = LOG.replace("Fencer 1: HIT", "Fencer 1: miss");
+        assert!(matches!(read_touch(&left), Ok(Touch::Single(SingleLight { winner, .. })) if winner == "left"));
+        // No hit line to time it: still the touch.
+        let untimed = right.replace(" 3.345s | HIT: Left scores on Right!\n", "").replace(" 3.528s | HIT: Simultaneous valid hits!\n", "");
+        assert!(matches!(read_touch(&untimed), Ok(Touch::Single(SingleLight { hit_time: None, .. }))));
+        assert_eq!(read_touch(LOG), Ok(Touch::Double(parse(LOG).unwrap())));
+    }
+
+    #[test]
+    fn no_light_and_no_scores_are_refused_saying_so() {
+        let none = LOG.replace("Fencer 1: HIT, Fencer 2: HIT", "Fencer 1: MISS, Fencer 2: MISS");
+        let err = read_touch(&none).unwrap_err();
+        assert_eq!(err, SignalError::NoLight { fencer1: "MISS".into(), fencer2: "MISS".into() });
+        assert!(err.to_string().starts_with("No light"), "{err}");
+        let open = LOG.replace("Scores -> Fencer 1: HIT, Fencer 2: HIT\n", "");
+        assert!(matches!(read_touch(&open), Err(SignalError::NotDoubleTouch { .. })));
+    }
+
+    #[test]
+    fn the_phrase_ends_with_its_end_lines_only() {
+        let upto = |needle: &str| &LOG[..LOG.find(needle).unwrap()];
+        assert!(!holds_phrase_end(upto("Scores ->")));
+        assert!(holds_phrase_end(LOG));
+        // Scores before the recording ended are not the end; `Phrase ended` always is.
+        assert!(!holds_phrase_end("Scores -> Fencer 1: HIT, Fencer 2: HIT\n 3.570s | Phrase recording ended\n"));
+        assert!(holds_phrase_end(" 0.000s | Phrase recording started\nPhrase ended\n"));
+        assert_eq!(last_hit_time(LOG), Some(3.528));
+        assert_eq!(last_hit_time(upto(" 3.345s")), None);
     }
 
     #[test]

@@ -279,6 +279,16 @@ fn score_word(line: &str, label: &str) -> Option<String> {
 /// Reads a scoring-box log: the timed event lines and the `Scores ->` line only, after
 /// [`strip_referee_call`]. A log whose scores line does not give both fencers `HIT` is refused.
 pub fn parse_log(text: &str) -> Result<PhraseLog, V2Error> {
+    read_log(text, true)
+}
+
+/// Reads a log's timed events as [`parse_log`] does, whatever its scores line says (a single
+/// light's log too): for the timeline, never for a right-of-way call.
+pub fn parse_events(text: &str) -> Result<PhraseLog, V2Error> {
+    read_log(text, false)
+}
+
+fn read_log(text: &str, double_touch_only: bool) -> Result<PhraseLog, V2Error> {
     let text = strip_referee_call(text);
     let (mut start, mut end) = (None, None);
     let mut last_event = f64::NEG_INFINITY;
@@ -309,7 +319,7 @@ pub fn parse_log(text: &str) -> Result<PhraseLog, V2Error> {
             hits.push((t, side));
         }
     }
-    if let Some((f1, f2)) = scores {
+    if let (Some((f1, f2)), true) = (scores, double_touch_only) {
         if f1.as_deref() != Some("HIT") || f2.as_deref() != Some("HIT") {
             let show = |s: Option<String>| s.unwrap_or_else(|| "None".into());
             return Err(V2Error::NotDoubleTouch { fencer1: show(f1), fencer2: show(f2) });
@@ -449,7 +459,7 @@ impl FrameTimes {
 }
 
 /// The numbers behind one fencer's part of the call (positions in c, times in seconds).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FencerFeatures {
     /// How long the fencer had been advancing without a break, for an advance still going
     /// 0.3 s before the first light (0 if none).
@@ -490,6 +500,9 @@ pub enum DecidedBy {
     /// other was still advancing at the light: the one who stopped parried and the other came
     /// onto the parry, whoever advanced longer (3 of 3 in the recorded phrases).
     Parry,
+    /// Only one light came on: the touch is the lit fencer's, with no right of way to weigh
+    /// (see `single_light`).
+    SingleLight,
 }
 
 impl DecidedBy {
@@ -655,12 +668,16 @@ impl V2Decision {
     /// `doubts` and `uncertain` from it; cross-validation calls it again with other margins.
     pub fn doubts_with(&self, params: &V2Params) -> Vec<String> {
         let mut doubts = Vec::new();
+        if self.decided_by == DecidedBy::SingleLight {
+            // The box's one light is the call: nothing the pose or the frames show can doubt it.
+            return doubts;
+        }
         let margin = self.margin.abs();
         match self.decided_by {
             DecidedBy::Advance if margin < params.sure_margin => {
                 doubts.push(format!("the two actions are close (margin {margin:.2}, sure from {:.2})", params.sure_margin));
             }
-            DecidedBy::Advance => {}
+            DecidedBy::Advance | DecidedBy::SingleLight => {}
             DecidedBy::Parry => doubts.push("settled by a parry read from the blade contact and the stop: pose cannot see the blades".into()),
             DecidedBy::SecondLight | DecidedBy::LessGround | DecidedBy::Beat => {
                 doubts.push("the advances are level: a dead heat, settled by the lights, a beat or the ground".into());
@@ -1003,7 +1020,7 @@ fn explain(winner: Side, decision: &V2Decision, lights_apart: f64, contact_befor
         pct(second.1.gain_last_s),
     );
     match decision.decided_by {
-        DecidedBy::Advance => {}
+        DecidedBy::Advance | DecidedBy::SingleLight => {}
         DecidedBy::Parry => {
             let stop = first.1.stopped_before_s.unwrap_or(f64::NAN);
             text.push_str(&format!(

@@ -15,4 +15,4 @@ pub mod letterbox;
 pub mod pipeline;
 pub mod pose;
 
-pub use referee_engine::{decision, kinematics, signal, timeline, tracker, v2, workbook};
+pub use referee_engine::{decision, kinematics, signal, single_light, timeline, tracker, v2, workbook};

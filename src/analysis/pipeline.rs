@@ -16,10 +16,12 @@ use opencv::prelude::*;
 use crate::analysis::artifacts::{draw_overlay, VideoOut};
 use crate::analysis::decision::{Decision, Engine};
 use crate::analysis::fisheye::{Fisheye, FisheyeSettings};
-use crate::analysis::kinematics::{normalise, KinematicsError, Normalised};
+use crate::analysis::kinematics::{normalise, KinematicsError, Keypoints, Normalised};
+use crate::analysis::tracker::KEYPOINTS;
 use crate::analysis::letterbox::letterbox;
 use crate::analysis::pose::{PoseError, PoseScheduler, Ticket};
-use crate::analysis::signal::{self, Phrase, SignalError};
+use crate::analysis::signal::{self, SignalError, Touch};
+use crate::analysis::single_light;
 use crate::analysis::timeline::Timeline;
 use crate::analysis::v2::{self, EngineChoice, FrameTimes, V2Decision};
 use crate::analysis::tracker::{FrameTracks, Points, Tracker};
@@ -58,20 +60,38 @@ pub struct PipelineOptions {
     pub in_flight: usize,
 }
 
-/// A scoring-box log as the engines take it: the legacy's parse, and the text (`v2` reads its
-/// own lines from it, never the referee's call).
+/// A scoring-box log as the engines take it: a double touch as the legacy parses it, or a
+/// single light; and the text (`v2` reads its own lines from it, never the referee's call).
 #[derive(Debug, Clone)]
 pub struct ScoringLog {
-    /// The legacy's parse.
-    pub phrase: Phrase,
+    /// What the lights say.
+    pub touch: Touch,
     /// The log as received.
     pub text: String,
 }
 
 impl ScoringLog {
-    /// Parses a log; a log the legacy rules refuse is refused.
+    /// Parses a log: a single light is the lit fencer's touch; a double touch the legacy rules
+    /// refuse, or a log with no light, is refused.
     pub fn parse(text: &str) -> Result<ScoringLog, SignalError> {
-        Ok(ScoringLog { phrase: signal::parse(text)?, text: text.to_owned() })
+        Ok(ScoringLog { touch: signal::read_touch(text)?, text: text.to_owned() })
+    }
+
+    /// When the last light came on (seconds on the log's clock), if a `HIT:` line says: the
+    /// frames up to it are all a call needs.
+    pub fn last_hit_time(&self) -> Option<f64> {
+        signal::last_hit_time(&self.text)
+    }
+}
+
+/// A phrase where nobody was tracked: every point missing, no c and no angle. Only a single
+/// light is decided on it (the call never rests on the pose).
+fn nobody_seen(frames: usize) -> Normalised {
+    let rows = vec![[f64::NAN; KEYPOINTS]; frames];
+    Normalised {
+        normalisation_constant: f64::NAN,
+        video_angle: String::new(),
+        keypoints: Keypoints { left_x: rows.clone(), left_y: rows.clone(), right_x: rows.clone(), right_y: rows },
     }
 }
 
@@ -371,19 +391,30 @@ impl PhrasePipeline {
                 pending_videos = (!self.frames.is_empty() && (plan.corrected.is_some() || plan.overlay.is_some())).then_some(plan);
             }
         }
-        let normalised = normalise(&self.frames)?;
-        let decision = Engine::Legacy.decide(&normalised.keypoints, &log.phrase, Some(normalised.normalisation_constant));
+        let normalised = match (normalise(&self.frames), &log.touch) {
+            (Ok(normalised), _) => normalised,
+            // A single light is the lit fencer's touch whoever the camera saw.
+            (Err(_), Touch::Single(_)) => nobody_seen(self.frames.len()),
+            (Err(e), Touch::Double(_)) => return Err(e.into()),
+        };
         // v2 reads its own lines of the log; without times of their own the frames are placed
         // on the log's clock from its recording span (else at the legacy's 15 per second).
-        let v2_log = v2::parse_log(&log.text).map_err(|e| e.to_string());
+        let events = v2::parse_events(&log.text).ok();
         let n = normalised.keypoints.frames();
-        let times = match (times, &v2_log) {
+        let times = match (times, &events) {
             (Some(times), _) => times,
-            (None, Ok(read)) => FrameTimes::estimate(n, read),
-            (None, Err(_)) => FrameTimes::from_rate(signal::LOG_FPS, n),
+            (None, Some(read)) => FrameTimes::estimate(n, read),
+            (None, None) => FrameTimes::from_rate(signal::LOG_FPS, n),
         };
-        let v2 = v2_log.clone().and_then(|read| v2::decide(&normalised.keypoints, &read, &times).map_err(|e| e.to_string()));
-        let timeline = Timeline::new(&normalised.keypoints, times.times(), v2_log.as_ref().ok(), &decision);
+        let (decision, v2) = match &log.touch {
+            Touch::Double(phrase) => {
+                let decision = Engine::Legacy.decide(&normalised.keypoints, phrase, Some(normalised.normalisation_constant));
+                let v2 = v2::parse_log(&log.text).map_err(|e| e.to_string());
+                (decision, v2.and_then(|read| v2::decide(&normalised.keypoints, &read, &times).map_err(|e| e.to_string())))
+            }
+            Touch::Single(light) => (single_light::legacy_decision(light), Ok(single_light::v2_decision(light, &times))),
+        };
+        let timeline = Timeline::new(&normalised.keypoints, times.times(), events.as_ref(), &decision);
         let engine = self.options.engine;
         if let (EngineChoice::V2, Err(reason)) = (engine, &v2) {
             return Err(PipelineError::Undecidable { engine: engine.name(), reason: reason.clone() });
