@@ -141,7 +141,7 @@ impl From<crate::session::SessionError> for ApiError {
         match err {
             E::AlreadyComplete(_) | E::ReceivingElsewhere(_) => ApiError::Conflict(err.to_string()),
             E::Busy(_) => ApiError::Unavailable(err.to_string()),
-            E::PhraseTooLarge { .. } => ApiError::PayloadTooLarge(err.to_string()),
+            E::PhraseTooLarge { .. } | E::LogTooLarge(_) => ApiError::PayloadTooLarge(err.to_string()),
             E::BadLog(_) => ApiError::Unprocessable(err.to_string()),
             E::BadFrame(_) => ApiError::BadRequest(err.to_string()),
             E::DiskFull { .. } => ApiError::InsufficientStorage(err.to_string()),

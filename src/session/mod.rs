@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use crate::analysis::pipeline::{PipelineOptions, ScoringLog};
+use crate::analysis::signal;
 use crate::analysis::pose::PoseScheduler;
 use store::{FrameRecord, FrameStore, Stored};
 
@@ -119,6 +120,9 @@ pub enum SessionError {
     /// The log is not one the rules can read.
     #[error("{0}")]
     BadLog(String),
+    /// The log's lines would pass the per-phrase log limit (bytes).
+    #[error("the log is over {0} bytes")]
+    LogTooLarge(u64),
     /// Fewer bytes are free on the disk than the floor: no new phrase is started.
     #[error("the disk is nearly full ({free_mb} MB free, {floor_mb} MB must stay free): no new phrase is taken")]
     DiskFull {
@@ -248,6 +252,12 @@ struct Inner {
     /// Frames just stored, by position in `frames`, still in memory.
     recent: VecDeque<(usize, Bytes)>,
     next_index: u64,
+    /// The log as received so far (live box events append to it, part by part).
+    log_text: String,
+    /// Whether the current upload has sent log lines yet (its first part starts a new log when
+    /// the stored one is already whole).
+    log_appended: bool,
+    /// The log, once it is whole and the rules can read it.
     phrase: Option<ScoringLog>,
     uploading: bool,
     upload_done: bool,
@@ -288,7 +298,8 @@ impl Session {
         }
         let next_index = frames.last().map_or(0, |r| r.index + 1);
         let bytes = frames.iter().map(|r| r.length).sum();
-        let phrase = signal.and_then(|t| ScoringLog::parse(&t).ok());
+        let log_text = signal.unwrap_or_default();
+        let phrase = (!log_text.is_empty()).then(|| ScoringLog::parse(&log_text).ok()).flatten();
         let state = state_at_rest(result.is_some(), frames.is_empty() || upload_complete);
         let progress = Progress {
             session: id.to_owned(),
@@ -309,6 +320,8 @@ impl Session {
             frames,
             recent: VecDeque::new(),
             next_index,
+            log_text,
+            log_appended: false,
             phrase,
             uploading: false,
             upload_done: upload_complete,
@@ -360,6 +373,7 @@ impl Session {
             _ => {}
         }
         inner.uploading = true;
+        inner.log_appended = false;
         // More frames may come: the phrase is open again until this upload ends cleanly.
         inner.upload_done = false;
         inner.store.mark_upload_complete(false)?;
@@ -404,18 +418,87 @@ impl Session {
         Ok(true)
     }
 
-    /// Takes the log; a log the rules refuse is refused and not kept.
+    /// Takes the log whole (`PUT /sessions/{id}/signal`); a log the rules refuse is refused
+    /// and not kept.
     pub fn set_signal(&self, text: &str) -> Result<(), SessionError> {
         let phrase = ScoringLog::parse(text).map_err(|e| SessionError::BadLog(e.to_string()))?;
         let mut inner = self.lock();
         inner.store.save_signal(text)?;
-        inner.phrase = Some(phrase);
-        inner.last_byte = Instant::now();
-        inner.progress.signal_received = true;
-        self.publish(&inner);
+        inner.log_text = text.to_owned();
+        self.take_log(&mut inner, phrase);
         drop(inner);
         self.wake();
         Ok(())
+    }
+
+    /// Appends whole log lines as the box sends them (a `text/plain` part of an upload, a
+    /// WebSocket `signal`). The log is read once it holds the phrase's end (see
+    /// [`signal::holds_phrase_end`]); lines after that are kept and never change the call. The
+    /// first lines of an upload start a new log when the stored one is already whole (a client
+    /// sending its whole log again). Past `max_bytes` in all, the lines are refused.
+    pub fn append_signal(&self, lines: &str, max_bytes: u64) -> Result<(), SessionError> {
+        let mut inner = self.lock();
+        if !inner.log_appended && signal::holds_phrase_end(&inner.log_text) {
+            inner.log_text.clear();
+            inner.phrase = None;
+        }
+        inner.log_appended = true;
+        let separator = usize::from(!inner.log_text.is_empty() && !inner.log_text.ends_with('\n'));
+        if (inner.log_text.len() + separator + lines.len()) as u64 > max_bytes {
+            return Err(SessionError::LogTooLarge(max_bytes));
+        }
+        let mut text = inner.log_text.clone();
+        if separator == 1 {
+            text.push('\n');
+        }
+        text.push_str(lines);
+        inner.store.save_signal(&text)?;
+        inner.log_text = text;
+        inner.last_byte = Instant::now();
+        if inner.phrase.is_some() || !signal::holds_phrase_end(&inner.log_text) {
+            return Ok(());
+        }
+        let phrase = ScoringLog::parse(&inner.log_text).map_err(|e| SessionError::BadLog(e.to_string()))?;
+        self.take_log(&mut inner, phrase);
+        drop(inner);
+        self.wake();
+        Ok(())
+    }
+
+    /// At an upload's end: a log whose end lines never came is read as it is (a client that
+    /// sends its log in one part without them); one the rules refuse is refused.
+    pub fn settle_log(&self) -> Result<(), SessionError> {
+        let mut inner = self.lock();
+        if inner.phrase.is_some() || inner.log_text.is_empty() {
+            return Ok(());
+        }
+        let phrase = ScoringLog::parse(&inner.log_text).map_err(|e| SessionError::BadLog(e.to_string()))?;
+        self.take_log(&mut inner, phrase);
+        drop(inner);
+        self.wake();
+        Ok(())
+    }
+
+    /// The log is read: kept and published (the caller wakes the analysis once the lock is let go).
+    fn take_log(&self, inner: &mut Inner, phrase: ScoringLog) {
+        inner.phrase = Some(phrase);
+        inner.last_byte = Instant::now();
+        inner.progress.signal_received = true;
+        self.publish(inner);
+    }
+
+    /// Whether the phrase can be decided now: the log is read, and either every frame is in
+    /// (the upload ended cleanly) or the frames reach the last light on the log's clock (a
+    /// frame's own time, else its index over the phrase's frame rate), so that a live log
+    /// gets its call while the camera's last frames are still coming.
+    fn ready_to_decide(inner: &Inner) -> bool {
+        let Some(log) = &inner.phrase else { return false };
+        if inner.upload_done {
+            return true;
+        }
+        let rate = inner.analysis.as_ref().and_then(|a| a.options.frame_rate);
+        let last_frame_time = inner.frames.last().and_then(|r| r.timestamp.or_else(|| rate.map(|fps| r.index as f64 / fps)));
+        matches!((log.last_hit_time(), last_frame_time), (Some(hit), Some(last)) if last >= hit)
     }
 
     /// The upload ended: cleanly (`complete`) or cut off.
@@ -430,6 +513,9 @@ impl Session {
             if let Err(e) = inner.store.mark_upload_complete(true) {
                 warn!(session = %self.id, error = %e, "cannot mark the upload complete on disk");
             }
+            if inner.progress.state == SessionState::Done {
+                self.count_frames_after_verdict(&mut inner);
+            }
         } else if inner.progress.state == SessionState::Receiving {
             inner.progress.state = SessionState::Interrupted;
             metrics::counter!(crate::metrics::UPLOADS_INTERRUPTED).increment(1);
@@ -437,6 +523,25 @@ impl Session {
         self.publish(&inner);
         drop(inner);
         self.wake();
+    }
+
+    /// A phrase decided from its live log before its upload ended: the answer's `stream` counts
+    /// every frame and byte the upload brought, and `frames_after_verdict` those that came after
+    /// the call (stored, never changing it); `analysis_result.json` is written again to match.
+    fn count_frames_after_verdict(&self, inner: &mut Inner) {
+        let (frames, bytes, seconds) = (inner.progress.frames_received as u64, inner.progress.bytes, inner.upload_seconds);
+        let Some(result) = inner.progress.result.as_mut() else { return };
+        let Some(stream) = result.get_mut("stream").and_then(Value::as_object_mut) else { return };
+        let at_verdict = stream.get("frames_received").and_then(Value::as_u64).unwrap_or(frames);
+        let already_after = stream.get("frames_after_verdict").and_then(Value::as_u64).unwrap_or(0);
+        stream.insert("frames_received".into(), frames.into());
+        stream.insert("bytes".into(), bytes.into());
+        stream.insert("upload_seconds".into(), seconds.into());
+        stream.insert("frames_after_verdict".into(), (already_after + frames.saturating_sub(at_verdict)).into());
+        let written = serde_json::to_vec_pretty(result).map_err(std::io::Error::other).and_then(|bytes| store::write_atomically(&self.dir.join(store::RESULT), &bytes));
+        if let Err(e) = written {
+            warn!(session = %self.id, error = %e, "cannot store the answer's final frame counts");
+        }
     }
 
     /// Whether its frames are being analysed (not so with `--analysis false`).

@@ -179,7 +179,7 @@ fn has_work(session: &Session) -> bool {
     let next = session.work.try_lock().ok().and_then(|w| w.as_ref().map(|w| (w.next, w.ended)));
     match next {
         Some((_, true)) => false,
-        Some((next, false)) => inner.frames.len() > next || (inner.upload_done && inner.phrase.is_some()),
+        Some((next, false)) => inner.frames.len() > next || Session::ready_to_decide(&inner),
         None => inner.analysis.is_some() && !matches!(inner.progress.state, SessionState::Done | SessionState::Failed),
     }
 }
@@ -214,7 +214,7 @@ fn run_turn(session: &Arc<Session>) -> Turn {
                     _ => None,
                 };
                 Step::Frame(record, held)
-            } else if let (true, Some(log)) = (inner.upload_done, inner.phrase.clone()) {
+            } else if let (true, Some(log)) = (Session::ready_to_decide(&inner), inner.phrase.clone()) {
                 inner.progress.state = SessionState::Analysing;
                 session.publish(&inner);
                 Step::Finish(log)
