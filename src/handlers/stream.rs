@@ -90,7 +90,7 @@ fn usable_fps(fps: &f64) -> bool {
 /// The phrase's choices: the ones its first upload stored (a resumed upload keeps them, as the
 /// running analysis does), else this request's (`?fps=`, and `?engine=` or the server's engine),
 /// stored now so that a restart decides the phrase the same way.
-fn settle_choices(config: &crate::config::ServeConfig, session: &Session, fps: Option<f64>, engine: Option<EngineChoice>) -> (Option<f64>, Option<EngineChoice>) {
+pub fn settle_choices(config: &crate::config::ServeConfig, session: &Session, fps: Option<f64>, engine: Option<EngineChoice>) -> (Option<f64>, Option<EngineChoice>) {
     if let Some(stored) = stored_choices(session) {
         return stored;
     }
@@ -104,7 +104,7 @@ fn settle_choices(config: &crate::config::ServeConfig, session: &Session, fps: O
 }
 
 /// `?engine=legacy|v2`, if given; 400 for another.
-fn engine_param(req: &Request<RequestBody>) -> Result<Option<EngineChoice>, ApiError> {
+pub fn engine_param(req: &Request<RequestBody>) -> Result<Option<EngineChoice>, ApiError> {
     query_param(req, "engine").map(|e| e.parse::<EngineChoice>().map_err(ApiError::BadRequest)).transpose()
 }
 
@@ -164,12 +164,11 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
                     break Err(ApiError::from(e));
                 }
             }
-            Ok(Some(Part::Signal { text, .. })) if text.len() as u64 > config.max_log_bytes => {
-                signal_error = Some(ApiError::PayloadTooLarge(format!("the log is over {} bytes", config.max_log_bytes)));
-            }
+            // Each text part holds whole log lines: appended in order, read once the phrase's
+            // end is in (then decided as soon as the frames reach the last light).
             Ok(Some(Part::Signal { text, .. })) => {
-                if let Err(e) = session.set_signal(&text) {
-                    signal_error = Some(ApiError::from(e));
+                if let Err(e) = session.append_signal(&text, config.max_log_bytes) {
+                    signal_error.get_or_insert(ApiError::from(e));
                 }
             }
             // Bytes with no multipart delimiter at all are not a phrase (an empty but well-formed
@@ -188,6 +187,12 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
             Err(e) => break Err(ApiError::from(e)),
         }
     };
+    if ended.is_ok() && signal_error.is_none() {
+        // A log whose end lines never came is read as it is.
+        if let Err(e) = session.settle_log() {
+            signal_error = Some(ApiError::from(e));
+        }
+    }
     session.end_upload(ended.is_ok());
     guard.open = false;
     if let Err(e) = &ended {
