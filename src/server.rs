@@ -24,7 +24,7 @@ use crate::analysis::pose::triton::TritonPose;
 use crate::analysis::pose::{DeviceChoice, PoseBackend, PoseError, PoseModel, PoseScheduler, SchedulerSettings};
 use crate::config::ServeConfig;
 use crate::error::{ApiError, ResponseBody};
-use crate::handlers::{analyze, health, sessions, stream, view, RequestBody};
+use crate::handlers::{analyze, health, sessions, stream, view, websocket, RequestBody};
 use crate::layers::{CountResponsesLayer, SignInCookie, TokenCheck};
 use crate::session::worker::AnalysisPool;
 use crate::session::Sessions;
@@ -159,7 +159,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                         .timer(TokioTimer::new())
                         .header_read_timeout(header_timeout)
                         .half_close(true)
-                        .serve_connection(TokioIo::new(stream), service_for!(state.clone(), peer));
+                        .serve_connection(TokioIo::new(stream), service_for!(state.clone(), peer))
+                        // `GET /stream` may become the piste GUI's WebSocket.
+                        .with_upgrades();
                     let mut stopping = stopping_rx.clone();
                     tokio::spawn(async move {
                         let open = metrics::gauge!(crate::metrics::OPEN_CONNECTIONS);
@@ -422,6 +424,7 @@ async fn handle(state: Arc<AppState>, req: Request<RequestBody>) -> Result<Respo
             .await
         }
         (&Method::POST, ["stream"]) => stream::post_stream(state.clone(), req).await,
+        (&Method::GET, ["stream"]) if websocket::is_upgrade(&req) => websocket::upgrade(state.clone(), req),
         (&Method::GET, ["sessions", id]) => sessions::get_session(&state, id),
         (&Method::PUT, ["sessions", id, "signal"]) => sessions::put_signal(&state, id, req).await,
         (&Method::GET, ["sessions", id, "events"]) => sessions::events(&state, id),

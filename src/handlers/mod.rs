@@ -7,6 +7,7 @@ pub mod health;
 pub mod sessions;
 pub mod stream;
 pub mod view;
+pub mod websocket;
 
 /// A request's body as handlers see it: hyper's, cut with an error when no byte has come for
 /// the body idle timeout (tower-http's `RequestBodyTimeoutLayer`), and shared with the layer that
