@@ -1,6 +1,6 @@
 //! The client's one error type and its exit codes, the legacy uploader's: 2 when a file is
 //! missing, the HTTP status on an HTTP error (as the legacy's `sys.exit(status)`, so modulo 256),
-//! 1 for anything else.
+//! 1 for anything else (a WebSocket `error` message that names an HTTP status exits with it).
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +16,17 @@ pub enum ClientError {
         /// The server's `detail`, or its whole body when it has none.
         detail: String,
     },
+    /// The server sent an `error` message on the WebSocket.
+    #[error("the server reports {code}: {message}")]
+    Server {
+        /// Its `error_code` (`PROTOCOL_ERROR`, `PROCESSING_FAILED`, …).
+        code: String,
+        /// Its `error_message`.
+        message: String,
+        /// The HTTP status the same failure has on `POST /stream`, when the message gives one
+        /// (`status`): the exit code then follows it.
+        status: Option<u16>,
+    },
     /// Anything else: the server unreachable, a video that cannot be read, a log never written.
     #[error("{0}")]
     Failed(String),
@@ -27,7 +38,8 @@ impl ClientError {
         match self {
             ClientError::MissingFile(_) => 2,
             ClientError::Http { status, .. } => (status % 256) as u8,
-            ClientError::Failed(_) => 1,
+            ClientError::Server { status: Some(status), .. } => (status % 256) as u8,
+            ClientError::Server { status: None, .. } | ClientError::Failed(_) => 1,
         }
     }
 
@@ -65,6 +77,9 @@ mod tests {
         // Python's sys.exit(422) leaves 422 & 0xFF.
         assert_eq!(ClientError::http(422, "{}").exit_code(), 166);
         assert_eq!(ClientError::http(500, "").exit_code(), 244);
+        let server = |status| ClientError::Server { code: "PROCESSING_FAILED".into(), message: "m".into(), status };
+        assert_eq!(server(None).exit_code(), 1);
+        assert_eq!(server(Some(422)).exit_code(), 166);
     }
 
     #[test]

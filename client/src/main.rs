@@ -3,13 +3,16 @@
 //! after the last hit; `analyze` and `health` are the legacy uploader's commands.
 
 mod error;
+mod feed;
 mod legacy;
+mod live;
 mod output;
 mod progress;
 mod signal;
 mod source;
 mod spool;
 mod upload;
+mod websocket;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +23,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
 use crate::error::{require_exists, ClientError};
+use crate::feed::LogFeed;
 use crate::signal::SignalSpec;
 use crate::source::{CaptureOptions, SourceSpec};
 
@@ -62,13 +66,14 @@ enum Command {
         #[arg(long, default_value_t = 300.0)]
         timeout: f64,
     },
-    /// Stream a phrase to `POST /stream` while it is captured; prints the verdict.
+    /// Stream a phrase to `POST /stream` (or, with --websocket, over the piste GUI's WebSocket)
+    /// while it is captured; prints the verdict.
     Stream(StreamArgs),
 }
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["video", "camera", "frames"]))]
-#[command(group = clap::ArgGroup::new("log").required(true).args(["signal", "signal_after"]))]
+#[command(group = clap::ArgGroup::new("log").required(true).args(["signal", "signal_after", "signal_live"]))]
 struct StreamArgs {
     /// The server's base URL.
     server: String,
@@ -79,12 +84,17 @@ struct StreamArgs {
     /// once the file is there and has stopped changing.
     #[arg(long)]
     signal_after: Option<PathBuf>,
+    /// A log file to follow as the recorder writes it (it may appear later), as `tail -f` does:
+    /// each new complete line is sent as it is written, among the frames, until the phrase's end
+    /// (a `Phrase ended` line, or `Scores ->` after `Phrase recording ended`).
+    #[arg(long, value_name = "FILE")]
+    signal_live: Option<PathBuf>,
     /// Stream a video file.
     #[arg(long)]
     video: Option<PathBuf>,
     /// Stream a camera: its index (0, 1, …), or a device path or stream URL. Capture ends when
-    /// a log sent later (`--signal -`, `--signal-after`) arrives, at `--duration`, or when the
-    /// camera stops.
+    /// a log sent later (`--signal -`, `--signal-after`) arrives or a followed one
+    /// (`--signal-live`) reaches the phrase's end, at `--duration`, or when the camera stops.
     #[arg(long)]
     camera: Option<String>,
     /// Stream a folder of images in name order (JPEGs as they are).
@@ -105,12 +115,16 @@ struct StreamArgs {
     /// The session id (`[A-Za-z0-9_-]{1,64}`); one is made up if not given.
     #[arg(long, value_parser = session_id)]
     session: Option<String>,
-    /// How many times a dropped upload is resumed before giving up.
+    /// How many times a dropped upload is resumed before giving up (not with --websocket).
     #[arg(long, default_value_t = 5)]
     retries: u32,
     /// Seconds to wait for the verdict after the last byte.
     #[arg(long, default_value_t = 300.0, value_parser = positive)]
     timeout: f64,
+    /// Speak the piste GUI's WebSocket protocol to `GET /stream` (ws:// or wss://, from the
+    /// server URL) instead of the chunked `POST /stream`; a dropped connection is not resumed.
+    #[arg(long)]
+    websocket: bool,
     /// Print only the winner (`left` or `right`), no progress.
     #[arg(long, short)]
     quiet: bool,
@@ -172,37 +186,47 @@ async fn stream(args: StreamArgs, token: Option<&str>) -> Result<(), ClientError
         }
         _ => unreachable!("clap requires one source"),
     };
-    let signal_spec = match (&args.signal, &args.signal_after) {
-        (Some(arg), _) => {
+    let file_name = |path: &std::path::Path| path.file_name().map_or_else(|| referee_wire::SIGNAL_FILENAME.to_owned(), |n| n.to_string_lossy().into_owned());
+    let (signal_spec, log_name) = match (&args.signal, &args.signal_after, &args.signal_live) {
+        (Some(arg), _, _) => {
             let spec = SignalSpec::from_arg(arg);
             if let SignalSpec::File(path) = &spec {
                 require_exists(path, "signal file")?;
             }
-            spec
+            let name = match &spec {
+                SignalSpec::File(path) => file_name(path),
+                _ => referee_wire::SIGNAL_FILENAME.to_owned(),
+            };
+            (Some(spec), name)
         }
-        (_, Some(path)) => SignalSpec::After(path.clone()),
+        (_, Some(path), _) => (Some(SignalSpec::After(path.clone())), file_name(path)),
+        (_, _, Some(path)) => (None, file_name(path)),
         _ => unreachable!("clap requires a log"),
     };
     // A camera films until the phrase is over, which the log's arrival says (a log file given
     // at the start says nothing of the kind: then the camera runs to --duration or its end).
-    let stop_on_log = matches!(spec, SourceSpec::Camera(_)) && !matches!(signal_spec, SignalSpec::File(_));
+    let stop_on_log = matches!(spec, SourceSpec::Camera(_)) && !matches!(signal_spec, Some(SignalSpec::File(_)));
     let session = args.session.clone().unwrap_or_else(|| referee_wire::new_session_id_with_prefix("piste-"));
     let spool = Arc::new(spool::Spool::create(&session).map_err(|e| ClientError::Failed(format!("cannot make the frame spool: {e}")))?);
     let options = CaptureOptions { fps: args.fps, realtime: args.realtime, duration: args.duration, jpeg_quality: args.jpeg_quality };
     let capture = source::start(spec, options, spool.clone())?;
-    let signal = signal::spawn(signal_spec);
+    let log = match (signal_spec, &args.signal_live) {
+        (Some(spec), _) => LogFeed::Whole { log: signal::spawn(spec), filename: log_name },
+        (None, Some(path)) => LogFeed::Live { log: live::follow(path.clone()), filename: log_name },
+        (None, None) => unreachable!("clap requires a log"),
+    };
     if stop_on_log {
-        let (mut rx, stop) = (signal.clone(), capture.stop.clone());
+        let (mut log, stop) = (log.clone(), capture.stop.clone());
         tokio::spawn(async move {
-            let _ = rx.wait_for(Option::is_some).await;
+            log.settled().await;
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
     }
     let progress = Arc::new(progress::Progress::new(capture.info.frames, args.quiet));
     if !args.quiet {
-        progress.note(&format!("session {session} → {}", args.server));
+        let how = if args.websocket { " (WebSocket)" } else { "" };
+        progress.note(&format!("session {session} → {}{how}", args.server));
     }
-    let client = legacy::http_client(None, token)?;
     let upload_options = upload::UploadOptions {
         server: args.server.clone(),
         session: session.clone(),
@@ -210,7 +234,12 @@ async fn stream(args: StreamArgs, token: Option<&str>) -> Result<(), ClientError
         retries: args.retries,
         verdict_timeout: Duration::from_secs_f64(args.timeout),
     };
-    let verdict = upload::stream_phrase(&client, &upload_options, spool, signal, progress.clone()).await;
+    let verdict = if args.websocket {
+        websocket::stream_phrase(&upload_options, token, args.jpeg_quality, spool, log, progress.clone()).await
+    } else {
+        let client = legacy::http_client(None, token)?;
+        upload::stream_phrase(&client, &upload_options, spool, log, progress.clone()).await
+    };
     capture.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let captured = tokio::task::spawn_blocking(move || capture.thread.join()).await;
     let verdict = verdict.inspect_err(|_| progress.finish("upload failed"))?;
@@ -236,6 +265,25 @@ fn print_verdict(verdict: Value, quiet: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exactly_one_log_flag_and_the_websocket_switch() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["referee-client", "stream", "http://h:8080", "--frames", "f"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Stream(args) => args,
+                other => panic!("{other:?}"),
+            })
+        };
+        let args = parse(&["--signal-live", "phrase.txt", "--websocket"]).unwrap();
+        assert_eq!(args.signal_live.as_deref(), Some(std::path::Path::new("phrase.txt")));
+        assert!(args.websocket);
+        assert!(!parse(&["--signal", "p.txt"]).unwrap().websocket);
+        assert!(parse(&["--signal-live", "a.txt", "--signal", "b.txt"]).is_err());
+        assert!(parse(&["--signal-live", "a.txt", "--signal-after", "b.txt"]).is_err());
+        assert!(parse(&[]).is_err(), "a log is required");
+    }
 
     #[test]
     fn the_session_flag_takes_the_wire_rule_and_the_ids_made_here() {

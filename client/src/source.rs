@@ -260,6 +260,15 @@ pub fn encode(image: &Mat, quality: i32) -> Result<Vec<u8>, ClientError> {
     Ok(buffer.to_vec())
 }
 
+/// A JPEG's width and height in pixels.
+pub fn jpeg_size(jpeg: &[u8]) -> Result<(i32, i32), ClientError> {
+    let image = imgcodecs::imdecode(&Vector::<u8>::from_slice(jpeg), imgcodecs::IMREAD_UNCHANGED).map_err(opencv_failed("cannot decode a frame"))?;
+    if image.empty() {
+        return Err(ClientError::Failed("a frame is not a JPEG OpenCV can decode".into()));
+    }
+    Ok((image.cols(), image.rows()))
+}
+
 /// A folder's images in name order.
 fn image_files(dir: &Path) -> Result<Vec<PathBuf>, ClientError> {
     let entries = std::fs::read_dir(dir).map_err(|e| ClientError::Failed(format!("cannot list {}: {e}", dir.display())))?;

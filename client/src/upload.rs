@@ -1,19 +1,22 @@
 //! One phrase streamed to `POST /stream` as a `multipart/x-mixed-replace` body built while the
 //! frames are captured (`Body::wrap_stream`: one frame in memory at a time), each part with
-//! `X-Frame-Index` and `X-Timestamp`, then the log and the closing boundary. When the connection
-//! drops, the server is asked where the session stands (`GET /sessions/{id}`) and the upload
-//! resumes from its next frame, up to a number of retries.
+//! `X-Frame-Index` and `X-Timestamp`, then the log and the closing boundary; a live log's new
+//! lines (`--signal-live`) go as `text/plain` parts among the frames. When the connection drops,
+//! the server is asked where the session stands (`GET /sessions/{id}`) and the upload resumes from
+//! its next frame, up to a number of retries.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use referee_wire::{PartWriter, SESSION_ID_HEADER};
+use bytes::Bytes;
+use referee_wire::{PartWriter, SESSION_ID_HEADER, SIGNAL_PART_NAME};
 use serde_json::Value;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::error::ClientError;
+use crate::feed::{Feed, LogFeed, Next};
 use crate::progress::Progress;
-use crate::signal::SignalState;
 use crate::spool::Spool;
 
 /// Where and how to stream.
@@ -31,62 +34,96 @@ pub struct UploadOptions {
     pub verdict_timeout: Duration,
 }
 
-/// Where the body generator is.
-enum Stage {
-    Frames(u64),
-    Signal,
-    Done,
-}
-
 struct BodyState {
-    stage: Stage,
-    /// Writes the parts (and knows whether one has gone out yet).
+    feed: Feed,
+    /// Writes the frame parts and the whole log's part (and knows the boundary).
     parts: PartWriter,
-    spool: Arc<Spool>,
-    captured: watch::Receiver<crate::spool::SpoolStatus>,
-    signal: watch::Receiver<SignalState>,
+    /// A part has been written: the next one opens with the end of its delimiter line.
+    opened: bool,
+    /// The closing delimiter has been written: nothing may follow.
+    closed: bool,
+    /// The live log's file name, for its parts.
+    log_filename: String,
+    /// How far the bodies so far have carried a live log, for a resume.
+    log_written: Arc<AtomicUsize>,
     progress: Arc<Progress>,
     last_byte: Option<oneshot::Sender<()>>,
 }
 
-/// The body from frame `from` on: frames as they are captured, then the log once known.
+impl BodyState {
+    /// The bytes for the feed's next item; `None` once the body is closed.
+    fn bytes_for(&mut self, next: Next) -> Option<Bytes> {
+        if self.closed {
+            return None;
+        }
+        let bytes = match next {
+            Next::Frame { index, jpeg, timestamp } => {
+                let part = self.parts.frame(index, timestamp, &jpeg);
+                self.progress.sent(index, part.len());
+                part
+            }
+            Next::FramesEnded => return Some(Bytes::new()),
+            Next::Lines(lines) => {
+                self.log_written.fetch_max(self.feed.log_sent(), Ordering::Relaxed);
+                lines_part(self.parts.boundary(), self.opened, &self.log_filename, &lines)
+            }
+            Next::Log(log) => {
+                self.closed = true;
+                self.parts.signal_and_close(&log)
+            }
+            Next::End => {
+                self.closed = true;
+                closing(self.parts.boundary(), self.opened)
+            }
+        };
+        if self.closed {
+            if let Some(tx) = self.last_byte.take() {
+                let _ = tx.send(());
+            }
+        }
+        self.opened = true;
+        Some(bytes)
+    }
+}
+
+/// A live log's new lines as a `text/plain` part, ended by its delimiter as the frame parts are.
+fn lines_part(boundary: &str, opened: bool, filename: &str, lines: &[u8]) -> Bytes {
+    let opening = if opened { "\r\n".to_owned() } else { format!("--{boundary}\r\n") };
+    let filename: String = filename.chars().map(|c| if c == '"' || c == '\\' || c.is_control() { '_' } else { c }).collect();
+    let mut out = format!(
+        "{opening}Content-Type: text/plain\r\nContent-Disposition: inline; name=\"{SIGNAL_PART_NAME}\"; filename=\"{filename}\"\r\n\r\n"
+    )
+    .into_bytes();
+    out.extend_from_slice(lines);
+    out.extend_from_slice(b"\r\n--");
+    out.extend_from_slice(boundary.as_bytes());
+    Bytes::from(out)
+}
+
+/// The end of a body whose parts each ended with their delimiter: `--` makes the last one the
+/// closing delimiter (a body with no part is the closing delimiter alone).
+fn closing(boundary: &str, opened: bool) -> Bytes {
+    if opened {
+        Bytes::from_static(b"--\r\n")
+    } else {
+        Bytes::from(format!("--{boundary}--\r\n"))
+    }
+}
+
+/// The body: what the feed hands out, as parts, until the closing delimiter.
 fn body(state: BodyState) -> reqwest::Body {
-    let stream = futures_util::stream::unfold(state, |mut st| async move {
+    let stream = futures_util::stream::unfold(Some(state), |state| async move {
+        let mut st = state?;
         loop {
-            match st.stage {
-                Stage::Frames(i) => {
-                    let status = match st.captured.wait_for(|s| s.frames > i || s.done).await {
-                        Ok(s) => *s,
-                        Err(_) => crate::spool::SpoolStatus { frames: 0, done: true },
-                    };
-                    if status.frames <= i {
-                        st.stage = Stage::Signal;
-                        continue;
-                    }
-                    let (jpeg, ts) = match st.spool.frame(i) {
-                        Ok(f) => f,
-                        Err(e) => return Some((Err(e), BodyState { stage: Stage::Done, ..st })),
-                    };
-                    let part = st.parts.frame(i, ts, &jpeg);
-                    st.progress.sent(i, part.len());
-                    st.stage = Stage::Frames(i + 1);
-                    return Some((Ok(part), st));
-                }
-                Stage::Signal => {
-                    let known = st.signal.wait_for(Option::is_some).await.ok().and_then(|s| s.clone());
-                    st.stage = Stage::Done;
-                    return match known {
-                        Some(Ok(log)) => {
-                            if let Some(tx) = st.last_byte.take() {
-                                let _ = tx.send(());
-                            }
-                            Some((Ok(st.parts.signal_and_close(&log)), st))
-                        }
-                        // The log cannot be had: the upload stops here (the caller says why).
-                        _ => Some((Err(std::io::Error::other("no log to send")), st)),
-                    };
-                }
-                Stage::Done => return None,
+            match st.feed.next().await {
+                Ok(next) => match st.bytes_for(next) {
+                    Some(bytes) if bytes.is_empty() => continue,
+                    Some(bytes) => return Some((Ok(bytes), Some(st))),
+                    None => return None,
+                },
+                // The log cannot be had, or a frame read back: the upload stops here (the caller
+                // says why).
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
             }
         }
     });
@@ -106,23 +143,28 @@ pub async fn stream_phrase(
     client: &reqwest::Client,
     options: &UploadOptions,
     spool: Arc<Spool>,
-    signal: watch::Receiver<SignalState>,
+    log: LogFeed,
     progress: Arc<Progress>,
 ) -> Result<Value, ClientError> {
     let base = options.server.trim_end_matches('/');
     let url = format!("{base}/stream?session={}&fps={}", options.session, options.fps);
     let mut from = 0u64;
+    // Where a live log's lines start in this body, and how far the bodies so far have carried it.
+    let mut log_from = 0usize;
+    let log_written = Arc::new(AtomicUsize::new(0));
     let mut retry = 0u32;
     loop {
         let parts = PartWriter::new();
         let content_type = parts.content_type();
         let (last_byte_tx, last_byte_rx) = oneshot::channel();
         let state = BodyState {
-            stage: Stage::Frames(from),
+            // Live lines wait for the body's first frame: the part writer opens the body.
+            feed: Feed::new(spool.clone(), log.clone(), from, log_from, true),
             parts,
-            captured: spool.watch(),
-            spool: spool.clone(),
-            signal: signal.clone(),
+            opened: false,
+            closed: false,
+            log_filename: log.filename().to_owned(),
+            log_written: log_written.clone(),
             progress: progress.clone(),
             last_byte: Some(last_byte_tx),
         };
@@ -178,8 +220,8 @@ pub async fn stream_phrase(
             Attempt::Verdict(v) => return Ok(v),
             Attempt::Retry { why, after } => (why, after),
         };
-        if let Some(Err(e)) = signal.borrow().as_ref() {
-            return Err(ClientError::Failed(e.clone()));
+        if let Some(why) = log.failure() {
+            return Err(ClientError::Failed(why));
         }
         // A server that refuses the upload outright (a missing or wrong token) may answer before
         // reading the body and close, which the client sees as a broken connection: ask it.
@@ -199,11 +241,29 @@ pub async fn stream_phrase(
                 let detail = s["error"].as_str().unwrap_or("the phrase could not be analysed").to_owned();
                 return Err(ClientError::Failed(format!("the server could not decide the phrase: {detail}")));
             }
-            Lookup::Found(s) => from = s["next_frame_index"].as_u64().unwrap_or(0),
-            Lookup::Unknown => from = 0,
-            Lookup::Unanswered => {}
+            Lookup::Found(s) => {
+                from = s["next_frame_index"].as_u64().unwrap_or(0);
+                log_from = live_log_resume(&s, log_written.load(Ordering::Relaxed));
+            }
+            Lookup::Unknown => (from, log_from) = (0, 0),
+            Lookup::Unanswered => log_from = 0,
         }
-        progress.note(&format!("{why}; resuming from frame {from} (retry {retry}/{})", options.retries));
+        let lines = if matches!(log, LogFeed::Live { .. }) { format!(", live log from byte {log_from}") } else { String::new() };
+        progress.note(&format!("{why}; resuming from frame {from}{lines} (retry {retry}/{})", options.retries));
+    }
+}
+
+/// Where a resumed body starts a live log, given what the server says of the session and how far
+/// the bodies so far have carried the log: the server's own count of the log's bytes
+/// (`signal_bytes`) when it gives one; past everything sent when it holds the log whole
+/// (`signal_received`); else from the start. When unsure, lines go again: a line twice never
+/// hides the phrase's end, a line lost could (and a server holding the log whole takes a log
+/// sent again from its start in its place).
+fn live_log_resume(session: &Value, written: usize) -> usize {
+    match session["signal_bytes"].as_u64() {
+        Some(held) => (held as usize).min(written),
+        None if session["signal_received"] == true => written,
+        None => 0,
     }
 }
 
@@ -258,6 +318,48 @@ async fn session_state(client: &reqwest::Client, base: &str, id: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_lines_are_text_parts_among_the_frames() {
+        let mut parts = PartWriter::with_boundary("b");
+        let body = [
+            parts.frame(0, 0.0, b"JPEG"),
+            lines_part("b", true, "phrase\"01\".txt", b"0.000s | Phrase recording started\n"),
+            parts.frame(1, 0.0667, b"JPEG2"),
+            lines_part("b", true, "phrase01.txt", b"Phrase ended\n"),
+            closing("b", true),
+        ]
+        .concat();
+        let text = String::from_utf8(body).unwrap();
+        let pieces: Vec<&str> = text.split("\r\n--b").collect();
+        assert_eq!(pieces.len(), 5, "{text}");
+        assert!(pieces[0].starts_with("--b\r\nContent-Type: image/jpeg\r\n"), "{}", pieces[0]);
+        assert_eq!(
+            pieces[1],
+            "\r\nContent-Type: text/plain\r\nContent-Disposition: inline; name=\"signal\"; filename=\"phrase_01_.txt\"\r\n\r\n0.000s | Phrase recording started\n"
+        );
+        assert!(pieces[2].starts_with("\r\nContent-Type: image/jpeg\r\n") && pieces[2].ends_with("JPEG2"), "{}", pieces[2]);
+        assert!(pieces[3].ends_with("filename=\"phrase01.txt\"\r\n\r\nPhrase ended\n"), "{}", pieces[3]);
+        assert_eq!(pieces[4], "--\r\n", "the last part's delimiter becomes the closing one");
+    }
+
+    #[test]
+    fn a_body_of_lines_alone_opens_and_closes_itself() {
+        let body = [lines_part("b", false, "p.txt", b"Phrase ended\n"), closing("b", true)].concat();
+        assert!(body.starts_with(b"--b\r\nContent-Type: text/plain\r\n"));
+        assert!(body.ends_with(b"Phrase ended\n\r\n--b--\r\n"));
+        assert_eq!(closing("b", false), Bytes::from_static(b"--b--\r\n"));
+    }
+
+    #[test]
+    fn a_resumed_live_log_starts_where_the_server_stopped_or_resends_when_unsure() {
+        let found = |v: Value| live_log_resume(&v, 30);
+        assert_eq!(found(serde_json::json!({"signal_bytes": 20, "signal_received": false})), 20);
+        assert_eq!(found(serde_json::json!({"signal_bytes": 99})), 30, "never past what was sent");
+        assert_eq!(found(serde_json::json!({"signal_received": true})), 30, "the server holds it whole");
+        assert_eq!(found(serde_json::json!({"signal_received": false})), 0, "unsure: all of it again");
+        assert_eq!(found(serde_json::json!({})), 0);
+    }
 
     #[test]
     fn backoff_grows_then_stays() {
