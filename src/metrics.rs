@@ -38,6 +38,10 @@ pub const VERDICT_SECONDS: &str = "referee_verdict_seconds_after_last_byte";
 pub const RESPONSES: &str = "referee_responses_total";
 /// Client connections open now.
 pub const OPEN_CONNECTIONS: &str = "referee_open_connections";
+/// Piste WebSockets open now (`GET /stream` upgraded; no longer counted as connections).
+pub const WEBSOCKETS_OPEN: &str = "referee_websockets_open";
+/// `error` messages sent on piste WebSockets, by `code` (the protocol's error code).
+pub const WEBSOCKET_ERRORS: &str = "referee_websocket_errors_total";
 /// Bytes free on the disk that holds the phrases.
 pub const DISK_FREE: &str = "referee_disk_free_bytes";
 

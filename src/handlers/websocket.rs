@@ -117,22 +117,31 @@ impl Code {
     }
 }
 
-/// An `error` message to send: its code, words, whether the socket goes on, and the session.
+/// An `error` message to send: its code, words, whether the socket goes on, and the HTTP
+/// status the same failure gets on `POST /stream` (for clients that exit with it).
 #[derive(Debug)]
 struct ProtocolError {
     code: Code,
     message: String,
     recoverable: bool,
+    status: Option<u16>,
 }
 
 impl ProtocolError {
     fn new(code: Code, message: impl Into<String>) -> ProtocolError {
-        ProtocolError { code, message: message.into(), recoverable: true }
+        ProtocolError { code, message: message.into(), recoverable: true, status: None }
     }
 
+    /// The socket is closed after it.
     fn fatal(mut self) -> ProtocolError {
         self.recoverable = false;
         self
+    }
+
+    /// From a session's refusal: its words, and the status `POST /stream` answers it with.
+    fn of_session(code: Code, err: SessionError) -> ProtocolError {
+        let message = err.to_string();
+        ProtocolError { status: Some(ApiError::from(err).status().as_u16()), ..ProtocolError::new(code, message) }
     }
 }
 
@@ -201,6 +210,8 @@ where
         let _ = sink.close().await;
     });
     let idle = Duration::from_secs(state.config.body_idle_seconds);
+    let open = metrics::gauge!(crate::metrics::WEBSOCKETS_OPEN);
+    open.increment(1.0);
     let mut piste = Piste { state, engine, outbox, phrase: None, awaited: None };
     loop {
         let uploading = piste.phrase.as_ref().is_some_and(|p| p.upload_open);
@@ -242,6 +253,7 @@ where
     // Dropping the phrase marks an open upload interrupted.
     drop(piste);
     let _ = writer.await;
+    open.decrement(1.0);
 }
 
 /// A JSON message's field as a string, a number or an integer.
@@ -263,12 +275,14 @@ impl Piste {
         if !error.recoverable {
             debug!(code = error.code.name(), message = %error.message, "WebSocket closed on an error");
         }
+        metrics::counter!(crate::metrics::WEBSOCKET_ERRORS, "code" => error.code.name()).increment(1);
         self.send(json!({
             "type": "error",
             "session_id": session,
             "error_code": error.code.name(),
             "error_message": error.message,
             "recoverable": error.recoverable,
+            "status": error.status,
         }))
         .await;
     }
@@ -345,7 +359,7 @@ impl Piste {
         let opened = tokio::task::spawn_blocking(move || -> Result<(Arc<Session>, Option<Analysis>), ProtocolError> {
             let pose = if state.config.analysis { Some(state.ready_pose().map_err(|_| start_failed("the pose model is still loading".into()))?) } else { None };
             // Busy, already decided, receiving elsewhere: the client may try again (or another id).
-            let session = state.sessions.open_upload(&id, None).map_err(|e| start_failed(e.to_string()))?;
+            let session = state.sessions.open_upload(&id, None).map_err(|e| ProtocolError::of_session(Code::SessionStartFailed, e))?;
             let (fps, engine) = settle_choices(&state.config, &session, Some(fps), engine);
             let analysis = pose.map(|pose| Analysis { pose, options: pipeline_options(&state.config, fps, engine) });
             Ok((session, analysis))
@@ -411,7 +425,7 @@ impl Piste {
             Ok(false) => "duplicate",
             Err(e) => {
                 let fatal = matches!(e, SessionError::PhraseTooLarge { .. } | SessionError::Storage(_));
-                let error = ProtocolError::new(Code::FrameProcessingFailed, e.to_string());
+                let error = ProtocolError::of_session(Code::FrameProcessingFailed, e);
                 return Err(if fatal { error.fatal() } else { error });
             }
         };
@@ -439,8 +453,8 @@ impl Piste {
         let id = phrase.session.id.clone();
         match appended {
             Ok(()) => {}
-            Err(e @ SessionError::LogTooLarge(_)) => return Err(ProtocolError::new(Code::InvalidMessage, e.to_string())),
-            Err(e) => return Err(ProtocolError::new(Code::ProcessingFailed, e.to_string())),
+            Err(e @ SessionError::LogTooLarge(_)) => return Err(ProtocolError::of_session(Code::InvalidMessage, e)),
+            Err(e) => return Err(ProtocolError::of_session(Code::ProcessingFailed, e)),
         }
         self.send(json!({ "type": "signal_ack", "session_id": id, "status": "received" })).await;
         self.await_verdict().await;
@@ -462,7 +476,7 @@ impl Piste {
             .await
             .map_err(|e| ProtocolError::new(Code::ProcessingFailed, e.to_string()))?;
             if let Err(e) = settled {
-                return Err(ProtocolError::new(Code::ProcessingFailed, e.to_string()));
+                return Err(ProtocolError::of_session(Code::ProcessingFailed, e));
             }
         }
         let progress = phrase.session.progress();
@@ -498,9 +512,12 @@ impl Piste {
             let message = match (verdict.state, verdict.result, verdict.failure) {
                 (SessionState::Done, Some(result), _) => json!({ "type": "process_complete", "session_id": id, "result": result }),
                 (_, _, failure) => {
-                    let message = failure.map_or_else(|| "the phrase could not be analysed".to_owned(), |f| f.message);
+                    // The status POST /stream answers the same failure with.
+                    let error = failure.map_or_else(|| ApiError::Internal("the phrase could not be analysed".into()), ApiError::from);
+                    let (status, message) = (error.status().as_u16(), error.to_string());
                     warn!(session = %id, %message, "WebSocket phrase failed");
-                    json!({ "type": "error", "session_id": id, "error_code": Code::ProcessingFailed.name(), "error_message": message, "recoverable": true })
+                    metrics::counter!(crate::metrics::WEBSOCKET_ERRORS, "code" => Code::ProcessingFailed.name()).increment(1);
+                    json!({ "type": "error", "session_id": id, "error_code": Code::ProcessingFailed.name(), "error_message": message, "recoverable": true, "status": status })
                 }
             };
             let _ = outbox.send(Message::text(message.to_string())).await;
