@@ -153,8 +153,11 @@ pub struct Progress {
     pub corrupt_frames: usize,
     /// Frame bytes stored.
     pub bytes: u64,
-    /// Whether the log is in.
+    /// Whether the log is in (read, and ready for the call).
     pub signal_received: bool,
+    /// Bytes of log held so far (live box events append to it): a client resuming a live log
+    /// sends only what comes after them.
+    pub signal_bytes: usize,
     /// Whether the corrected and overlay videos are written (they follow the verdict).
     pub videos_ready: bool,
     /// The verdict, once done.
@@ -310,6 +313,7 @@ impl Session {
             corrupt_frames: 0,
             bytes,
             signal_received: phrase.is_some(),
+            signal_bytes: log_text.len(),
             videos_ready: result.is_some(),
             result,
             failure: None,
@@ -425,6 +429,7 @@ impl Session {
         let mut inner = self.lock();
         inner.store.save_signal(text)?;
         inner.log_text = text.to_owned();
+        inner.progress.signal_bytes = text.len();
         self.take_log(&mut inner, phrase);
         drop(inner);
         self.wake();
@@ -441,6 +446,7 @@ impl Session {
         if !inner.log_appended && signal::holds_phrase_end(&inner.log_text) {
             inner.log_text.clear();
             inner.phrase = None;
+            inner.progress.signal_received = false;
         }
         inner.log_appended = true;
         let separator = usize::from(!inner.log_text.is_empty() && !inner.log_text.ends_with('\n'));
@@ -453,9 +459,11 @@ impl Session {
         }
         text.push_str(lines);
         inner.store.save_signal(&text)?;
+        inner.progress.signal_bytes = text.len();
         inner.log_text = text;
         inner.last_byte = Instant::now();
         if inner.phrase.is_some() || !signal::holds_phrase_end(&inner.log_text) {
+            self.publish(&inner);
             return Ok(());
         }
         let phrase = ScoringLog::parse(&inner.log_text).map_err(|e| SessionError::BadLog(e.to_string()))?;
