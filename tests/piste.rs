@@ -8,6 +8,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -380,4 +381,70 @@ fn live_box_events_decide_the_phrase_while_its_body_is_still_open() {
     assert_eq!(stored["stream"], answer["stream"]);
     let kept = std::fs::read_to_string(out.path().join("results/sessions/live/signal.txt")).unwrap();
     assert_eq!(kept, log, "every line is kept, in order");
+}
+
+/// The client binary, built beside the server by the workspace build.
+fn client_bin() -> std::path::PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_ai-referee")).with_file_name("referee-client");
+    assert!(bin.is_file(), "{} is missing: build the workspace (cargo build --workspace)", bin.display());
+    bin
+}
+
+fn client_verdict(out: std::process::Output) -> Value {
+    assert!(out.status.success(), "referee-client failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn referee_client_streams_over_the_websocket_and_follows_a_live_log() {
+    let out = TempDir::new("piste-client");
+    let server = marker_server(&out.path().join("results"));
+    let rendered = render(72, out.path());
+    let winner = phrase(72)["legacy_decision"]["winner"].clone();
+    let frames = rendered.frames.to_str().unwrap().to_owned();
+    let url = server.url();
+
+    // The GUI's protocol from Rust: the same verdict as the legacy rules give.
+    let ws = Command::new(client_bin())
+        .args(["stream", &url, "--frames", &frames, "--signal", rendered.log.to_str().unwrap(), "--websocket", "--session", "client-ws"])
+        .output()
+        .unwrap();
+    let answer = client_verdict(ws);
+    assert_eq!(answer["decision"]["winner"], winner);
+    assert_eq!(answer["stream"]["frames_received"], rendered.jpegs.len() as u64);
+    assert_eq!(server.get("/sessions/client-ws").json()["state"], "done");
+
+    // A log the recorder writes as the phrase goes, followed as `tail -f` does, over HTTP and
+    // over the WebSocket: its end lines are written once every frame is in, so the call is the
+    // whole phrase's.
+    let log = std::fs::read_to_string(&rendered.log).unwrap();
+    // The phrase's end: the scores after the recording ended (here before `Phrase ended`).
+    let recording_ended = log.find("Phrase recording ended").unwrap();
+    let scores = recording_ended + log[recording_ended..].find("Scores ->").unwrap();
+    let end = scores + log[scores..].find('\n').unwrap() + 1;
+    assert!(end <= log.find("Phrase ended").unwrap());
+    let half = log.find("HIT:").unwrap();
+    for (session, websocket) in [("live-http", false), ("live-ws", true)] {
+        let file = out.path().join(format!("{session}.txt"));
+        std::fs::write(&file, &log[..half]).unwrap();
+        let mut command = Command::new(client_bin());
+        command.args(["stream", &url, "--frames", &frames, "--signal-live", file.to_str().unwrap(), "--session", session]);
+        if websocket {
+            command.arg("--websocket");
+        }
+        let child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let mut events = Events::open_when_known(server.addr, session);
+        let n = rendered.jpegs.len() as u64;
+        let seen = events.wait_for(|p| p["frames_received"] == n);
+        assert_eq!(seen["signal_received"], false, "the log's end is not written yet");
+        // The recorder writes the rest, and goes on after the phrase's end (never sent).
+        let mut writer = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+        writer.write_all(log[half..].as_bytes()).unwrap();
+        drop(writer);
+        let answer = client_verdict(child.wait_with_output().unwrap());
+        assert_eq!(answer["decision"]["winner"], winner, "{session}");
+        let stored = std::fs::read_to_string(out.path().join(format!("results/sessions/{session}/signal.txt"))).unwrap();
+        assert_eq!(stored, log[..end], "{session}: every line up to the phrase's end, once, in order");
+        assert_eq!(server.get(&format!("/sessions/{session}")).json()["signal_bytes"], end as u64);
+    }
 }
