@@ -1,11 +1,12 @@
 """The benchmark driver behind `scripts/bench.sh`: pose (ours vs Ultralytics' predict), the
-verdict after the last byte (`/stream` vs `/analyze`), ingest throughput and memory, and
-concurrent streams, measured in one run on this machine. Writes `bench.json` and
-`BENCHMARKS.md` at the repository root.
+verdict after the last byte (`/stream` vs `/analyze`), the piste GUI's WebSocket beside the
+chunked `POST /stream`, ingest throughput and memory, and concurrent streams, measured in one
+run on this machine. Writes `bench.json` and `BENCHMARKS.md` at the repository root.
 
 Run it through `scripts/bench.sh [--quick]`, which sets up, builds and cleans up.
 """
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -25,6 +26,16 @@ import report  # noqa: E402
 from referee import BenchError, Server  # noqa: E402
 
 T_START = time.monotonic()
+
+# The server the verdict, concurrency and piste sections share: the production defaults
+# (fisheye on, the default model).
+ANALYSIS_SERVER_ARGS = ["--fisheye-enabled", "true"]
+
+# What --only names.
+SECTIONS = ("pose", "verdict", "piste", "ingest", "triton")
+
+# A phrase as a section streams it: its JPEGs and the rate the clock sends them at.
+Phrase = collections.namedtuple("Phrase", "jpegs fps")
 
 
 def say(message):
@@ -124,6 +135,16 @@ class Context:
             raise BenchError("no double-touch log in tests/fixtures/signals.jsonl")
         say(f"clip: {len(jpegs)} frames, {self.size[0]}x{self.size[1]}, {self.clip_fps:g} fps, "
             f"JPEG q85 {sum(map(len, jpegs)) / len(jpegs) / 1e3:.0f} kB/frame; log {self.log_id}")
+
+    def phrases(self):
+        """The phrase as the sections stream it on the clock: every other frame at half the clip's
+        rate (15 fps, as the 2025 recordings), and every frame at the clip's own rate (30 fps)."""
+        return Phrase(self.jpegs[::2], self.clip_fps / 2), Phrase(self.jpegs, self.clip_fps)
+
+    def warm_up(self, addr, name="warm-up"):
+        """A few frames to POST /stream, untimed: the first frames of a size and the first
+        decision are slower."""
+        referee.PacedStream(addr, name, self.phrases()[0].jpegs[:6], 1000.0, self.log).run()
 
 
 # --- pose ----------------------------------------------------------------------------------------
@@ -237,12 +258,10 @@ def expect(result, status, what):
 
 def section_verdict(ctx, server):
     addr = server.addr
-    jpegs30 = ctx.jpegs
-    jpegs15 = jpegs30[::2]
-    fps = ctx.clip_fps
+    half, full = ctx.phrases()
+    jpegs15, jpegs30, fps = half.jpegs, full.jpegs, full.fps
     analyze = referee.AnalyzeUpload(addr, ctx.clip, ctx.log, log_name=f"{ctx.log_id}.txt")
-    # A few frames first, untimed: the first frames of a size and the first decision are slower.
-    referee.PacedStream(addr, "warm-up", jpegs15[:6], 1000.0, ctx.log).run()
+    ctx.warm_up(addr)
     stream15, stream30, analyzed, ratio, server15, analysed15, analysed30 = [], [], [], [], [], [], []
     winners = set()
     for run in range(ctx.runs):
@@ -281,15 +300,14 @@ def section_verdict(ctx, server):
         "log": f"tests/fixtures/signals.jsonl {ctx.log_id}",
         "measured": "seconds from the last byte of the request sent to the whole response received",
         "fisheye": True,
-        "server": "ai-referee serve --fisheye-enabled true, its other settings at their defaults",
+        "server": f"ai-referee serve {' '.join(ANALYSIS_SERVER_ARGS)}, its other settings at their defaults",
         "model": "models/yolo11n-pose.torchscript (pretrained default)",
         "winners_seen": sorted(winners),
     }
 
 
 def section_concurrency(ctx, server):
-    jpegs15 = ctx.jpegs[::2]
-    fps = ctx.clip_fps / 2
+    jpegs15, fps = ctx.phrases()[0]
     rows = []
     for streams in (1, 4, 8):
         totals, verdicts = [], []
@@ -325,6 +343,99 @@ def section_concurrency(ctx, server):
     return rows
 
 
+# --- the piste GUI's WebSocket beside POST /stream (the analysis server) -------------------------
+
+
+def section_piste(ctx, server):
+    """The same phrase on the same server, streamed on the clock at 15 and at 30 fps, over the
+    piste GUI's WebSocket (stop-and-wait: a frame goes only once the previous one's ack is in)
+    and over the chunked POST /stream, the two measured back to back and in turns (which goes
+    first alternates run by run), so that whatever else loads the machine falls on both."""
+    addr = server.addr
+    phrases = ctx.phrases()
+    ctx.warm_up(addr, "piste-warm-up")
+    # Six frames decide nothing (no frame with both fencers): the warm-up's answer is an error.
+    referee.PisteSocket(addr, "piste-ws-warm-up", phrases[0].jpegs[:6], 1000.0, ctx.log, ctx.size).run(
+        verdict_required=False)
+    loads = {"start": load_average()}
+    busy0, own0, server0, wall0 = cpu_busy_seconds(), own_cpu_seconds(), server.cpu_seconds(), time.monotonic()
+    rows = {}
+    winners = set()
+    for run in range(ctx.runs):
+        order = ("websocket", "post") if run % 2 == 0 else ("post", "websocket")
+        for phrase in phrases:
+            rate = f"{phrase.fps:g}fps"
+            for transport in order:
+                session = f"piste-{transport}-{rate}-{run}"
+                if transport == "websocket":
+                    upload = referee.PisteSocket(addr, session, phrase.jpegs, phrase.fps, ctx.log, ctx.size,
+                                                 log_name=f"{ctx.log_id}.txt")
+                    r = upload.run()
+                    body = r["body"]
+                else:
+                    r = referee.PacedStream(addr, session, phrase.jpegs, phrase.fps, ctx.log).run()
+                    body = expect(r, 200, f"POST /stream at {rate}")
+                analysed = body.get("stream", {}).get("frames_analysed")
+                if analysed != len(phrase.jpegs):
+                    raise BenchError(f"{session}: {analysed} frames analysed of {len(phrase.jpegs)}")
+                winners.add(body["decision"]["winner"])
+                row = rows.setdefault(f"{transport}_{rate}", collections.defaultdict(list))
+                row["verdict_s"].append(r["t_response"] - r["t_last_frame"])
+                row["carried_fps"].append(len(phrase.jpegs) / (r["t_carried"] - r["t_first_frame"]))
+                row["behind_clock_s"].append(r["behind_s"])
+                if transport == "websocket":
+                    row["ack_ms"].append(1000 * statistics.median(r["ack_s"]))
+                say(f"piste run {run + 1}/{ctx.runs}, {transport} {rate}: verdict {row['verdict_s'][-1]:.2f} s "
+                    f"after the last frame, {row['carried_fps'][-1]:.2f} frames/s carried, at most "
+                    f"{r['behind_s']:.3f} s behind the clock"
+                    + (f", ack {row['ack_ms'][-1]:.1f} ms (median)" if transport == "websocket" else ""))
+        loads[f"run {run + 1}"] = load_average()
+        say(f"piste run {run + 1}/{ctx.runs}: load average {' '.join(f'{x:.2f}' for x in loads[f'run {run + 1}'])}")
+    wall = time.monotonic() - wall0
+    others = (cpu_busy_seconds() - busy0) - (own_cpu_seconds() - own0) - (server.cpu_seconds() - server0)
+    digits = {"verdict_s": 4, "carried_fps": 3, "behind_clock_s": 4, "ack_ms": 2}
+    cases = {name: {key: figure(values, digits[key]) for key, values in row.items()} for name, row in rows.items()}
+    binary_built = datetime.datetime.fromtimestamp(server.binary_mtime, datetime.timezone.utc)
+    return {
+        **{f"{t}_{p.fps:g}fps": cases[f"{t}_{p.fps:g}fps"] for p in phrases for t in ("websocket", "post")},
+        "frames": {f"{p.fps:g}fps": len(p.jpegs) for p in phrases},
+        "clip": f"data/demo.mp4, {len(ctx.jpegs)} frames, {ctx.size[0]}x{ctx.size[1]}, {ctx.clip_fps:g} fps: at "
+                f"{phrases[0].fps:g} fps every other frame ({len(phrases[0].jpegs)}), at {phrases[1].fps:g} fps every "
+                f"frame ({len(phrases[1].jpegs)}); OpenCV JPEG quality 85, the very frames of the verdict section",
+        "log": f"tests/fixtures/signals.jsonl {ctx.log_id}",
+        "websocket": "GET /stream upgraded (the venv's websockets sync client, TCP_NODELAY, a new socket per phrase): "
+                     "session_start and session_started before the clock starts; per frame a JSON header and the "
+                     "JPEG as one binary message, out on the clock but only once the previous frame_ack is in "
+                     "(stop-and-wait, as the GUI); session_end, session_ended; the log as a signal header and a "
+                     "binary message; signal_ack, process_start, process_complete",
+        "post": "POST /stream?fps=F, chunked multipart, each frame part out on the clock, the log part and "
+                "closing boundary right after the last frame (the verdict section's stream)",
+        "pacing": "frame i due at t0 + i / fps by the same clock for both (frame 0 at t0); a frame whose "
+                  "previous write or ack is not done goes at once when it is",
+        "measured": "verdict_s: seconds from the last frame sent (its JPEG message, or its chunk written) to the "
+                    "verdict received (process_complete, or the whole response); carried_fps: frames over the "
+                    "seconds from the first frame sent to the last frame acked (WebSocket) or written (POST): "
+                    "on time, n frames over (n - 1) / fps, a little over the rate; behind_clock_s: the most any "
+                    "frame went out after its time; ack_ms: the median round trip of a frame's JPEG to its "
+                    "frame_ack",
+        "order": "per run: 15 fps then 30 fps, each WebSocket and POST back to back, the WebSocket first in even "
+                 "runs (0, 2, ...) and the POST first in odd ones",
+        "server": f"ai-referee serve {' '.join(ANALYSIS_SERVER_ARGS)}, its other settings at their defaults; one "
+                  "server for the section (the verdict section's when both run), warmed by a short untimed "
+                  "phrase over each transport",
+        "model": "models/yolo11n-pose.torchscript (pretrained default)",
+        "winners_seen": sorted(winners),
+        "load_average": loads,
+        "other_work": {"cpu_seconds": round(max(0.0, others), 1),
+                       "share_of_machine": round(max(0.0, others) / (wall * ctx.machine_cores), 3),
+                       "note": "over the timed runs: /proc/stat busy time less this driver's and the server's"},
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git(ctx.root, "rev-parse", "HEAD") or None,
+        "git_dirty": bool(git(ctx.root, "status", "--porcelain", "--untracked-files=no")),
+        "binary_built": binary_built.isoformat(timespec="seconds"),
+    }
+
+
 # --- the remote hop: pose on Triton -----------------------------------------------------------
 
 
@@ -342,8 +453,7 @@ def section_triton(ctx):
         raise BenchError(f"scripts/triton.sh start failed: {started.stderr.strip()[-400:]}")
     http_url = started.stdout.strip().splitlines()[-1]
     grpc_url = f"grpc://127.0.0.1:{port + 1}"
-    jpegs15 = ctx.jpegs[::2]
-    fps = ctx.clip_fps / 2
+    jpegs15, fps = ctx.phrases()[0]
     rows = {}
     try:
         with ctx.server("triton-local", ["--fisheye-enabled", "false"]) as local, \
@@ -353,7 +463,7 @@ def section_triton(ctx):
             for server in servers.values():
                 server.start()
             for name, server in servers.items():
-                referee.PacedStream(server.addr, f"{name}-warm-up", jpegs15[:6], 1000.0, ctx.log).run()
+                ctx.warm_up(server.addr, f"{name}-warm-up")
             fast = {name: [] for name in servers}
             verdict = {name: [] for name in servers}
             winners = {name: set() for name in servers}
@@ -527,9 +637,9 @@ def main():
     parser.add_argument("--runs", type=int, default=0, help="runs per figure (default 5, --quick 1; pose 2)")
     parser.add_argument("--threads", type=int, default=0, help="pose threads for both (default: usable cores)")
     parser.add_argument("--command", default="scripts/bench.sh")
-    parser.add_argument("--only", default="pose,verdict,ingest,triton",
-                        help="sections to run (pose, verdict (with concurrency), ingest, triton); a subset is "
-                             "merged into the bench.json there is")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help="sections to run (pose, verdict (with concurrency), piste, ingest, triton); a subset "
+                             "is merged into the bench.json there is")
     args = parser.parse_args()
 
     def stop(signum, _frame):
@@ -538,6 +648,9 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     ctx = Context(args)
     only = set(args.only.split(","))
+    unknown = only - set(SECTIONS)
+    if unknown:
+        raise BenchError(f"--only: no section {', '.join(sorted(unknown))} ({', '.join(SECTIONS)})")
     commit = git(ctx.root, "rev-parse", "HEAD")
     results = {
         "quick": ctx.quick,
@@ -574,18 +687,23 @@ def main():
 
     if "pose" in only:
         section("pose", section_pose, ctx)
-    if "verdict" in only:
+    on_analysis_server = [(name, fn) for flag, name, fn in (
+        ("verdict", "verdict_after_last_byte", section_verdict),
+        ("piste", "piste", section_piste),
+        ("verdict", "concurrency", section_concurrency)) if flag in only]
+    if on_analysis_server:
         say("--- starting the analysis server (fisheye on, default model)")
         try:
-            with ctx.server("analysis", ["--fisheye-enabled", "true"]) as server:
+            with ctx.server("analysis", ANALYSIS_SERVER_ARGS) as server:
                 server.start()
-                section("verdict_after_last_byte", section_verdict, ctx, server)
-                section("concurrency", section_concurrency, ctx, server)
+                for name, fn in on_analysis_server:
+                    section(name, fn, ctx, server)
         except BenchError as e:
             say(f"the analysis server FAILED: {e}")
-            for name in ("verdict_after_last_byte", "concurrency"):
-                results.setdefault(name, {"error": str(e)})
-                failed.append(name)
+            for name, _ in on_analysis_server:
+                if name not in results:
+                    results[name] = {"error": str(e)}
+                    failed.append(name)
     if "ingest" in only:
         section("ingest", section_ingest, ctx)
     if "triton" in only:
@@ -604,20 +722,23 @@ def main():
     results["gpu_note"] = ("not measured: this machine has no GPU (the sections above ran on CPU). "
                            "A GPU section would run the same pose and stream measurements with --device cuda.")
     results["total_seconds"] = round(time.monotonic() - T_START, 1)
-    everything = {"pose", "verdict", "ingest", "triton"}
+    everything = set(SECTIONS)
     existing = os.path.join(ctx.root, "bench.json")
     if not everything <= only and os.path.isfile(existing):
         # A partial run updates its own sections of the last full one.
         with open(existing) as f:
             merged = json.load(f)
-        sections = {"pose": ["pose"], "verdict": ["verdict_after_last_byte", "concurrency"],
+        sections = {"pose": ["pose"], "verdict": ["verdict_after_last_byte", "concurrency"], "piste": ["piste"],
                     "ingest": ["ingest"], "triton": ["triton"]}
         for name in only & everything:
             for key in sections[name]:
                 merged[key] = results.get(key)
+                if key in results["load_average"]:
+                    merged.setdefault("load_average", {})[key] = results["load_average"][key]
         merged.setdefault("section_seconds", {}).update(results.get("section_seconds", {}))
         merged["partial_runs"] = merged.get("partial_runs", []) + [{"sections": sorted(only), "date": results["date"],
-                                                                    "git_commit": results["git_commit"]}]
+                                                                    "git_commit": results["git_commit"],
+                                                                    "load_average_start": results["load_average"]["start"]}]
         results = merged
     results["goals"] = goals(results)
 
@@ -629,7 +750,7 @@ def main():
     with open(os.path.join(ctx.root, "BENCHMARKS.md"), "w") as f:
         f.write(text)
     print(report.goal_lines(results))
-    say(f"wrote bench.json and BENCHMARKS.md in {results['total_seconds']:.0f} s")
+    say(f"wrote bench.json and BENCHMARKS.md in {time.monotonic() - T_START:.0f} s")
     if failed:
         say(f"sections that failed: {', '.join(failed)}")
         return 1

@@ -1,9 +1,11 @@
 """The pieces of the benchmark that talk to `ai-referee serve`: starting a server on a free
-loopback port and waiting until its model is warm, and the three kinds of upload the benchmark
+loopback port and waiting until its model is warm, the three kinds of upload the benchmark
 times over raw sockets (a phrase streamed to `POST /stream` paced by the clock, a phrase sent to
-`/stream` as fast as the socket takes it, and a whole video posted to `/analyze`).
+`/stream` as fast as the socket takes it, and a whole video posted to `/analyze`), and a phrase
+sent as the piste GUI streams it over the WebSocket on `GET /stream`, paced by the same clock.
 
-Standard library only. Times are `time.perf_counter()` seconds.
+Standard library only, but for the WebSocket phrase (the venv's `websockets`, imported when one
+runs). Times are `time.perf_counter()` seconds.
 """
 import collections
 import ctypes
@@ -52,6 +54,7 @@ class Server:
         cmd = [binary, "serve", "--host", "127.0.0.1", "--port", "0", "--model", model,
                "--output-dir", output_dir, "--log-level", "INFO", *extra_args]
         self.command = cmd
+        self.binary_mtime = os.path.getmtime(binary)  # the build this server runs, should it be rebuilt meanwhile
         run_env = dict(os.environ if env is None else env)
         run_env.pop("RUST_LOG", None)  # would override --log-level and could hide the lines awaited
         for key in [k for k in run_env if k.startswith("REFEREE_") and k not in ("REFEREE_FFMPEG", "REFEREE_FFPROBE")]:
@@ -117,6 +120,13 @@ class Server:
                 if key in ("VmRSS", "VmHWM"):
                     values[key] = int(rest.split()[0]) * 1024 / 1e6  # kB
         return values["VmRSS"], values["VmHWM"]
+
+    def cpu_seconds(self):
+        """CPU seconds the server and its reaped children have used so far (/proc/PID/stat)."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        # utime, stime, cutime, cstime: fields 14 to 17 of proc(5), the first after the name is 3
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         """SIGTERM, then SIGKILL if it has not gone within 10 s; reaps it and forgets its pid."""
@@ -222,17 +232,23 @@ class PacedStream:
 
     def run(self, t0=None):
         """Streams (starting at perf_counter time `t0`, default now) and waits for the answer.
-        Returns {t_first, t_last, t_response, status, body}."""
+        Returns {t_first, t_last, t_response, status, body}, and for the frames alone:
+        t_first_frame (the first frame's write begun), t_last_frame (the last frame's written),
+        t_carried (the same: the frames are carried once written) and behind_s (the most any
+        frame went out after its time)."""
         sock = _connect(self.addr)
         try:
-            t0 = time.perf_counter() if t0 is None else t0
-            _sleep_until(t0)
+            pacer = Pacer(self.fps, t0)
+            _sleep_until(pacer.t0)
             t_first = time.perf_counter()
+            t_first_frame = t_last_frame = None
             try:
                 sock.sendall(self.head)
-                for i, chunk in enumerate(self.chunks):
-                    _sleep_until(t0 + i / self.fps)
+                for i, chunk in pacer.each(self.chunks):
+                    if i == 0:
+                        t_first_frame = time.perf_counter()
                     sock.sendall(chunk)
+                t_last_frame = time.perf_counter()
                 sock.sendall(self.tail)
             except (BrokenPipeError, ConnectionResetError) as e:
                 raise BenchError(f"stream {self.session}: the server closed the upload ({e}); "
@@ -243,7 +259,8 @@ class PacedStream:
         finally:
             sock.close()
         return {"t_first": t_first, "t_last": t_last, "t_response": t_response, "status": status,
-                "body": _parse(body)}
+                "body": _parse(body), "t_first_frame": t_first_frame, "t_last_frame": t_last_frame,
+                "t_carried": t_last_frame, "behind_s": pacer.behind_s}
 
 
 def _sleep_until(t):
@@ -252,6 +269,25 @@ def _sleep_until(t):
         if left <= 0:
             return
         time.sleep(left)
+
+
+class Pacer:
+    """The capture clock of a phrase: frame i is due at `t0 + i / fps` (t0: perf_counter time,
+    default now). `each` hands out the frames, each once its time has come (at once when the
+    sender is already late: a write that blocked, an ack still awaited), and keeps in `behind_s`
+    the most any frame was handed out after its time."""
+
+    def __init__(self, fps, t0=None):
+        self.fps = fps
+        self.t0 = time.perf_counter() if t0 is None else t0
+        self.behind_s = 0.0
+
+    def each(self, frames):
+        for i, frame in enumerate(frames):
+            due = self.t0 + i / self.fps
+            _sleep_until(due)
+            self.behind_s = max(self.behind_s, time.perf_counter() - due)
+            yield i, frame
 
 
 def _try_read(sock):
@@ -369,3 +405,92 @@ class AnalyzeUpload:
             sock.close()
         return {"t_first": t_first, "t_last": t_last, "t_response": t_response, "status": status,
                 "body": _parse(body)}
+
+
+class PisteSocket:
+    """A phrase sent as the piste GUI streams it (shared/spec/piste.md): `GET /stream` upgraded
+    to a WebSocket, `session_start` and its `session_started` before the phrase's clock starts,
+    then per frame a JSON header and the JPEG as one binary message, each frame out on the clock
+    (`Pacer`, as `PacedStream`'s) but never before the previous frame's `frame_ack` is in (the
+    GUI's stop-and-wait), then `session_end`, the log as a `signal` header and one binary
+    message, and the replies up to `process_complete` with the /analyze JSON."""
+
+    # The GUI's own waits: per frame ack, for session_started, for the result.
+    ACK_WITHIN, START_WITHIN, RESULT_WITHIN = 10.0, 30.0, 300.0
+
+    def __init__(self, addr, session, jpegs, fps, log, size, log_name="phrase.txt"):
+        self.url = f"ws://{addr[0]}:{addr[1]}/stream"
+        self.session, self.jpegs, self.fps, self.log, self.log_name = session, jpegs, fps, log, log_name
+        self.width, self.height = size
+        self.frames = len(jpegs)
+
+    def _reply(self, ws, wanted, within, or_error=False):
+        """The next reply of type `wanted` (or an `error`, with `or_error`), answering pings and
+        passing over the progress messages on the way; any other reply is a BenchError."""
+        deadline = time.monotonic() + within
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                message = ws.recv(timeout=max(0.0, left))
+            except TimeoutError:
+                raise BenchError(f"WebSocket {self.session}: no {wanted} within {within:.0f} s") from None
+            if isinstance(message, bytes):
+                raise BenchError(f"WebSocket {self.session}: a binary message while awaiting {wanted}")
+            reply = json.loads(message)
+            kind = reply.get("type")
+            if kind == wanted or (or_error and kind == "error"):
+                return reply
+            if kind == "ping":
+                ws.send(json.dumps({"type": "pong"}))
+            elif kind not in ("pong", "process_start", "process_progress"):
+                raise BenchError(f"WebSocket {self.session}: awaiting {wanted}, got {message[:600]}")
+
+    def run(self, t0=None, verdict_required=True):
+        """Connects, opens the session, streams (frame 0 at perf_counter time `t0`, default once
+        the session is open) and waits for the verdict. Returns {t_first_frame (the first frame's
+        header begun), t_last_frame (the last frame's JPEG sent), t_carried (its frame_ack
+        received), t_response (process_complete received), behind_s (the most any frame went out
+        after its time), ack_s (each frame's round trip, JPEG sent to ack received), status
+        ("process_complete", or "error" when not `verdict_required`), body (its result)}."""
+        from websockets.exceptions import ConnectionClosed
+        from websockets.sync.client import connect
+
+        try:
+            with connect(self.url, max_size=None, open_timeout=self.START_WITHIN, close_timeout=5) as ws:
+                return self._phrase(ws, t0, verdict_required)
+        except ConnectionClosed as e:
+            raise BenchError(f"WebSocket {self.session}: the server closed the socket ({e})") from None
+
+    def _phrase(self, ws, t0, verdict_required):
+        s = self.session
+        ws.send(json.dumps({"type": "session_start", "session_id": s, "fps": self.fps, "width": self.width,
+                            "height": self.height, "expected_frames": self.frames, "video_format": "bgr24"}))
+        self._reply(ws, "session_started", self.START_WITHIN)
+        pacer = Pacer(self.fps, t0)
+        epoch0 = time.time() + (pacer.t0 - time.perf_counter())  # the GUI stamps frames with its own clock
+        ack_s = []
+        t_first_frame = t_last_frame = t_carried = None
+        for i, jpeg in pacer.each(self.jpegs):
+            sent = time.perf_counter()
+            if i == 0:
+                t_first_frame = sent
+            ws.send(json.dumps({"type": "frame", "session_id": s, "frame_number": i,
+                                "timestamp": round(epoch0 + i / self.fps, 6), "encoding": "jpeg",
+                                "quality": 85, "size": len(jpeg)}))
+            ws.send(jpeg)
+            t_last_frame = time.perf_counter()
+            ack = self._reply(ws, "frame_ack", self.ACK_WITHIN)
+            t_carried = time.perf_counter()
+            if ack.get("frame_number") != i or ack.get("status") != "received":
+                raise BenchError(f"WebSocket {s}: frame {i} acknowledged as {json.dumps(ack)[:300]}")
+            ack_s.append(t_carried - t_last_frame)
+        ws.send(json.dumps({"type": "session_end", "session_id": s, "total_frames": self.frames}))
+        self._reply(ws, "session_ended", self.ACK_WITHIN)
+        ws.send(json.dumps({"type": "signal", "session_id": s, "filename": self.log_name, "size": len(self.log)}))
+        ws.send(self.log)
+        self._reply(ws, "signal_ack", self.ACK_WITHIN)
+        done = self._reply(ws, "process_complete", self.RESULT_WITHIN, or_error=not verdict_required)
+        t_response = time.perf_counter()
+        return {"t_first_frame": t_first_frame, "t_last_frame": t_last_frame, "t_carried": t_carried,
+                "t_response": t_response, "behind_s": pacer.behind_s, "ack_s": ack_s,
+                "status": done["type"], "body": done.get("result")}

@@ -32,6 +32,45 @@ def goal_lines(results):
     return "\n".join(lines)
 
 
+def _spread(fig, digits):
+    if not isinstance(fig, dict) or "median" not in fig:
+        return "–"
+    return f"**{_num(fig['median'], digits)}** ({_num(fig['min'], digits)}–{_num(fig['max'], digits)})"
+
+
+def _piste(p):
+    out = ["", "## The piste GUI's WebSocket vs `POST /stream`", ""]
+    failed = _failed(p)
+    if failed:
+        return out + [failed]
+    out += ["| phrase | verdict after the last frame, s | frames/s carried | most behind the clock, s | "
+            "frame ack round trip, ms |", "|---|---|---|---|---|"]
+    for rate, frames in p["frames"].items():
+        for transport, label in (("websocket", "WebSocket, stop-and-wait"), ("post", "`POST /stream`, chunked")):
+            case = p[f"{transport}_{rate}"]
+            out.append(f"| {label}, {rate[:-3]} fps ({frames} frames) | {_spread(case['verdict_s'], 2)} | "
+                       f"{_spread(case['carried_fps'], 2)} | {_spread(case['behind_clock_s'], 3)} | "
+                       f"{_spread(case.get('ack_ms'), 1)} |")
+    loads = "; ".join(f"{k} {' '.join(f'{x:.2f}' for x in v)}" for k, v in p["load_average"].items())
+    other = p["other_work"]
+    commit = f"`{p['git_commit']}`" + (" with uncommitted changes" if p.get("git_dirty") else "")
+    out += [
+        "",
+        "Each cell: the median of the runs (min–max); every run is in `bench.json` under `piste`.",
+        "",
+        f"- Phrase: {p['clip']}; log: {p['log']}; model: {p['model']}.",
+        f"- WebSocket: {p['websocket']}.",
+        f"- POST: {p['post']}.",
+        f"- Pacing: {p['pacing']}. Order: {p['order']}.",
+        f"- Measured, by the client: {p['measured']}.",
+        f"- Server: {p['server']}.",
+        f"- Measured {p['date']} at {commit} (binary built {p['binary_built']}); load average (1, 5, 15 min): "
+        f"{loads}; other work on the machine during the runs: {other['cpu_seconds']:.0f} CPU-s, "
+        f"{other['share_of_machine'] * 100:.0f}% of its capacity ({other['note']}).",
+    ]
+    return out
+
+
 def markdown(r):
     m, sw = r["machine"], r["software"]
     commit = r["git_commit"] or "unknown"
@@ -141,6 +180,8 @@ def markdown(r):
             f"- Measured: {v['measured']}, by the client.",
             "- One server for this section and the next, started once and warmed by a short untimed stream.",
         ]
+
+    out += _piste(r.get("piste"))
 
     i = r.get("ingest")
     out += ["", "## Ingest: analysis off, loopback", ""]
