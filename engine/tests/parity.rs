@@ -16,7 +16,7 @@ mod cli;
 
 use common::{check, compare_error_or, diff, keypoints, lines};
 use referee_engine::decision::Engine;
-use referee_engine::signal;
+use referee_engine::{signal, single_light};
 use serde_json::{json, Value};
 
 #[test]
@@ -30,6 +30,32 @@ fn signals_parse_as_the_legacy_parsed_them() {
         })
         .collect();
     check("signals (library)", &got, &want, |g, w, out| compare_error_or(g, w, "phrase", "expected", 1e-9, out));
+}
+
+#[test]
+fn the_services_reading_keeps_every_double_touch_and_gives_each_real_single_light_to_the_lit_fencer() {
+    let mut singles = 0;
+    for w in lines("signals.jsonl") {
+        let (id, text) = (&w["id"], w["signal"].as_str().unwrap());
+        match (signal::parse(text), signal::read_touch(text)) {
+            (Ok(phrase), Ok(signal::Touch::Double(read))) => assert_eq!(phrase, read, "{id}"),
+            (Err(signal::SignalError::NotDoubleTouch { fencer1, fencer2 }), Ok(signal::Touch::Single(light))) => {
+                singles += 1;
+                // Fencer 1 is the right of the picture, as the legacy reads the box.
+                let lit = match (fencer1.as_str(), fencer2.as_str()) {
+                    ("HIT", f2) if f2 != "HIT" => "right",
+                    (f1, "HIT") if f1 != "HIT" => "left",
+                    other => panic!("{id}: not one light: {other:?}"),
+                };
+                assert_eq!(light.winner, lit, "{id}");
+                assert!(light.hit_time.is_some(), "{id}: the real logs time their one hit");
+                assert_eq!(single_light::legacy_decision(&light).winner, lit, "{id}");
+            }
+            (Err(refused), Err(again)) => assert_eq!(refused, again, "{id}: refused alike"),
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    assert_eq!(singles, 96, "the fixtures' 96 real single-light logs");
 }
 
 #[test]
