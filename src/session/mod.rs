@@ -466,20 +466,22 @@ impl Session {
             self.publish(&inner);
             return Ok(());
         }
-        let phrase = ScoringLog::parse(&inner.log_text).map_err(|e| SessionError::BadLog(e.to_string()))?;
-        self.take_log(&mut inner, phrase);
-        drop(inner);
-        self.wake();
-        Ok(())
+        self.read_held_log(inner)
     }
 
     /// At an upload's end: a log whose end lines never came is read as it is (a client that
     /// sends its log in one part without them); one the rules refuse is refused.
     pub fn settle_log(&self) -> Result<(), SessionError> {
-        let mut inner = self.lock();
+        let inner = self.lock();
         if inner.phrase.is_some() || inner.log_text.is_empty() {
             return Ok(());
         }
+        self.read_held_log(inner)
+    }
+
+    /// Reads the log held so far for the call (refused as the rules refuse it), then lets the
+    /// lock go and wakes the analysis.
+    fn read_held_log(&self, mut inner: MutexGuard<'_, Inner>) -> Result<(), SessionError> {
         let phrase = ScoringLog::parse(&inner.log_text).map_err(|e| SessionError::BadLog(e.to_string()))?;
         self.take_log(&mut inner, phrase);
         drop(inner);
