@@ -166,9 +166,11 @@ struct Phrase {
 }
 
 impl Phrase {
-    /// Whether its verdict went out (or it failed): the socket may start another phrase.
+    /// Whether the socket may start another phrase: its verdict went out (or it failed), or its
+    /// frames are all in (`session_end`) and the client moves on without waiting for it (the
+    /// verdict is still made, and shown over HTTP).
     fn finished(&self) -> bool {
-        self.verdict.as_ref().is_some_and(JoinHandle::is_finished)
+        !self.upload_open || self.verdict.as_ref().is_some_and(JoinHandle::is_finished)
     }
 }
 
@@ -256,11 +258,12 @@ where
     open.decrement(1.0);
 }
 
-/// A JSON message's field as a string, a number or an integer.
+/// A JSON message's field, when it is a string.
 fn text_field<'a>(message: &'a Value, key: &str) -> Option<&'a str> {
     message.get(key).and_then(Value::as_str)
 }
 
+/// A required field's value, or `INVALID_MESSAGE` naming it and what it should be.
 fn required<T>(value: Option<T>, key: &str, kind: &str) -> Result<T, ProtocolError> {
     value.ok_or_else(|| ProtocolError::new(Code::InvalidMessage, format!("`{key}` is required ({kind})")))
 }
@@ -345,7 +348,7 @@ impl Piste {
         }
         match &self.phrase {
             Some(open) if open.session.id != id && !open.finished() => {
-                return Err(start_failed(format!("session {} is still open on this socket: end it and wait for its result first", open.session.id)));
+                return Err(start_failed(format!("session {} is still open on this socket: send its session_end first", open.session.id)));
             }
             _ => {}
         }
