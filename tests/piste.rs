@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{form_body, http_request, marker_server, marker_server_with, phrase, render, repo, venv_python, Events, HttpResponse, Nginx, Rendered, TempDir};
+use common::{black_jpegs, form_body, http_request, marker_server, marker_server_with, phrase, render, repo, venv_python, Events, HttpResponse, Nginx, Rendered, TempDir};
 use serde_json::Value;
 
 const MIXED: &str = "multipart/x-mixed-replace; boundary=frame";
@@ -104,15 +104,7 @@ fn single_light_phrases_are_the_lit_fencers_touch_on_stream_and_analyze() {
 
     // Nobody in the picture (black frames): a single light is still that touch...
     let (_, log) = real_single_light_logs().remove(0);
-    let blank = out.path().join("blank");
-    std::fs::create_dir_all(&blank).unwrap();
-    let status = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "color=black:s=320x240", "-frames:v", "4"])
-        .arg(blank.join("f_%02d.jpg"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let black: Vec<Vec<u8>> = (1..=4).map(|i| std::fs::read(blank.join(format!("f_{i:02}.jpg"))).unwrap()).collect();
+    let black = black_jpegs(out.path(), 4);
     let mut body: Vec<u8> = black.iter().enumerate().flat_map(|(i, j)| frame_part(i, j)).collect();
     body.extend(signal_part(&log));
     body.extend_from_slice(b"--frame--\r\n");

@@ -394,6 +394,19 @@ pub fn render(n: usize, dir: &Path) -> Rendered {
     Rendered { jpegs: paths.iter().map(|p| std::fs::read(p).unwrap()).collect(), frames, avi, log }
 }
 
+/// `n` black 320×240 JPEGs (frames in which nobody stands), made by ffmpeg under `dir`.
+pub fn black_jpegs(dir: &Path, n: usize) -> Vec<Vec<u8>> {
+    let blank = dir.join("blank");
+    std::fs::create_dir_all(&blank).unwrap();
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "color=black:s=320x240", "-frames:v", &n.to_string()])
+        .arg(blank.join("f_%04d.jpg"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (1..=n).map(|i| std::fs::read(blank.join(format!("f_{i:04}.jpg"))).unwrap()).collect()
+}
+
 /// Server-sent events of a session, read as they come.
 pub struct Events {
     lines: std::io::Lines<BufReader<TcpStream>>,
