@@ -190,7 +190,7 @@ fn the_piste_guis_websocket_streams_phrases_one_after_another_on_one_socket() {
 #[test]
 fn websocket_errors_are_messages_with_the_specs_codes_and_the_phrase_resumes_over_http() {
     let out = TempDir::new("piste-ws-errors");
-    let server = marker_server(&out.path().join("results"));
+    let server = marker_server_with(&out.path().join("results"), &["--max-frame-bytes", "100000"]);
     let rendered = render(7, out.path());
     let (ok, replies) = ws_client("errors", &server.url(), &["--frames", rendered.frames.to_str().unwrap(), "--session", "broken"], None);
     assert!(ok, "{replies:?}");
@@ -215,6 +215,9 @@ fn websocket_errors_are_messages_with_the_specs_codes_and_the_phrase_resumes_ove
     assert_eq!(code("text_instead_of_binary"), "PROTOCOL_ERROR");
     assert_eq!(code("other_session"), "NO_ACTIVE_SESSION");
     assert_eq!(code("unknown_type"), "INVALID_MESSAGE");
+    // The limits of the HTTP routes, with the status POST /stream gives.
+    assert_eq!(code("frame_too_large"), "FRAME_PROCESSING_FAILED");
+    assert_eq!(reply("frame_too_large")["status"], 413);
     assert_eq!(reply("still_serving")["type"], "pong");
 
     // The socket closed with the phrase open: it waits, interrupted, and resumes over HTTP.

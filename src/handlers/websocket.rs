@@ -418,7 +418,8 @@ impl Piste {
         let session = phrase.session.clone();
         let max_frame = self.state.config.max_frame_bytes;
         if jpeg.len() as u64 > max_frame {
-            return Err(ProtocolError::new(Code::FrameProcessingFailed, format!("frame {number} is over the {max_frame}-byte limit")));
+            let message = format!("frame {number} is over the {max_frame}-byte limit (--max-frame-bytes)");
+            return Err(ProtocolError { status: Some(StatusCode::PAYLOAD_TOO_LARGE.as_u16()), ..ProtocolError::new(Code::FrameProcessingFailed, message) });
         }
         let added = tokio::task::spawn_blocking(move || session.add_frame(Some(number), time, jpeg))
             .await

@@ -176,6 +176,10 @@ def errors_mode(args):
         receive(ws, "other_session", ACK_WITHIN)
         ws.send(json.dumps({"type": "dance"}))
         receive(ws, "unknown_type", ACK_WITHIN)
+        big = b"\xff\xd8" + bytes(120_000)
+        ws.send(json.dumps({"type": "frame", "session_id": s, "frame_number": 1, "timestamp": 1000.1, "size": len(big)}))
+        ws.send(big)
+        receive(ws, "frame_too_large", ACK_WITHIN)
         ws.send(json.dumps({"type": "ping"}))
         receive(ws, "still_serving", ACK_WITHIN)
 
