@@ -119,6 +119,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         "configuration"
     );
 
+    raise_open_file_limit();
     set_thread_counts(&config);
     crate::metrics::install();
     let pool = AnalysisPool::start(config.analysis_thread_count()).map_err(ServeError::Threads)?;
@@ -146,10 +147,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tokio::pin!(shutdown);
     tokio::pin!(model_failed_rx);
     let mut model_pending = true;
+    // Accepts failed in a row (out of file descriptors, as a rule): backed off, logged once.
+    let mut failed_accepts: u32 = 0;
     loop {
         tokio::select! {
             accepted = accept(&listener, &connections) => match accepted {
                 Ok((stream, peer, permit)) => {
+                    if failed_accepts > 0 {
+                        info!(failed_accepts, "accepting connections again");
+                        failed_accepts = 0;
+                    }
                     keep_alive(&stream);
                     let header_timeout = Duration::from_secs(state.config.header_timeout_seconds);
                     // half_close: a client that shuts its side once the body is sent (ffmpeg does) still
@@ -182,7 +189,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                         drop(permit);
                     });
                 }
-                Err(err) => warn!(%err, "accept failed"),
+                Err(err) => {
+                    if failed_accepts == 0 {
+                        warn!(%err, "accept failed; trying again, backing off, until it works (one line per burst)");
+                    }
+                    failed_accepts = failed_accepts.saturating_add(1);
+                    tokio::time::sleep(accept_backoff(failed_accepts)).await;
+                }
             },
             failed = &mut model_failed_rx, if model_pending => {
                 // The loader drops the sender once the model is in: only an error ends serving.
@@ -362,6 +375,35 @@ fn resume_undecided(state: &AppState, pose: Arc<PoseScheduler>) {
             session.start_analysis(crate::session::Analysis { pose: pose.clone(), options: stream::stored_pipeline_options(&state.config, &session) });
         }
     }
+}
+
+/// The pause after `failed` accepts in a row: 1 ms, doubling, at most a second (an accept loop
+/// that retried at once wrote 45,763 warnings in seconds when file descriptors ran out).
+fn accept_backoff(failed: u32) -> Duration {
+    Duration::from_millis(1u64 << failed.saturating_sub(1).min(10)).min(Duration::from_secs(1))
+}
+
+/// Raises the soft limit on open files to the hard one, as nginx and cargo do: a service
+/// manager's default soft limit (1024) is far below what many pistes' sessions and connections
+/// need, and the hard limit is the operator's real bound. Logged either way.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        warn!(err = %std::io::Error::last_os_error(), "cannot read the open-files limit");
+        return;
+    }
+    let soft_before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit only reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        } else {
+            warn!(err = %std::io::Error::last_os_error(), soft = soft_before, hard = limit.rlim_max, "cannot raise the open-files limit to its hard limit");
+        }
+    }
+    info!(soft_before, soft = limit.rlim_cur, hard = limit.rlim_max, "open-files limit");
 }
 
 /// Waits for a free connection slot, then for a connection.

@@ -262,3 +262,30 @@ fn retention_removes_old_phrases_and_analyze_results_are_not_sessions() {
     assert_eq!(server.get("/sessions/recent").json()["state"], "done");
     assert_eq!(server.get("/sessions/old").status, 404);
 }
+
+#[test]
+fn out_of_file_descriptors_the_accept_loop_backs_off_logs_once_and_recovers() {
+    let out = TempDir::new("ops-open-files");
+    let model = common::repo().join("models/marker-pose.torchscript");
+    let args = ["--model", model.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", out.path().to_str().unwrap()];
+
+    // The soft limit is raised to the hard one at start, and said.
+    let mut server = Server::start_under(&["prlimit", "--nofile=256:512"], &args, &[]);
+    let line = server.wait_for("open-files limit", common::STARTUP);
+    assert!(line.contains("soft_before=256") && line.contains("soft=512") && line.contains("hard=512"), "{line}");
+    drop(server);
+
+    // With 64 files in all, 100 idle connections run the process out of descriptors: accepting
+    // fails, backs off and says so once; once they close, the server serves again.
+    let mut server = Server::start_under(&["prlimit", "--nofile=64:64"], &args, &[]);
+    server.wait_for("model ready", common::STARTUP);
+    let held: Vec<std::net::TcpStream> = (0..100).map(|_| std::net::TcpStream::connect(server.addr).unwrap()).collect();
+    server.wait_for("accept failed", Duration::from_secs(60));
+    drop(held);
+    let recovered = server.wait_for("accepting connections again", Duration::from_secs(60));
+    assert_eq!(server.get("/health").status, 200);
+    let failures: u64 = recovered.split_whitespace().find_map(|w| w.strip_prefix("failed_accepts=")).unwrap().parse().unwrap();
+    assert!(failures >= 1, "{recovered}");
+    let warned = server.log.iter().filter(|l| l.contains("accept failed")).count();
+    assert_eq!(warned, 1, "one line for the burst of {failures} failed accepts:\n{}", server.log.join("\n"));
+}

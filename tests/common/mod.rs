@@ -63,7 +63,12 @@ impl Server {
     /// Starts `ai-referee serve` with these extra arguments and environment variables, on
     /// 127.0.0.1 and a free port unless they say otherwise, and waits for it to listen.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
-        let mut child = spawn_serve(args, envs);
+        Server::start_under(&[], args, envs)
+    }
+
+    /// The same, run through `wrapper` (a command and its arguments, e.g. `prlimit --nofile=64`).
+    pub fn start_under(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut child = spawn_serve(wrapper, args, envs);
         let lines = stderr_lines(&mut child);
         let mut server = Server { child, lines, log: Vec::new(), addr: "0.0.0.0:0".parse().unwrap() };
         let line = server.wait_for("listening", STARTUP);
@@ -166,7 +171,7 @@ impl Drop for Server {
 /// Runs `ai-referee serve` to its end and returns its exit status and everything it wrote on
 /// stderr (for configurations that must make it stop).
 pub fn serve_until_exit(args: &[&str], envs: &[(&str, &str)], timeout: Duration) -> (ExitStatus, String) {
-    let mut child = spawn_serve(args, envs);
+    let mut child = spawn_serve(&[], args, envs);
     let lines = stderr_lines(&mut child);
     let deadline = Instant::now() + timeout;
     let mut log = Vec::new();
@@ -184,8 +189,15 @@ pub fn serve_until_exit(args: &[&str], envs: &[(&str, &str)], timeout: Duration)
     (status, log.join("\n"))
 }
 
-fn spawn_serve(args: &[&str], envs: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ai-referee"));
+fn spawn_serve(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Child {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(wrapper_args).arg("--").arg(env!("CARGO_BIN_EXE_ai-referee"));
+            cmd
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_ai-referee")),
+    };
     cmd.arg("serve")
         .env_remove("RUST_LOG")
         .env("REFEREE_HOST", "127.0.0.1")
