@@ -289,3 +289,41 @@ fn out_of_file_descriptors_the_accept_loop_backs_off_logs_once_and_recovers() {
     let warned = server.log.iter().filter(|l| l.contains("accept failed")).count();
     assert_eq!(warned, 1, "one line for the burst of {failures} failed accepts:\n{}", server.log.join("\n"));
 }
+
+#[test]
+fn uploads_that_send_a_frame_and_vanish_hold_no_file() {
+    let out = TempDir::new("ops-vanished");
+    let model = common::repo().join("models/marker-pose.torchscript");
+    let args = ["--model", model.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", out.path().to_str().unwrap()];
+    // The open-files limit a service manager gives by default.
+    let mut server = Server::start_under(&["prlimit", "--nofile=1024:1024"], &args, &[]);
+    server.wait_for("model ready", common::STARTUP);
+    let at_start = server.open_files();
+    // 3,000 phrases that send one frame (not a JPEG, so no pose runs) and vanish mid-body.
+    let head = |id: usize| {
+        format!("POST /stream?session=gone-{id} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\nTransfer-Encoding: chunked\r\n\r\n")
+    };
+    let part = b"--frame\r\nContent-Type: image/jpeg\r\nX-Frame-Index: 0\r\n\r\nnot a jpeg\r\n--frame\r\n";
+    let chunk = [format!("{:x}\r\n", part.len()).into_bytes(), part.to_vec(), b"\r\n".to_vec()].concat();
+    for id in 0..3000 {
+        let mut socket = std::net::TcpStream::connect(server.addr).unwrap();
+        std::io::Write::write_all(&mut socket, &[head(id).into_bytes(), chunk.clone()].concat()).unwrap();
+        // The body stops mid-phrase; the answer (the upload cut, the phrase kept) is read, so
+        // that each is admitted alone, as one piste after another.
+        socket.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        std::io::Read::read_to_end(&mut socket, &mut answer).unwrap();
+        assert_eq!(common::parse_response(&answer).status, 400, "{}", String::from_utf8_lossy(&answer));
+    }
+    let gone = server.get("/sessions/gone-2999").json();
+    assert_eq!((gone["state"].as_str(), gone["frames_received"].as_u64()), (Some("interrupted"), Some(1)));
+    let open = server.open_files();
+    assert!(open <= at_start + 16, "{open} files open after 3,000 vanished uploads, {at_start} at the start");
+    // A phrase sent right after is decided.
+    let rendered = render(7, out.path());
+    let r = post_phrase(&server, &rendered, "after", &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["decision"]["winner"], common::phrase(7)["legacy_decision"]["winner"]);
+    let stored = std::fs::read_dir(out.path().join("sessions")).unwrap().count();
+    assert_eq!(stored, 3001, "every vanished phrase's frame is kept");
+}

@@ -515,7 +515,8 @@ impl Session {
     pub fn end_upload(&self, complete: bool) {
         let mut inner = self.lock();
         inner.uploading = false;
-        inner.store.flush();
+        // A phrase nobody uploads to holds no file: a resumed upload opens them again.
+        inner.store.close();
         if complete {
             inner.upload_done = true;
             inner.upload_seconds = inner.started.elapsed().as_secs_f64();

@@ -242,6 +242,8 @@ fn run_turn(session: &Arc<Session>) -> Turn {
                     fail(session, e.into());
                     return Turn::Ended;
                 }
+                // A waiting phrase holds no file; catching up from disk opens it again.
+                work.reader = None;
                 publish_analysed(session, work);
                 return Turn::Idle;
             }

@@ -80,13 +80,30 @@ pub struct Stored {
     pub upload_complete: bool,
 }
 
-/// The appending side of a session's frames.
+/// The appending side of a session's frames. Its two files are open only while frames come:
+/// [`FrameStore::close`] lets them go (a phrase nobody uploads to holds no file), and the next
+/// append opens them again.
 #[derive(Debug)]
 pub struct FrameStore {
     dir: PathBuf,
+    files: Option<AppendFiles>,
+    end: u64,
+}
+
+/// The frames and the index, open for appending.
+#[derive(Debug)]
+struct AppendFiles {
     frames: File,
     index: File,
-    end: u64,
+}
+
+impl AppendFiles {
+    fn open(dir: &Path) -> std::io::Result<AppendFiles> {
+        Ok(AppendFiles {
+            frames: OpenOptions::new().create(true).append(true).open(dir.join(FRAMES))?,
+            index: OpenOptions::new().create(true).append(true).open(dir.join(INDEX))?,
+        })
+    }
 }
 
 impl FrameStore {
@@ -95,8 +112,7 @@ impl FrameStore {
     /// the index rewritten whole, so that appends go on cleanly.
     pub fn open(dir: &Path) -> std::io::Result<(FrameStore, Stored)> {
         std::fs::create_dir_all(dir)?;
-        let frames_file = OpenOptions::new().create(true).read(true).append(true).open(dir.join(FRAMES))?;
-        let stored_bytes = frames_file.metadata()?.len();
+        let stored_bytes = OpenOptions::new().create(true).append(true).open(dir.join(FRAMES))?.metadata()?.len();
         let index_path = dir.join(INDEX);
         let mut frames: Vec<FrameRecord> = Vec::new();
         let mut repaired = false;
@@ -126,7 +142,6 @@ impl FrameStore {
             std::fs::write(&part, text)?;
             std::fs::rename(&part, &index_path)?;
         }
-        let index = OpenOptions::new().create(true).append(true).open(&index_path)?;
         let stored = Stored {
             frames,
             repaired,
@@ -134,7 +149,8 @@ impl FrameStore {
             result: std::fs::read(dir.join(RESULT)).ok().and_then(|b| serde_json::from_slice(&b).ok()),
             upload_complete: dir.join(UPLOAD_COMPLETE).is_file(),
         };
-        let store = FrameStore { dir: dir.to_owned(), frames: frames_file, index, end: stored_bytes };
+        // Opened after any repair: the rewritten index is a new file.
+        let store = FrameStore { dir: dir.to_owned(), files: Some(AppendFiles::open(dir)?), end: stored_bytes };
         Ok((store, stored))
     }
 
@@ -142,23 +158,45 @@ impl FrameStore {
     /// (a full disk), what was stored before stays readable: the index only ever names bytes
     /// that are on disk.
     pub fn append(&mut self, index: u64, timestamp: Option<f64>, jpeg: &[u8]) -> std::io::Result<FrameRecord> {
+        let files = match self.files.as_mut() {
+            Some(files) => files,
+            None => {
+                let files = AppendFiles::open(&self.dir)?;
+                // Bytes a failed write left past the last indexed frame stay where they are.
+                self.end = self.end.max(files.frames.metadata()?.len());
+                self.files.insert(files)
+            }
+        };
         let offset = self.end;
-        if let Err(e) = self.frames.write_all(jpeg) {
+        if let Err(e) = files.frames.write_all(jpeg) {
             // Whatever part of the frame got out is past every indexed byte; the next frame starts
             // after it.
-            self.end = self.frames.seek(SeekFrom::End(0)).unwrap_or(self.end);
+            self.end = files.frames.seek(SeekFrom::End(0)).unwrap_or(self.end);
             return Err(e);
         }
         self.end = offset + jpeg.len() as u64;
         let record = FrameRecord { index, offset, length: jpeg.len() as u64, timestamp };
-        self.index.write_all(record_line(&record).as_bytes())?;
+        files.index.write_all(record_line(&record).as_bytes())?;
         Ok(record)
     }
 
     /// Pushes both files' buffered bytes to the operating system.
     pub fn flush(&mut self) {
-        let _ = self.frames.flush();
-        let _ = self.index.flush();
+        if let Some(files) = self.files.as_mut() {
+            let _ = files.frames.flush();
+            let _ = files.index.flush();
+        }
+    }
+
+    /// Lets both files go until the next append (an upload ended or was cut).
+    pub fn close(&mut self) {
+        self.flush();
+        self.files = None;
+    }
+
+    /// Whether its files are open now.
+    pub fn is_open(&self) -> bool {
+        self.files.is_some()
     }
 
     /// Marks (or unmarks) the upload as whole.
@@ -244,6 +282,24 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+
+    #[test]
+    fn a_closed_store_holds_no_file_and_the_next_append_opens_them_again() {
+        let dir = std::env::temp_dir().join(format!("referee-store-close-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut store, _) = FrameStore::open(&dir).unwrap();
+        store.append(0, Some(0.0), b"AAAA").unwrap();
+        store.close();
+        assert!(!store.is_open());
+        let second = store.append(1, None, b"BB").unwrap();
+        assert!(store.is_open());
+        assert_eq!((second.offset, second.length), (4, 2), "appends go on where the frames end");
+        store.close();
+        let (_, stored) = FrameStore::open(&dir).unwrap();
+        assert_eq!(stored.frames.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(std::fs::read(dir.join(FRAMES)).unwrap(), b"AAAABB");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_torn_index_is_cut_to_its_whole_lines_and_appends_go_on() {
