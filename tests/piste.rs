@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{black_jpegs, form_body, http_request, marker_server, marker_server_with, phrase, render, repo, venv_python, Events, HttpResponse, Nginx, Rendered, TempDir};
+use common::{black_jpegs, form_body, http_request, marker_server, marker_server_with, phrase, render, repo, venv_python, ChunkedUpload, Events, Nginx, Rendered, TempDir};
 use serde_json::Value;
 
 const MIXED: &str = "multipart/x-mixed-replace; boundary=frame";
@@ -255,35 +254,6 @@ fn the_websocket_goes_through_the_shipped_nginx_config_and_keeps_the_token() {
     assert_eq!(r.status, 404);
 }
 
-/// A chunked POST written piece by piece on a raw socket.
-struct ChunkedUpload {
-    stream: TcpStream,
-}
-
-impl ChunkedUpload {
-    fn start(addr: SocketAddr, target: &str) -> ChunkedUpload {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
-        let head = format!("POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {MIXED}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
-        stream.write_all(head.as_bytes()).unwrap();
-        ChunkedUpload { stream }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        write!(self.stream, "{:x}\r\n", bytes.len()).unwrap();
-        self.stream.write_all(bytes).unwrap();
-        self.stream.write_all(b"\r\n").unwrap();
-        self.stream.flush().unwrap();
-    }
-
-    fn finish(mut self) -> HttpResponse {
-        self.stream.write_all(b"0\r\n\r\n").unwrap();
-        let mut raw = Vec::new();
-        self.stream.read_to_end(&mut raw).unwrap();
-        common::parse_response(&raw)
-    }
-}
-
 /// A part as a live sender writes it: its headers and body, then at once the delimiter that
 /// ends it (as MJPEG streamers do), so that the server has the whole part without waiting for
 /// the next one. The body opens with the first delimiter; its last part ends with `--frame--`.
@@ -316,7 +286,7 @@ fn live_box_events_decide_the_phrase_while_its_body_is_still_open() {
     let end_of_phrase = log.find("Phrase ended").expect("the recorder's end line") + "Phrase ended\n".len();
     let (live, after) = log.split_at(end_of_phrase);
     let mut lines = timed_lines(live).into_iter().peekable();
-    let mut upload = ChunkedUpload::start(server.addr, "/stream?session=live&fps=15");
+    let mut upload = ChunkedUpload::start(server.addr, "/stream?session=live&fps=15", MIXED);
     upload.send(b"--frame\r\n");
     upload.send(&live_part(frame_part(0, &rendered.jpegs[0])));
     let mut events = Events::open_when_known(server.addr, "live");

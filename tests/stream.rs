@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{http_request, marker_server, marker_server_with, phrase, render, repo, Events, HttpResponse, Nginx, Rendered, Server, TempDir};
+use common::{http_request, marker_server, marker_server_with, phrase, render, repo, ChunkedUpload, Events, HttpResponse, Nginx, Rendered, Server, TempDir};
 use serde_json::Value;
 
 fn frame_part(boundary: &str, index: usize, jpeg: &[u8]) -> Vec<u8> {
@@ -44,46 +44,15 @@ fn whole_body(rendered: &Rendered, with_log: bool) -> Vec<u8> {
     body
 }
 
-/// A chunked POST written piece by piece on a raw socket.
-struct ChunkedUpload {
-    stream: TcpStream,
-}
-
-impl ChunkedUpload {
-    fn start(addr: SocketAddr, target: &str, content_type: &str) -> ChunkedUpload {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
-        let head = format!("POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
-        stream.write_all(head.as_bytes()).unwrap();
-        ChunkedUpload { stream }
+/// Sends the phrase's frames from index `from` on, its log and the closing boundary, and reads
+/// the response.
+fn finish_phrase(mut upload: ChunkedUpload, rendered: &Rendered, from: usize) -> HttpResponse {
+    for (i, jpeg) in rendered.jpegs.iter().enumerate().skip(from) {
+        upload.send(&frame_part("frame", i, jpeg));
     }
-
-    fn send(&mut self, bytes: &[u8]) {
-        if !bytes.is_empty() {
-            write!(self.stream, "{:x}\r\n", bytes.len()).unwrap();
-            self.stream.write_all(bytes).unwrap();
-            self.stream.write_all(b"\r\n").unwrap();
-        }
-    }
-
-    /// Sends the phrase's frames from index `from` on, its log and the closing boundary, and
-    /// reads the response.
-    fn finish_phrase(mut self, rendered: &Rendered, from: usize) -> HttpResponse {
-        for (i, jpeg) in rendered.jpegs.iter().enumerate().skip(from) {
-            self.send(&frame_part("frame", i, jpeg));
-        }
-        self.send(&signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
-        self.send(b"--frame--\r\n");
-        self.finish()
-    }
-
-    /// Ends the body and reads the response.
-    fn finish(mut self) -> HttpResponse {
-        self.stream.write_all(b"0\r\n\r\n").unwrap();
-        let mut raw = Vec::new();
-        self.stream.read_to_end(&mut raw).unwrap();
-        common::parse_response(&raw)
-    }
+    upload.send(&signal_part("frame", &std::fs::read(&rendered.log).unwrap()));
+    upload.send(b"--frame--\r\n");
+    upload.finish()
 }
 
 /// The decision `/analyze` gives for the same pixels as the streamed JPEGs. The JPEGs are
@@ -140,7 +109,7 @@ fn frames_are_analysed_while_they_arrive_and_decided_as_by_analyze() {
     // Half the phrase is in and the body is still open: pose is already at work.
     let seen = events.wait_for(|p| p["frames_analysed"].as_u64().unwrap() >= 1);
     assert_eq!(seen["state"], "receiving");
-    let response = upload.finish_phrase(&rendered, n / 2);
+    let response = finish_phrase(upload, &rendered, n / 2);
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
     assert_eq!(response.header("x-session-id"), Some("live-1"));
     let body = response.json();
@@ -300,7 +269,7 @@ fn through_nginx_with_the_shipped_config() {
     // Through nginx, frames reach the server (and pose) before the body has ended.
     let mut events = Events::open_when_known(proxy, "ng-1");
     events.wait_for(|p| p["frames_analysed"].as_u64().unwrap() >= 1);
-    let response = upload.finish_phrase(&rendered, n / 2);
+    let response = finish_phrase(upload, &rendered, n / 2);
     drop(nginx);
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
     assert_eq!(response.json()["stream"]["frames_received"], n);
@@ -330,7 +299,7 @@ fn a_cut_connection_resumes_without_losing_or_doubling_frames() {
 
     // The client resumes a little earlier than needed: frames already held are skipped.
     let upload = ChunkedUpload::start(server.addr, "/stream?session=cut-1", "multipart/x-mixed-replace; boundary=frame");
-    let response = upload.finish_phrase(&rendered, next - 2);
+    let response = finish_phrase(upload, &rendered, next - 2);
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
     assert_eq!(response.json()["stream"]["frames_received"], n);
     let mjpeg = server.get("/sessions/cut-1/artifacts/frames.mjpeg").body;
@@ -600,7 +569,7 @@ fn idle_undecided_sessions_leave_memory_and_resume_from_disk() {
     assert_eq!(again["state"], "interrupted");
     let from = again["next_frame_index"].as_u64().unwrap() as usize;
     let upload = ChunkedUpload::start(server.addr, "/stream?session=idle-a", "multipart/x-mixed-replace; boundary=frame");
-    let response = upload.finish_phrase(&rendered, from);
+    let response = finish_phrase(upload, &rendered, from);
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
     assert_eq!(response.json()["stream"]["frames_received"], n);
     assert_eq!(response.json()["stream"]["frames_analysed"], n);

@@ -419,6 +419,40 @@ pub fn black_jpegs(dir: &Path, n: usize) -> Vec<Vec<u8>> {
     (1..=n).map(|i| std::fs::read(blank.join(format!("f_{i:04}.jpg"))).unwrap()).collect()
 }
 
+/// A chunked POST written piece by piece on a raw socket.
+pub struct ChunkedUpload {
+    stream: TcpStream,
+}
+
+impl ChunkedUpload {
+    /// Sends the request's head (`Transfer-Encoding: chunked`, `Connection: close`).
+    pub fn start(addr: SocketAddr, target: &str, content_type: &str) -> ChunkedUpload {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+        let head = format!("POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        ChunkedUpload { stream }
+    }
+
+    /// Sends `bytes` as one chunk, at once (nothing for no bytes: an empty chunk ends a body).
+    pub fn send(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            write!(self.stream, "{:x}\r\n", bytes.len()).unwrap();
+            self.stream.write_all(bytes).unwrap();
+            self.stream.write_all(b"\r\n").unwrap();
+            self.stream.flush().unwrap();
+        }
+    }
+
+    /// Ends the body and reads the response.
+    pub fn finish(mut self) -> HttpResponse {
+        self.stream.write_all(b"0\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        self.stream.read_to_end(&mut raw).unwrap();
+        parse_response(&raw)
+    }
+}
+
 /// Server-sent events of a session, read as they come.
 pub struct Events {
     lines: std::io::Lines<BufReader<TcpStream>>,
