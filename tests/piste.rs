@@ -11,33 +11,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{black_jpegs, form_body, http_request, marker_server, marker_server_with, phrase, render, repo, venv_python, ChunkedUpload, Events, Nginx, Rendered, TempDir};
+use common::{black_jpegs, form_body, frame_part, signal_part, http_request, marker_server, marker_server_with, phrase, render, repo, venv_python, ChunkedUpload, Events, Nginx, Rendered, TempDir};
 use serde_json::Value;
 
 const MIXED: &str = "multipart/x-mixed-replace; boundary=frame";
 
-fn frame_part(index: usize, jpeg: &[u8]) -> Vec<u8> {
-    let mut part = format!(
-        "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Index: {index}\r\nX-Timestamp: {:.3}\r\n\r\n",
-        jpeg.len(),
-        index as f64 / 15.0
-    )
-    .into_bytes();
-    part.extend_from_slice(jpeg);
-    part.extend_from_slice(b"\r\n");
-    part
-}
-
-fn signal_part(lines: &str) -> Vec<u8> {
-    let mut part = b"--frame\r\nContent-Type: text/plain\r\nContent-Disposition: inline; name=\"signal\"; filename=\"phrase.txt\"\r\n\r\n".to_vec();
-    part.extend_from_slice(lines.as_bytes());
-    part.extend_from_slice(b"\r\n");
-    part
-}
-
 fn whole_body(rendered: &Rendered, log: &str) -> Vec<u8> {
-    let mut body: Vec<u8> = rendered.jpegs.iter().enumerate().flat_map(|(i, j)| frame_part(i, j)).collect();
-    body.extend(signal_part(log));
+    let mut body: Vec<u8> = rendered.jpegs.iter().enumerate().flat_map(|(i, j)| frame_part("frame", i, j)).collect();
+    body.extend(signal_part("frame", log));
     body.extend_from_slice(b"--frame--\r\n");
     body
 }
@@ -104,8 +85,8 @@ fn single_light_phrases_are_the_lit_fencers_touch_on_stream_and_analyze() {
     // Nobody in the picture (black frames): a single light is still that touch...
     let (_, log) = real_single_light_logs().remove(0);
     let black = black_jpegs(out.path(), 4);
-    let mut body: Vec<u8> = black.iter().enumerate().flat_map(|(i, j)| frame_part(i, j)).collect();
-    body.extend(signal_part(&log));
+    let mut body: Vec<u8> = black.iter().enumerate().flat_map(|(i, j)| frame_part("frame", i, j)).collect();
+    body.extend(signal_part("frame", &log));
     body.extend_from_slice(b"--frame--\r\n");
     let r = http_request(server.addr, "POST", "/stream?session=nobody-single", &[("Content-Type", MIXED)], &body);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -114,8 +95,8 @@ fn single_light_phrases_are_the_lit_fencers_touch_on_stream_and_analyze() {
 
     // ...while a log with no light at all is 422, saying so.
     let none = log.replace("HIT", "MISS");
-    let mut body: Vec<u8> = frame_part(0, &black[0]);
-    body.extend(signal_part(&none));
+    let mut body: Vec<u8> = frame_part("frame", 0, &black[0]);
+    body.extend(signal_part("frame", &none));
     body.extend_from_slice(b"--frame--\r\n");
     let r = http_request(server.addr, "POST", "/stream?session=no-light", &[("Content-Type", MIXED)], &body);
     assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
@@ -223,8 +204,8 @@ fn websocket_errors_are_messages_with_the_specs_codes_and_the_phrase_resumes_ove
     let mut events = Events::open(server.addr, "broken");
     let left = events.wait_for(|p| p["state"] == "interrupted");
     assert_eq!(left["frames_received"], 1);
-    let mut body: Vec<u8> = rendered.jpegs.iter().enumerate().skip(1).flat_map(|(i, j)| frame_part(i, j)).collect();
-    body.extend(signal_part(&std::fs::read_to_string(&rendered.log).unwrap()));
+    let mut body: Vec<u8> = rendered.jpegs.iter().enumerate().skip(1).flat_map(|(i, j)| frame_part("frame", i, j)).collect();
+    body.extend(signal_part("frame", &std::fs::read_to_string(&rendered.log).unwrap()));
     body.extend_from_slice(b"--frame--\r\n");
     let r = http_request(server.addr, "POST", "/stream?session=broken", &[("Content-Type", MIXED)], &body);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -288,7 +269,7 @@ fn live_box_events_decide_the_phrase_while_its_body_is_still_open() {
     let mut lines = timed_lines(live).into_iter().peekable();
     let mut upload = ChunkedUpload::start(server.addr, "/stream?session=live&fps=15", MIXED);
     upload.send(b"--frame\r\n");
-    upload.send(&live_part(frame_part(0, &rendered.jpegs[0])));
+    upload.send(&live_part(frame_part("frame", 0, &rendered.jpegs[0])));
     let mut events = Events::open_when_known(server.addr, "live");
     let mut sent = 1;
     let mut last_line_at = None;
@@ -298,14 +279,14 @@ fn live_box_events_decide_the_phrase_while_its_body_is_still_open() {
     while lines.peek().is_some() {
         let analysed = sent as u64;
         events.wait_for(|p| p["frames_analysed"].as_u64().is_some_and(|n| n >= analysed));
-        upload.send(&live_part(frame_part(sent, &rendered.jpegs[sent])));
+        upload.send(&live_part(frame_part("frame", sent, &rendered.jpegs[sent])));
         let now = sent as f64 / 15.0;
         let mut due = String::new();
         while let Some((_, line)) = lines.next_if(|(t, _)| *t <= now) {
             due.push_str(&line);
         }
         if !due.is_empty() {
-            upload.send(&live_part(signal_part(&due)));
+            upload.send(&live_part(signal_part("frame", &due)));
             last_line_at = Some(Instant::now());
         }
         sent += 1;
@@ -330,10 +311,10 @@ fn live_box_events_decide_the_phrase_while_its_body_is_still_open() {
     // The camera's last frames and the operator's lines come after the call: stored, counted,
     // and never changing it.
     for i in sent..rendered.jpegs.len() {
-        upload.send(&live_part(frame_part(i, &rendered.jpegs[i])));
+        upload.send(&live_part(frame_part("frame", i, &rendered.jpegs[i])));
     }
     // The last part is ended by the closing delimiter.
-    let mut last = signal_part(after).split_off("--frame\r\n".len());
+    let mut last = signal_part("frame", after).split_off("--frame\r\n".len());
     last.extend_from_slice(b"--frame--\r\n");
     upload.send(&last);
     let r = upload.finish();

@@ -12,27 +12,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{http_request, marker_server, marker_server_with, phrase, render, repo, ChunkedUpload, Events, HttpResponse, Nginx, Rendered, Server, TempDir};
+use common::{frame_part, http_request, marker_server, marker_server_with, phrase, render, repo, signal_part, ChunkedUpload, Events, HttpResponse, Nginx, Rendered, Server, TempDir};
 use serde_json::Value;
-
-fn frame_part(boundary: &str, index: usize, jpeg: &[u8]) -> Vec<u8> {
-    let mut part = format!(
-        "--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Index: {index}\r\nX-Timestamp: {:.3}\r\n\r\n",
-        jpeg.len(),
-        index as f64 / 15.0
-    )
-    .into_bytes();
-    part.extend_from_slice(jpeg);
-    part.extend_from_slice(b"\r\n");
-    part
-}
-
-fn signal_part(boundary: &str, log: &[u8]) -> Vec<u8> {
-    let mut part = format!("--{boundary}\r\nContent-Type: text/plain\r\nContent-Disposition: inline; name=\"signal\"; filename=\"phrase.txt\"\r\n\r\n").into_bytes();
-    part.extend_from_slice(log);
-    part.extend_from_slice(b"\r\n");
-    part
-}
 
 /// A whole phrase body with boundary `frame`: every frame, the log if `with_log`, the closing boundary.
 fn whole_body(rendered: &Rendered, with_log: bool) -> Vec<u8> {

@@ -419,6 +419,27 @@ pub fn black_jpegs(dir: &Path, n: usize) -> Vec<Vec<u8>> {
     (1..=n).map(|i| std::fs::read(blank.join(format!("f_{i:04}.jpg"))).unwrap()).collect()
 }
 
+/// A frame part of a streamed body with `boundary`: index `index`, timed at index / 15 s.
+pub fn frame_part(boundary: &str, index: usize, jpeg: &[u8]) -> Vec<u8> {
+    let mut part = format!(
+        "--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Index: {index}\r\nX-Timestamp: {:.3}\r\n\r\n",
+        jpeg.len(),
+        index as f64 / 15.0
+    )
+    .into_bytes();
+    part.extend_from_slice(jpeg);
+    part.extend_from_slice(b"\r\n");
+    part
+}
+
+/// A log part (`text/plain`, named `signal`) of a streamed body with `boundary`.
+pub fn signal_part(boundary: &str, log: impl AsRef<[u8]>) -> Vec<u8> {
+    let mut part = format!("--{boundary}\r\nContent-Type: text/plain\r\nContent-Disposition: inline; name=\"signal\"; filename=\"phrase.txt\"\r\n\r\n").into_bytes();
+    part.extend_from_slice(log.as_ref());
+    part.extend_from_slice(b"\r\n");
+    part
+}
+
 /// A chunked POST written piece by piece on a raw socket.
 pub struct ChunkedUpload {
     stream: TcpStream,
