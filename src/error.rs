@@ -128,7 +128,14 @@ impl From<crate::mjpeg::MjpegError> for ApiError {
         match err {
             E::UnsupportedContentType(_) | E::UnsupportedPart(_) => ApiError::UnsupportedMediaType(err.to_string()),
             E::PartTooLarge(_) | E::PhraseTooLarge(_) => ApiError::PayloadTooLarge(err.to_string()),
-            E::MissingBoundary | E::NoBoundaryLine | E::BadHeader(_) | E::Malformed(_) | E::Truncated | E::Interrupted(_) => {
+            E::MissingBoundary
+            | E::NoBoundaryLine
+            | E::BadHeader(_)
+            | E::Malformed(_)
+            | E::Truncated
+            | E::Interrupted(_)
+            | E::EmptyFrame
+            | E::TooManyEmptyParts(_) => {
                 ApiError::BadRequest(err.to_string())
             }
         }

@@ -88,6 +88,12 @@ pub enum MjpegError {
     /// The body stopped inside a part (fewer bytes than its Content-Length).
     #[error("the body ended inside a part")]
     Truncated,
+    /// A frame part carried no bytes: no JPEG is empty.
+    #[error("a frame part carried no bytes (an image/jpeg part must hold a JPEG)")]
+    EmptyFrame,
+    /// More empty parts with no headers than any sender's body closes with.
+    #[error("more than {0} empty parts with no headers: not a phrase")]
+    TooManyEmptyParts(usize),
     /// The connection failed while reading.
     #[error("the upload was interrupted: {0}")]
     Interrupted(String),
@@ -404,6 +410,11 @@ enum FieldRead {
     End,
 }
 
+/// The most empty header-less parts one body may hold. ffmpeg's body ends with one (its last
+/// delimiter opens a part that the closing added here leaves empty); more are no sender's, and
+/// a body of nothing else would otherwise be read to its end for nothing.
+pub const MAX_EMPTY_PARTS: usize = 8;
+
 /// The parts of one streamed phrase, read one at a time.
 pub struct MjpegStream {
     multipart: multer::Multipart<'static>,
@@ -412,6 +423,8 @@ pub struct MjpegStream {
     boundary_len: u64,
     bytes_read: u64,
     consumed: u64,
+    /// Empty header-less parts skipped so far.
+    empty_parts: usize,
 }
 
 impl MjpegStream {
@@ -428,7 +441,7 @@ impl MjpegStream {
         let constraints = multer::Constraints::new()
             .size_limit(multer::SizeLimit::new().whole_stream(limits.max_phrase_bytes).per_field(limits.max_part_bytes));
         let multipart = multer::Multipart::with_constraints(gated, boundary, constraints);
-        MjpegStream { multipart, gate, limits, boundary_len, bytes_read: 0, consumed: 0 }
+        MjpegStream { multipart, gate, limits, boundary_len, bytes_read: 0, consumed: 0, empty_parts: 0 }
     }
 
     /// Whether the body held a multipart delimiter of its boundary at all.
@@ -442,14 +455,19 @@ impl MjpegStream {
     }
 
     /// The next part, or `None` at the end of the phrase. Empty parts (an ffmpeg-shaped body's
-    /// close) are skipped in a loop: any number of them costs time linear in the body, never
-    /// the stack.
+    /// close) are skipped in a loop, never by recursion, so they cost no stack; past
+    /// [`MAX_EMPTY_PARTS`] of them the body is refused.
     pub async fn next_part(&mut self) -> Result<Option<Part>, MjpegError> {
         loop {
             match self.read_field().await? {
                 FieldRead::Part(part) => return Ok(Some(part)),
                 FieldRead::End => return Ok(None),
-                FieldRead::Empty => {}
+                FieldRead::Empty => {
+                    self.empty_parts += 1;
+                    if self.empty_parts > MAX_EMPTY_PARTS {
+                        return Err(MjpegError::TooManyEmptyParts(MAX_EMPTY_PARTS));
+                    }
+                }
             }
         }
     }
@@ -515,6 +533,9 @@ impl MjpegStream {
         let timestamp = timestamp
             .map(|v| v.parse::<f64>().ok().filter(|t| t.is_finite()).ok_or_else(|| MjpegError::BadHeader(format!("X-Timestamp {v:?}"))))
             .transpose()?;
+        if data.is_empty() {
+            return Err(MjpegError::EmptyFrame);
+        }
         Ok(FieldRead::Part(Part::Frame { index, timestamp, bytes: data.freeze() }))
     }
 
@@ -570,32 +591,60 @@ mod tests {
         part
     }
 
-    #[test]
-    fn any_number_of_empty_parts_is_skipped_without_growing_the_stack() {
-        // 100,000 header-less empty parts (about 1.5 MB) once overflowed a tokio worker's stack:
-        // the parser awaited itself once per empty part. Read here on a 256 KiB stack.
-        let mut body = b"--frame\r\n\r\n\r\n\r\n".repeat(100_000);
-        body.extend(frame_part("frame", Some(0), &jpeg(7)));
-        body.extend_from_slice(b"--frame--\r\n");
-        let read = std::thread::Builder::new()
+    /// Reads every frame of `body` on a thread with a 256 KiB stack (a tokio worker has 2 MiB).
+    fn frames_on_a_small_stack(body: Vec<u8>) -> Result<Vec<Bytes>, MjpegError> {
+        std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
                 runtime.block_on(async move {
                     let mut parts = MjpegStream::new(chunked(&body, 64 * 1024, Arc::default()), "frame".into(), Limits::default());
                     let mut frames = Vec::new();
-                    while let Some(part) = parts.next_part().await.unwrap() {
+                    while let Some(part) = parts.next_part().await? {
                         if let Part::Frame { bytes, .. } = part {
                             frames.push(bytes);
                         }
                     }
-                    frames
+                    Ok(frames)
                 })
             })
             .unwrap()
             .join()
-            .expect("the parser ran within a 256 KiB stack");
-        assert_eq!(read, vec![jpeg(7)]);
+            .expect("the parser ran within a 256 KiB stack")
+    }
+
+    #[test]
+    fn empty_parts_cost_no_stack_and_past_a_few_the_body_is_refused() {
+        // 100,000 header-less empty parts (about 1.5 MB) once overflowed a tokio worker's stack:
+        // the parser awaited itself once per empty part. Now they are skipped in a loop, and a
+        // body with more than MAX_EMPTY_PARTS of them is refused at the first one past it.
+        // A header-less part that is not empty (its data starts at the next delimiter, which
+        // lacks the CRLF before it) is refused as a part of no type.
+        let no_type = MjpegError::UnsupportedPart("none".into());
+        let shapes = [
+            (&b"--frame\r\n\r\n\r\n\r\n"[..], MjpegError::TooManyEmptyParts(MAX_EMPTY_PARTS)),
+            (b"--frame\r\n\r\n\r\n", no_type.clone()),
+            (b"--frame\r\n\r\n", no_type),
+        ];
+        for (unit, refusal) in shapes {
+            let mut body = unit.repeat(100_000);
+            body.extend(frame_part("frame", Some(0), &jpeg(7)));
+            body.extend_from_slice(b"--frame--\r\n");
+            assert_eq!(frames_on_a_small_stack(body), Err(refusal), "{:?}", String::from_utf8_lossy(unit));
+        }
+        // As many as a sender may close with are skipped.
+        let mut body = b"--frame\r\n\r\n\r\n\r\n".repeat(MAX_EMPTY_PARTS);
+        body.extend(frame_part("frame", Some(0), &jpeg(7)));
+        body.extend_from_slice(b"--frame--\r\n");
+        assert_eq!(frames_on_a_small_stack(body), Ok(vec![Bytes::from(jpeg(7))]));
+    }
+
+    #[test]
+    fn a_frame_part_with_no_bytes_is_refused() {
+        let mut body = frame_part("frame", Some(0), &jpeg(1));
+        body.extend_from_slice(&b"--frame\r\nContent-Type: image/jpeg\r\n\r\n\r\n".repeat(1_000_000));
+        body.extend_from_slice(b"--frame--\r\n");
+        assert_eq!(frames_on_a_small_stack(body), Err(MjpegError::EmptyFrame));
     }
 
     #[tokio::test]
