@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::analysis::artifacts::write_atomically;
+use referee_store::{write_atomically, write_durably};
 use crate::analysis::pipeline::PhraseOutcome;
 use crate::analysis::v2::EngineChoice;
 
@@ -76,7 +76,8 @@ pub fn phrase_result(files: &PhraseFiles, outcome: &PhraseOutcome, include_keypo
         body["stream"] = stream;
     }
     let bytes = serde_json::to_vec_pretty(&body)?;
-    write_atomically(&result_json, &bytes)?;
+    // The verdict outlives a power cut once it is answered.
+    write_durably(&result_json, &bytes)?;
     Ok(body)
 }
 

@@ -48,7 +48,7 @@ impl PhraseChoices {
     /// Stores them in `dir`, atomically.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec(self).expect("choices always serialise");
-        write_atomically(&dir.join(CHOICES), &json)
+        write_durably(&dir.join(CHOICES), &json)
     }
 }
 
@@ -149,8 +149,9 @@ impl FrameStore {
             result: std::fs::read(dir.join(RESULT)).ok().and_then(|b| serde_json::from_slice(&b).ok()),
             upload_complete: dir.join(UPLOAD_COMPLETE).is_file(),
         };
-        // Opened after any repair: the rewritten index is a new file.
-        let store = FrameStore { dir: dir.to_owned(), files: Some(AppendFiles::open(dir)?), end: stored_bytes };
+        // The files are opened for appending by the first append (after any repair: the
+        // rewritten index is a new file); a session only looked at holds none.
+        let store = FrameStore { dir: dir.to_owned(), files: None, end: stored_bytes };
         Ok((store, stored))
     }
 
@@ -180,6 +181,17 @@ impl FrameStore {
         Ok(record)
     }
 
+    /// Makes what is stored durable: both files' bytes on the disk, and the directory's entries
+    /// (the files themselves, a rewritten index), so that a power cut keeps every frame the
+    /// index names. Called when an upload ends; costs one sync of each.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        if let Some(files) = self.files.as_mut() {
+            files.frames.sync_data()?;
+            files.index.sync_data()?;
+        }
+        sync_dir(&self.dir)
+    }
+
     /// Pushes both files' buffered bytes to the operating system.
     pub fn flush(&mut self) {
         if let Some(files) = self.files.as_mut() {
@@ -203,7 +215,8 @@ impl FrameStore {
     pub fn mark_upload_complete(&self, complete: bool) -> std::io::Result<()> {
         let path = self.dir.join(UPLOAD_COMPLETE);
         if complete {
-            std::fs::write(path, b"")
+            std::fs::write(path, b"")?;
+            sync_dir(&self.dir)
         } else {
             match std::fs::remove_file(path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -212,9 +225,9 @@ impl FrameStore {
         }
     }
 
-    /// Stores the log.
+    /// Stores the log, durably.
     pub fn save_signal(&self, text: &str) -> std::io::Result<()> {
-        write_atomically(&self.dir.join(SIGNAL), text.as_bytes())
+        write_durably(&self.dir.join(SIGNAL), text.as_bytes())
     }
 }
 
@@ -251,6 +264,27 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+/// [`write_atomically`], and durably: the new bytes are synced before the rename and the
+/// directory after it, so that after a power cut the file is the old one or the new one, whole.
+/// For what must outlive a crash of the machine (a verdict, a log, a phrase's choices).
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("partial");
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
+/// Syncs a directory's entries (files created, renamed or removed in it) to the disk.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// The number of whole lines of a directory's index (for listing without opening).
