@@ -275,7 +275,11 @@ fn analyse_frame(session: &Session, work: &mut Work, record: FrameRecord, held: 
         None => {
             work.corrupt += 1;
             metrics::counter!(crate::metrics::FRAMES_CORRUPT).increment(1);
-            warn!(session = %session.id, index = record.index, "corrupt JPEG frame skipped");
+            // One line for the first, then one each time the count gains a digit: a client
+            // sending a million bad frames does not write a million lines.
+            if is_power_of_ten(work.corrupt) {
+                warn!(session = %session.id, index = record.index, corrupt_frames = work.corrupt, "corrupt JPEG frame skipped (logged at 1, 10, 100, … of them)");
+            }
         }
     }
     if work.view_written.is_none_or(|at| at.elapsed() >= VIEW_EVERY) {
@@ -284,6 +288,14 @@ fn analyse_frame(session: &Session, work: &mut Work, record: FrameRecord, held: 
     }
     publish_analysed(session, work);
     Ok(())
+}
+
+/// 1, 10, 100, …
+fn is_power_of_ten(mut n: usize) -> bool {
+    while n >= 10 && n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
 }
 
 fn storage_failure(e: std::io::Error) -> Failure {
