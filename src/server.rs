@@ -452,24 +452,26 @@ async fn handle(state: Arc<AppState>, req: Request<RequestBody>) -> Result<Respo
     let result = match (&method, segments.as_slice()) {
         (&Method::GET, [""]) => Ok(view::index()),
         (&Method::GET, ["assets", name]) => view::asset(name),
-        (&Method::GET, ["sessions"]) => Ok(view::sessions(&state)),
-        (&Method::GET, ["sessions", id, "view"]) => view::session_page(&state, id),
+        (&Method::GET, ["sessions"]) => view::sessions(&state).await,
+        (&Method::GET, ["sessions", id, "view"]) => view::session_page(&state, id).await,
         (&Method::GET, ["health"]) => Ok(health::health(&state)),
         (&Method::GET, ["stats"]) => Ok(health::stats(&state)),
         (&Method::GET, ["metrics"]) => Ok(health::metrics(&state)),
         (&Method::POST, ["analyze"]) => {
             async {
-                // Counted with the streamed phrases against --max-sessions while it runs.
-                let _slot = state.sessions.admit_analysis()?;
+                // Counted with the streamed phrases against --max-sessions while it runs (the
+                // free-space check reads the disk: on the blocking pool).
+                let admitting = state.clone();
+                let _slot = crate::handlers::on_disk(move || admitting.sessions.admit_analysis()).await??;
                 analyze::analyze(&state.config, state.ready_pose()?, req).await
             }
             .await
         }
         (&Method::POST, ["stream"]) => stream::post_stream(state.clone(), req).await,
         (&Method::GET, ["stream"]) if websocket::is_upgrade(&req) => websocket::upgrade(state.clone(), req),
-        (&Method::GET, ["sessions", id]) => sessions::get_session(&state, id),
+        (&Method::GET, ["sessions", id]) => sessions::get_session(&state, id).await,
         (&Method::PUT, ["sessions", id, "signal"]) => sessions::put_signal(&state, id, req).await,
-        (&Method::GET, ["sessions", id, "events"]) => sessions::events(&state, id),
+        (&Method::GET, ["sessions", id, "events"]) => sessions::events(&state, id).await,
         (&Method::GET, ["sessions", id, "artifacts", name]) => sessions::artifact(&state, id, name).await,
         (
             _,

@@ -13,3 +13,21 @@ pub mod websocket;
 /// the body idle timeout (tower-http's `RequestBodyTimeoutLayer`), and shared with the layer that
 /// reads the rest of a refused body (`crate::linger`).
 pub type RequestBody = tower_http::timeout::TimeoutBody<crate::linger::SharedBody<hyper::body::Incoming>>;
+
+/// Runs work that reads or writes files (a session's frames, log and mark; a rebuild from disk;
+/// a listing) on tokio's blocking pool, so that no runtime worker waits on the disk: one slow
+/// disk stalls its own phrase, never the other pistes, `/health` or `/metrics`.
+pub async fn on_disk<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, crate::error::ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| crate::error::ApiError::Internal(format!("a storage task ended abnormally: {e}")))
+}
+
+/// Ends an upload from a `Drop` (the client went away): on the blocking pool when a runtime is
+/// there, as [`on_disk`] does, else here.
+pub fn end_upload_in_background(session: std::sync::Arc<crate::session::Session>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(move || session.end_upload(false));
+        }
+        Err(_) => session.end_upload(false),
+    }
+}

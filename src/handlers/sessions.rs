@@ -10,27 +10,30 @@ use hyper::body::Frame;
 use hyper::{header, Request, Response, StatusCode};
 use serde_json::json;
 
-use crate::handlers::RequestBody;
+use crate::handlers::{on_disk, RequestBody};
 use crate::error::{json_response, ApiError, ResponseBody};
 use crate::handlers::stream::{stored_pipeline_options, verdict_response};
 use crate::session::{Analysis, Progress, Session, SessionState};
 use crate::state::AppState;
 
-fn known(state: &AppState, id: &str) -> Result<Arc<Session>, ApiError> {
-    state.sessions.get(id).ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))
+/// The session `id`, in memory or rebuilt from its files (on the blocking pool); 404 if none.
+pub async fn known(state: &Arc<AppState>, id: &str) -> Result<Arc<Session>, ApiError> {
+    let (state, key) = (state.clone(), id.to_owned());
+    on_disk(move || state.sessions.get(&key)).await?.ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))
 }
 
 /// `GET /sessions/{id}`.
-pub fn get_session(state: &AppState, id: &str) -> Result<Response<ResponseBody>, ApiError> {
-    let p = known(state, id)?.progress();
+pub async fn get_session(state: &Arc<AppState>, id: &str) -> Result<Response<ResponseBody>, ApiError> {
+    let p = known(state, id).await?.progress();
     Ok(json_response(StatusCode::OK, &serde_json::to_value(p).map_err(|e| ApiError::Internal(e.to_string()))?))
 }
 
 /// `PUT /sessions/{id}/signal`: the log for a producer that cannot send a text part; on a
 /// failed session, a retry from its stored frames.
-pub async fn put_signal(state: &AppState, id: &str, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn put_signal(state: &Arc<AppState>, id: &str, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     // A failed phrase (a panic, a read error) is decided again from its stored frames.
-    let session = state.sessions.retry(id).ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))?;
+    let (held, key) = (state.clone(), id.to_owned());
+    let session = on_disk(move || held.sessions.retry(&key)).await?.ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))?;
     if session.progress().state == SessionState::Done {
         return Err(ApiError::Conflict(format!("session {id} is already complete")));
     }
@@ -41,7 +44,8 @@ pub async fn put_signal(state: &AppState, id: &str, req: Request<RequestBody>) -
         .map_err(|e| ApiError::PayloadTooLarge(format!("the log is over {limit} bytes or was cut off: {e}")))?
         .to_bytes();
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::BadRequest("the log is not UTF-8".into()))?;
-    session.set_signal(&text)?;
+    let storing = session.clone();
+    on_disk(move || storing.set_signal(&text)).await??;
     if session.upload_complete() && state.config.analysis {
         // A session rebuilt after a restart is not analysed yet: its frames are analysed now.
         let pose = state.ready_pose()?;
@@ -54,8 +58,8 @@ pub async fn put_signal(state: &AppState, id: &str, req: Request<RequestBody>) -
 
 /// `GET /sessions/{id}/events`: `progress` events as frames arrive and are analysed, then one
 /// `verdict` (or `failed`) event, then the end of the stream.
-pub fn events(state: &AppState, id: &str) -> Result<Response<ResponseBody>, ApiError> {
-    let rx = known(state, id)?.subscribe();
+pub async fn events(state: &Arc<AppState>, id: &str) -> Result<Response<ResponseBody>, ApiError> {
+    let rx = known(state, id).await?.subscribe();
     let stream = futures_util::stream::unfold((rx, false, false), |(mut rx, started, finished)| async move {
         if finished {
             return None;
@@ -97,8 +101,8 @@ fn listed(progress: &Progress, name: &str) -> bool {
 
 /// `GET /sessions/{id}/artifacts/{name}`: a file of the session's directory. The videos follow
 /// the verdict: asked for before they are written, the answer waits for them.
-pub async fn artifact(state: &AppState, id: &str, name: &str) -> Result<Response<ResponseBody>, ApiError> {
-    let session: Arc<Session> = known(state, id)?;
+pub async fn artifact(state: &Arc<AppState>, id: &str, name: &str) -> Result<Response<ResponseBody>, ApiError> {
+    let session: Arc<Session> = known(state, id).await?;
     if !listed(&session.progress(), name) {
         return Err(ApiError::NotFound(format!("no artifact {name:?}")));
     }

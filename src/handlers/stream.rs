@@ -10,7 +10,7 @@ use hyper::{header, Request, Response, StatusCode};
 use crate::analysis::fisheye::FisheyeSettings;
 use crate::analysis::pipeline::{PipelineOptions, VideoWriting};
 use crate::analysis::v2::EngineChoice;
-use crate::handlers::RequestBody;
+use crate::handlers::{end_upload_in_background, on_disk, RequestBody};
 use crate::error::{json_response, ApiError, ResponseBody};
 use crate::mjpeg::{boundary_from_content_type, settle_boundary, sniff_boundary, Limits, MjpegStream, Part};
 use crate::session::store::PhraseChoices;
@@ -143,9 +143,16 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
         boundary_from_content_type(&content_type)?;
         settle_boundary(&content_type, body).await?
     };
-    let session = state.sessions.open_upload(id, None)?;
+    let (session, fps, engine) = {
+        let (state, id) = (state.clone(), id.to_owned());
+        on_disk(move || -> Result<_, ApiError> {
+            let session = state.sessions.open_upload(&id, None)?;
+            let (fps, engine) = settle_choices(&state.config, &session, fps, engine);
+            Ok((session, fps, engine))
+        })
+        .await??
+    };
     let mut guard = UploadGuard { session: session.clone(), open: true };
-    let (fps, engine) = settle_choices(config, &session, fps, engine);
     if let Some(pose) = pose {
         session.start_analysis(Analysis { pose, options: pipeline_options(config, fps, engine) });
     }
@@ -160,15 +167,26 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
         }
         match part {
             Ok(Some(Part::Frame { index, timestamp, bytes })) => {
-                if let Err(e) = session.add_frame(index, timestamp, bytes) {
-                    break Err(ApiError::from(e));
+                // One write in flight per upload: the next part is read once this one is stored.
+                let session = session.clone();
+                match on_disk(move || session.add_frame(index, timestamp, bytes)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => break Err(ApiError::from(e)),
+                    Err(e) => break Err(e),
                 }
             }
             // Each text part holds whole log lines: appended in order, read once the phrase's
             // end is in (then decided as soon as the frames reach the last light).
             Ok(Some(Part::Signal { text, .. })) => {
-                if let Err(e) = session.append_signal(&text, config.max_log_bytes) {
-                    signal_error.get_or_insert(ApiError::from(e));
+                let (session, max) = (session.clone(), config.max_log_bytes);
+                match on_disk(move || session.append_signal(&text, max)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        signal_error.get_or_insert(ApiError::from(e));
+                    }
+                    Err(e) => {
+                        signal_error.get_or_insert(e);
+                    }
                 }
             }
             // Bytes with no multipart delimiter at all are not a phrase (an empty but well-formed
@@ -187,14 +205,21 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
             Err(e) => break Err(ApiError::from(e)),
         }
     };
-    if ended.is_ok() && signal_error.is_none() {
+    let (settle, complete) = (ended.is_ok() && signal_error.is_none(), ended.is_ok());
+    let ending = session.clone();
+    let settled = on_disk(move || {
         // A log whose end lines never came is read as it is.
-        if let Err(e) = session.settle_log() {
-            signal_error = Some(ApiError::from(e));
-        }
-    }
-    session.end_upload(ended.is_ok());
+        let settled = if settle { ending.settle_log() } else { Ok(()) };
+        ending.end_upload(complete);
+        settled
+    })
+    .await;
     guard.open = false;
+    match settled {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => signal_error = Some(ApiError::from(e)),
+        Err(e) => signal_error = Some(e),
+    }
     if let Err(e) = &ended {
         tracing::warn!(session = %id, error = %e, "upload ended early; the session can be resumed");
     }
@@ -215,7 +240,7 @@ struct UploadGuard {
 impl Drop for UploadGuard {
     fn drop(&mut self) {
         if self.open {
-            self.session.end_upload(false);
+            end_upload_in_background(self.session.clone());
         }
     }
 }

@@ -10,6 +10,8 @@ use hyper::{header, Response, StatusCode};
 use serde_json::json;
 
 use crate::error::{full_body, json_response, ApiError, ResponseBody};
+use std::sync::Arc;
+
 use crate::state::AppState;
 
 /// The sessions index.
@@ -27,8 +29,8 @@ pub fn index() -> Response<ResponseBody> {
 }
 
 /// `GET /sessions/{id}/view` (404 for a session nobody knows).
-pub fn session_page(state: &AppState, id: &str) -> Result<Response<ResponseBody>, ApiError> {
-    state.sessions.get(id).ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+pub async fn session_page(state: &Arc<AppState>, id: &str) -> Result<Response<ResponseBody>, ApiError> {
+    crate::handlers::sessions::known(state, id).await?;
     Ok(page("text/html; charset=utf-8", SESSION_HTML))
 }
 
@@ -40,9 +42,12 @@ pub fn asset(name: &str) -> Result<Response<ResponseBody>, ApiError> {
     }
 }
 
-/// `GET /sessions`: `{"sessions": [...]}`, newest first.
-pub fn sessions(state: &AppState) -> Response<ResponseBody> {
-    json_response(StatusCode::OK, &json!({ "sessions": state.sessions.list(LISTED) }))
+/// `GET /sessions`: `{"sessions": [...]}`, newest first (read on the blocking pool: it reads
+/// up to [`LISTED`] directories).
+pub async fn sessions(state: &Arc<AppState>) -> Result<Response<ResponseBody>, ApiError> {
+    let held = state.clone();
+    let listed = crate::handlers::on_disk(move || held.sessions.list(LISTED)).await?;
+    Ok(json_response(StatusCode::OK, &json!({ "sessions": listed })))
 }
 
 fn page(kind: &'static str, text: &'static str) -> Response<ResponseBody> {

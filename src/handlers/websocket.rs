@@ -178,7 +178,7 @@ impl Drop for Phrase {
     fn drop(&mut self) {
         // The socket went away mid-upload: the phrase waits, interrupted, to be resumed.
         if self.upload_open {
-            self.session.end_upload(false);
+            crate::handlers::end_upload_in_background(self.session.clone());
         }
         if let Some(verdict) = &self.verdict {
             verdict.abort();

@@ -248,9 +248,9 @@ pub struct Analysis {
     pub options: PipelineOptions,
 }
 
-/// What a session holds under its lock.
+/// What a session holds under its lock: memory only. No file is read or written while it is
+/// held, so a slow disk never stalls a request that only looks (progress, admission, listing).
 struct Inner {
-    store: FrameStore,
     frames: Vec<FrameRecord>,
     /// Frames just stored, by position in `frames`, still in memory.
     recent: VecDeque<(usize, Bytes)>,
@@ -278,6 +278,9 @@ pub struct Session {
     /// `<output>/<id>`.
     pub dir: PathBuf,
     inner: Mutex<Inner>,
+    /// Its files, under their own lock: held across each write, by the session's own upload
+    /// and log only. Taken before `inner` when both are needed, never while `inner` is held.
+    files: Mutex<FrameStore>,
     progress: watch::Sender<Progress>,
     max_phrase_bytes: u64,
     /// The analysis's own state: the pipeline and where it is; taken by one pool thread at a time.
@@ -320,7 +323,6 @@ impl Session {
         };
         let now = Instant::now();
         let inner = Inner {
-            store,
             frames,
             recent: VecDeque::new(),
             next_index,
@@ -340,6 +342,7 @@ impl Session {
             id: id.to_owned(),
             dir,
             inner: Mutex::new(inner),
+            files: Mutex::new(store),
             progress: tx,
             max_phrase_bytes,
             work: Mutex::new(None),
@@ -352,6 +355,11 @@ impl Session {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Its files: taken before `inner`, never while holding it.
+    fn files(&self) -> MutexGuard<'_, FrameStore> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A snapshot of its progress.
@@ -368,8 +376,10 @@ impl Session {
         self.progress.send_replace(inner.progress.clone());
     }
 
-    /// Starts an upload; a session already done, or receiving on another connection, refuses.
-    fn begin_upload(&self) -> Result<(), SessionError> {
+    /// Claims the session for an upload, in memory (under the registry's lock); a session
+    /// already done, or receiving on another connection, refuses. [`Session::open_for_upload`]
+    /// then says so on disk.
+    fn claim_upload(&self) -> Result<(), SessionError> {
         let mut inner = self.lock();
         match inner.progress.state {
             SessionState::Done | SessionState::Analysing | SessionState::Failed => return Err(SessionError::AlreadyComplete(self.id.clone())),
@@ -380,27 +390,49 @@ impl Session {
         inner.log_appended = false;
         // More frames may come: the phrase is open again until this upload ends cleanly.
         inner.upload_done = false;
-        inner.store.mark_upload_complete(false)?;
         inner.progress.state = SessionState::Receiving;
         self.publish(&inner);
+        Ok(())
+    }
+
+    /// The claimed upload's disk side: the mark of a whole upload is taken away (more frames
+    /// may come). When that fails, the claim is given back.
+    fn open_for_upload(&self) -> Result<(), SessionError> {
+        let unmarked = self.files().mark_upload_complete(false);
+        if let Err(e) = unmarked {
+            let mut inner = self.lock();
+            inner.uploading = false;
+            self.publish(&inner);
+            return Err(e.into());
+        }
         Ok(())
     }
 
     /// Stores one frame (skipped when a frame of that index is already held); returns whether
     /// it was new.
     pub fn add_frame(&self, index: Option<u64>, timestamp: Option<f64>, jpeg: Bytes) -> Result<bool, SessionError> {
-        let mut inner = self.lock();
-        let index = index.unwrap_or(inner.next_index);
-        if index < inner.next_index {
-            return Ok(false);
+        if jpeg.is_empty() {
+            return Err(SessionError::BadFrame("a frame with no bytes: a frame is a JPEG".into()));
         }
-        let Some(next_index) = index.checked_add(1) else {
-            return Err(SessionError::BadFrame(format!("frame index {index} is too large: no frame may follow it")));
+        // The files' lock first: it orders this session's writes; `inner` is only looked at,
+        // then let go while the bytes go to disk.
+        let mut files = self.files();
+        let (index, next_index) = {
+            let inner = self.lock();
+            let index = index.unwrap_or(inner.next_index);
+            if index < inner.next_index {
+                return Ok(false);
+            }
+            let Some(next_index) = index.checked_add(1) else {
+                return Err(SessionError::BadFrame(format!("frame index {index} is too large: no frame may follow it")));
+            };
+            if inner.progress.bytes + jpeg.len() as u64 > self.max_phrase_bytes {
+                return Err(SessionError::PhraseTooLarge { limit: self.max_phrase_bytes, held: inner.progress.frames_received });
+            }
+            (index, next_index)
         };
-        if inner.progress.bytes + jpeg.len() as u64 > self.max_phrase_bytes {
-            return Err(SessionError::PhraseTooLarge { limit: self.max_phrase_bytes, held: inner.progress.frames_received });
-        }
-        let record = inner.store.append(index, timestamp, &jpeg)?;
+        let record = files.append(index, timestamp, &jpeg)?;
+        let mut inner = self.lock();
         let position = inner.frames.len();
         inner.frames.push(record);
         if inner.analysis.is_some() {
@@ -418,6 +450,7 @@ impl Session {
         metrics::counter!(crate::metrics::BYTES_RECEIVED).increment(record.length);
         self.publish(&inner);
         drop(inner);
+        drop(files);
         self.wake();
         Ok(true)
     }
@@ -426,8 +459,10 @@ impl Session {
     /// and not kept.
     pub fn set_signal(&self, text: &str) -> Result<(), SessionError> {
         let phrase = ScoringLog::parse(text).map_err(|e| SessionError::BadLog(e.to_string()))?;
+        let files = self.files();
+        files.save_signal(text)?;
         let mut inner = self.lock();
-        inner.store.save_signal(text)?;
+        drop(files);
         inner.log_text = text.to_owned();
         inner.progress.signal_bytes = text.len();
         self.take_log(&mut inner, phrase);
@@ -442,23 +477,32 @@ impl Session {
     /// first lines of an upload start a new log when the stored one is already whole (a client
     /// sending its whole log again). Past `max_bytes` in all, the lines are refused.
     pub fn append_signal(&self, lines: &str, max_bytes: u64) -> Result<(), SessionError> {
+        // The files' lock orders this session's log writes; the new log is made from what is
+        // held, written with `inner` let go, then taken in.
+        let files = self.files();
+        let (starts_anew, text) = {
+            let inner = self.lock();
+            let starts_anew = !inner.log_appended && signal::holds_phrase_end(&inner.log_text);
+            let held = if starts_anew { "" } else { inner.log_text.as_str() };
+            let separator = usize::from(!held.is_empty() && !held.ends_with('\n'));
+            if (held.len() + separator + lines.len()) as u64 > max_bytes {
+                return Err(SessionError::LogTooLarge(max_bytes));
+            }
+            let mut text = held.to_owned();
+            if separator == 1 {
+                text.push('\n');
+            }
+            text.push_str(lines);
+            (starts_anew, text)
+        };
+        files.save_signal(&text)?;
         let mut inner = self.lock();
-        if !inner.log_appended && signal::holds_phrase_end(&inner.log_text) {
-            inner.log_text.clear();
+        drop(files);
+        if starts_anew {
             inner.phrase = None;
             inner.progress.signal_received = false;
         }
         inner.log_appended = true;
-        let separator = usize::from(!inner.log_text.is_empty() && !inner.log_text.ends_with('\n'));
-        if (inner.log_text.len() + separator + lines.len()) as u64 > max_bytes {
-            return Err(SessionError::LogTooLarge(max_bytes));
-        }
-        let mut text = inner.log_text.clone();
-        if separator == 1 {
-            text.push('\n');
-        }
-        text.push_str(lines);
-        inner.store.save_signal(&text)?;
         inner.progress.signal_bytes = text.len();
         inner.log_text = text;
         inner.last_byte = Instant::now();
@@ -513,19 +557,27 @@ impl Session {
 
     /// The upload ended: cleanly (`complete`) or cut off.
     pub fn end_upload(&self, complete: bool) {
+        // Everything the upload stored is made durable (frames, index, the directory's
+        // entries) before the upload is said to be over; then a phrase nobody uploads to holds
+        // no file: a resumed upload opens them again.
+        let mut files = self.files();
+        if let Err(e) = files.sync() {
+            warn!(session = %self.id, error = %e, "cannot sync the stored frames to disk");
+        }
+        files.close();
+        // Kept on disk, so that a log PUT after a restart still completes the phrase.
+        let marked = if complete { files.mark_upload_complete(true) } else { Ok(()) };
+        if let Err(e) = marked {
+            warn!(session = %self.id, error = %e, "cannot mark the upload complete on disk");
+        }
         let mut inner = self.lock();
         inner.uploading = false;
-        // A phrase nobody uploads to holds no file: a resumed upload opens them again.
-        inner.store.close();
+        let mut recount = None;
         if complete {
             inner.upload_done = true;
             inner.upload_seconds = inner.started.elapsed().as_secs_f64();
-            // Kept on disk, so that a log PUT after a restart still completes the phrase.
-            if let Err(e) = inner.store.mark_upload_complete(true) {
-                warn!(session = %self.id, error = %e, "cannot mark the upload complete on disk");
-            }
             if inner.progress.state == SessionState::Done {
-                self.count_frames_after_verdict(&mut inner);
+                recount = self.count_frames_after_verdict(&mut inner);
             }
         } else if inner.progress.state == SessionState::Receiving {
             inner.progress.state = SessionState::Interrupted;
@@ -533,26 +585,31 @@ impl Session {
         }
         self.publish(&inner);
         drop(inner);
+        if let Some(result) = recount {
+            let written = serde_json::to_vec_pretty(&result).map_err(std::io::Error::other).and_then(|bytes| store::write_durably(&self.dir.join(store::RESULT), &bytes));
+            if let Err(e) = written {
+                warn!(session = %self.id, error = %e, "cannot store the answer's final frame counts");
+            }
+        }
+        drop(files);
         self.wake();
     }
 
     /// A phrase decided from its live log before its upload ended: the answer's `stream` counts
     /// every frame and byte the upload brought, and `frames_after_verdict` those that came after
-    /// the call (stored, never changing it); `analysis_result.json` is written again to match.
-    fn count_frames_after_verdict(&self, inner: &mut Inner) {
+    /// the call (stored, never changing it). Returns the answer to write again as
+    /// `analysis_result.json` (by the caller, with `inner` let go).
+    fn count_frames_after_verdict(&self, inner: &mut Inner) -> Option<Value> {
         let (frames, bytes, seconds) = (inner.progress.frames_received as u64, inner.progress.bytes, inner.upload_seconds);
-        let Some(result) = inner.progress.result.as_mut() else { return };
-        let Some(stream) = result.get_mut("stream").and_then(Value::as_object_mut) else { return };
+        let result = inner.progress.result.as_mut()?;
+        let stream = result.get_mut("stream").and_then(Value::as_object_mut)?;
         let at_verdict = stream.get("frames_received").and_then(Value::as_u64).unwrap_or(frames);
         let already_after = stream.get("frames_after_verdict").and_then(Value::as_u64).unwrap_or(0);
         stream.insert("frames_received".into(), frames.into());
         stream.insert("bytes".into(), bytes.into());
         stream.insert("upload_seconds".into(), seconds.into());
         stream.insert("frames_after_verdict".into(), (already_after + frames.saturating_sub(at_verdict)).into());
-        let written = serde_json::to_vec_pretty(result).map_err(std::io::Error::other).and_then(|bytes| store::write_atomically(&self.dir.join(store::RESULT), &bytes));
-        if let Err(e) = written {
-            warn!(session = %self.id, error = %e, "cannot store the answer's final frame counts");
-        }
+        Some(result.clone())
     }
 
     /// Whether its frames are being analysed (not so with `--analysis false`).

@@ -2,6 +2,11 @@
 //! decided at once, one upload per session), lookup (in memory, or rebuilt from disk after a
 //! restart), and retirement (a session nobody uses leaves memory: decided or failed ones at
 //! once, undecided ones once idle; all of it is on disk, where a lookup finds it again).
+//!
+//! The registry's lock guards the map and nothing else: no file is read or written under it
+//! (sessions are rebuilt, created and listed outside it), so one slow disk never stalls
+//! admission, lookups or `/metrics` for every piste. Its methods block on the disk: async code
+//! calls them on the blocking pool.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -87,14 +92,14 @@ impl Sessions {
     /// A failed session let go and rebuilt from its files, so that it can be decided again;
     /// any other session as `get` finds it.
     pub fn retry(&self, id: &str) -> Option<Arc<Session>> {
-        let mut open = self.registry();
-        if let Some(s) = open.get(id) {
-            if s.progress().state == SessionState::Failed {
-                s.retire();
-                open.remove(id);
-            }
+        let failed = {
+            let mut open = self.registry();
+            let failed = open.get(id).is_some_and(|s| s.progress().state == SessionState::Failed);
+            failed.then(|| open.remove(id)).flatten()
+        };
+        if let Some(s) = failed {
+            s.retire();
         }
-        drop(open);
         self.get(id)
     }
 
@@ -138,6 +143,7 @@ impl Sessions {
     /// their files), summed up for the piste view's index. Sessions on disk are read, not
     /// rebuilt: listing opens no files for writing and starts nothing.
     pub fn list(&self, limit: usize) -> Vec<SessionSummary> {
+        // The directories are read with no lock held; the map is only looked up.
         let Ok(entries) = std::fs::read_dir(&self.output) else { return Vec::new() };
         let mut found: Vec<(std::time::SystemTime, String)> = entries
             .filter_map(|e| e.ok())
@@ -153,12 +159,16 @@ impl Sessions {
             .collect();
         found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         found.truncate(limit);
-        let open = self.registry();
+        let held: Vec<Option<Arc<Session>>> = {
+            let open = self.registry();
+            found.iter().map(|(_, id)| open.get(id).cloned()).collect()
+        };
         found
             .into_iter()
-            .map(|(changed, id)| {
+            .zip(held)
+            .map(|((changed, id), session)| {
                 let updated = crate::analysis::artifacts::utc_rfc3339(changed);
-                match open.get(&id) {
+                match session {
                     Some(session) => SessionSummary::of(&session.progress(), updated),
                     None => SessionSummary::on_disk(&self.output.join(&id), id, updated),
                 }
@@ -172,17 +182,16 @@ impl Sessions {
         if !valid_session_id(id) {
             return None;
         }
-        let mut open = self.registry();
-        if let Some(s) = open.get(id) {
+        if let Some(s) = self.registry().get(id) {
             return Some(s.clone());
         }
         let dir = self.output.join(id);
         if !dir.join(store::INDEX).is_file() && !dir.join(store::RESULT).is_file() {
             return None;
         }
+        // Rebuilt with the lock let go; when two lookups race, the first one in is kept.
         let session = Session::open(id, dir, self.max_phrase_bytes, self.pool.clone()).ok()?;
-        open.insert(id.to_owned(), session.clone());
-        Some(session)
+        Some(self.registry().entry(id.to_owned()).or_insert(session).clone())
     }
 
     /// Takes a place for a whole-video analysis (`/analyze`) among the `max_busy` phrases that may
@@ -191,7 +200,7 @@ impl Sessions {
         self.check_disk()?;
         // Counted under the registry's lock, as uploads are, so the last place is taken once.
         let open = self.registry();
-        let busy = open.values().filter(|s| s.busy()).count() + self.analyses.load(Ordering::SeqCst);
+        let busy = self.busy_locked(&open, "");
         if busy >= self.max_busy {
             return Err(SessionError::Busy(busy));
         }
@@ -201,54 +210,81 @@ impl Sessions {
 
     /// Retires the sessions nobody uses; runs on every new upload and on a timer.
     pub fn sweep(&self) {
-        let mut open = self.registry();
-        self.sweep_locked(&mut open, None);
+        let leaving = self.sweep_locked(&mut self.registry(), None);
+        retire_all(leaving);
     }
 
-    fn sweep_locked(&self, open: &mut HashMap<String, Arc<Session>>, keep: Option<&str>) {
+    /// Takes the sessions nobody uses out of the map; they are retired by the caller once the
+    /// lock is let go (letting their analysis state go may close files).
+    fn sweep_locked(&self, open: &mut HashMap<String, Arc<Session>>, keep: Option<&str>) -> Vec<Arc<Session>> {
         // Held means a handle beyond the registry's (an upload, an events stream, the pool's
         // queue); a new one can only be had from the registry, under this lock.
+        let mut leaving = Vec::new();
         open.retain(|key, s| {
             if Some(key.as_str()) == keep || Arc::strong_count(s) > 1 {
                 return true;
             }
             let ended = matches!(s.progress().state, SessionState::Done | SessionState::Failed);
             if ended || s.idle_for(self.idle) {
-                s.retire();
+                leaving.push(s.clone());
                 return false;
             }
             true
         });
+        leaving
+    }
+
+    /// Phrases uploading or being decided, `except` one, counted under the registry's lock.
+    fn busy_locked(&self, open: &HashMap<String, Arc<Session>>, except: &str) -> usize {
+        open.values().filter(|s| s.id != except && s.busy()).count() + self.analyses.load(Ordering::SeqCst)
     }
 
     /// Opens the session `id` for an upload: created or rebuilt from disk, marked receiving,
     /// and analysed as frames come when `analysis` is given. Refused when `max_busy` others are
     /// busy, when it is complete, or when another connection is uploading to it.
     pub fn open_upload(&self, id: &str, analysis: Option<Analysis>) -> Result<Arc<Session>, SessionError> {
-        let known = self.get(id);
-        // Counted and claimed under the registry's lock, so two uploads cannot both take the last slot.
-        let mut open = self.registry();
-        self.sweep_locked(&mut open, Some(id));
-        let busy = open.values().filter(|s| s.id != id && s.busy()).count() + self.analyses.load(Ordering::SeqCst);
+        // A first look, so that a refused phrase creates nothing on disk.
+        let busy = self.busy_locked(&self.registry(), id);
         if busy >= self.max_busy {
             return Err(SessionError::Busy(busy));
         }
-        let session = match known {
+        // Found or made with the lock let go (both may read or write the disk).
+        let session = match self.get(id) {
             Some(s) => s,
             None => {
                 self.check_disk()?;
-                let session = Session::open(id, self.output.join(id), self.max_phrase_bytes, self.pool.clone())?;
-                open.entry(id.to_owned()).or_insert(session).clone()
+                Session::open(id, self.output.join(id), self.max_phrase_bytes, self.pool.clone())?
             }
         };
-        // A session retired between the lookup and this lock is put back.
-        open.entry(id.to_owned()).or_insert_with(|| session.clone());
-        session.begin_upload()?;
-        drop(open);
+        // Counted and claimed under the registry's lock, so two uploads cannot both take the
+        // last slot.
+        let (session, leaving) = {
+            let mut open = self.registry();
+            let leaving = self.sweep_locked(&mut open, Some(id));
+            let busy = self.busy_locked(&open, id);
+            if busy >= self.max_busy {
+                drop(open);
+                retire_all(leaving);
+                return Err(SessionError::Busy(busy));
+            }
+            // The one in the map wins a race (and a session retired since the lookup is put back).
+            let session = open.entry(id.to_owned()).or_insert(session).clone();
+            (session.claim_upload().map(|()| session), leaving)
+        };
+        retire_all(leaving);
+        let session = session?;
+        session.open_for_upload()?;
         if let Some(analysis) = analysis {
             session.start_analysis(analysis);
         }
         Ok(session)
+    }
+}
+
+/// Lets the analysis state of sessions taken out of the map go.
+fn retire_all(leaving: Vec<Arc<Session>>) {
+    for session in leaving {
+        session.retire();
     }
 }
 
