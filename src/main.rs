@@ -45,16 +45,9 @@ fn main() -> ExitCode {
                 }
             };
             let served = runtime.block_on(ai_referee::server::serve(config));
-            if served.is_ok() {
-                // serve() has waited out its shutdown grace and everything is on disk. The pool,
-                // scheduler and libtorch threads may still be mid-call: running C++ static
-                // destructors under them crashes, so the process ends here, at once.
-                use std::io::Write;
-                let _ = std::io::stderr().flush();
-                // SAFETY: _exit ends the process without running atexit handlers; nothing is
-                // left to flush.
-                unsafe { libc::_exit(0) };
-            }
+            // serve() has joined its threads and waited out its tasks; what the runtime still
+            // holds (a disk write stalled past the grace) is given a moment, then left.
+            runtime.shutdown_timeout(RUNTIME_GRACE);
             match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
@@ -66,6 +59,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// How long the runtime's leftover blocking work may hold the exit once `serve` has returned.
+const RUNTIME_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Exit status of a tool subcommand: its error on stderr and failure, or success.
 fn report(result: Result<(), String>) -> ExitCode {

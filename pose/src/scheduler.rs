@@ -100,6 +100,12 @@ struct Job {
     reply: SyncSender<Result<Vec<PoseDetection>, PoseError>>,
 }
 
+/// What the batching thread is sent: a frame, or the word to stop.
+enum Queued {
+    Frame(Job),
+    Stop,
+}
+
 /// Where a submitted frame's detections arrive.
 #[derive(Debug)]
 pub struct Ticket {
@@ -113,10 +119,11 @@ impl Ticket {
     }
 }
 
-/// The scheduler: cheap to share (`Arc`); the batching thread ends when the last handle is
-/// dropped.
+/// The scheduler: cheap to share (`Arc`); the batching thread ends at [`PoseScheduler::stop`]
+/// or when the last handle is dropped.
 pub struct PoseScheduler {
-    queue: SyncSender<Job>,
+    queue: SyncSender<Queued>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     input_shape: InputShape,
     description: String,
     settings: SchedulerSettings,
@@ -141,10 +148,20 @@ impl PoseScheduler {
         let counters = Arc::new(SchedulerCounters::default());
         let (input_shape, description) = (backend.input_shape(), backend.describe());
         let worker_counters = counters.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("pose-scheduler".into())
             .spawn(move || run_batches(backend, jobs, settings, &worker_counters))?;
-        Ok(PoseScheduler { queue, input_shape, description, settings, counters })
+        Ok(PoseScheduler { queue, thread: std::sync::Mutex::new(Some(thread)), input_shape, description, settings, counters })
+    }
+
+    /// Stops the batching thread once the frames queued before this call are answered, and
+    /// joins it (the backend, and so the model, is let go with it). Frames submitted later get
+    /// "the pose scheduler stopped". Returns whether this call joined the thread (a second call,
+    /// or a scheduler whose thread already ended, joins nothing).
+    pub fn stop(&self) -> bool {
+        let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() else { return false };
+        let _ = self.queue.send(Queued::Stop);
+        thread.join().is_ok()
     }
 
     /// The input shapes the backend takes.
@@ -171,13 +188,13 @@ impl PoseScheduler {
     pub fn submit(&self, input: Tensor, frame: Letterbox) -> Ticket {
         let (reply, receiver) = mpsc::sync_channel(1);
         self.counters.queued.fetch_add(1, Ordering::SeqCst);
-        let job = Job { input, frame, reply };
+        let job = Queued::Frame(Job { input, frame, reply });
         let sent = match self.queue.try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(job)) => self.queue.send(job).map_err(|e| e.0),
             Err(TrySendError::Disconnected(job)) => Err(job),
         };
-        if let Err(job) = sent {
+        if let Err(Queued::Frame(job)) = sent {
             self.counters.queued.fetch_sub(1, Ordering::SeqCst);
             let _ = job.reply.send(Err(PoseError::Forward("the pose scheduler stopped".into())));
         }
@@ -207,19 +224,28 @@ impl PoseScheduler {
     }
 }
 
-/// The batching loop: one batch at a time, until every handle is gone.
-fn run_batches(backend: Arc<dyn PoseBackend>, jobs: Receiver<Job>, settings: SchedulerSettings, counters: &SchedulerCounters) {
-    while let Ok(first) = jobs.recv() {
+/// The batching loop: one batch at a time, until it is told to stop or every handle is gone.
+fn run_batches(backend: Arc<dyn PoseBackend>, jobs: Receiver<Queued>, settings: SchedulerSettings, counters: &SchedulerCounters) {
+    let mut stopping = false;
+    while !stopping {
+        let Ok(Queued::Frame(first)) = jobs.recv() else { return };
         let mut batch = vec![first];
         let deadline = Instant::now() + settings.batch_wait;
         while batch.len() < settings.max_batch {
             // Whatever is already queued joins at once; then wait out the rest of the window.
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+            let next = match jobs.try_recv() {
+                Ok(queued) => queued,
                 Err(_) => match jobs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(job) => batch.push(job),
+                    Ok(queued) => queued,
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                 },
+            };
+            match next {
+                Queued::Frame(job) => batch.push(job),
+                Queued::Stop => {
+                    stopping = true;
+                    break;
+                }
             }
         }
         run_batch(backend.as_ref(), batch, counters);

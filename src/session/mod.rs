@@ -637,6 +637,18 @@ impl Session {
         inner.uploading || inner.progress.state == SessionState::Analysing || (deciding && !matches!(inner.progress.state, SessionState::Done | SessionState::Failed))
     }
 
+    /// Waits until stopping the server would cut nothing of it (see [`Session::running`]),
+    /// woken by its own progress.
+    pub async fn until_settled(&self) {
+        let mut rx = self.subscribe();
+        loop {
+            rx.borrow_and_update();
+            if !self.running() || rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Whether it has waited at least `idle` with no upload on it, undecided (interrupted, or
     /// awaiting its log).
     fn idle_for(&self, idle: std::time::Duration) -> bool {

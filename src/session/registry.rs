@@ -29,17 +29,21 @@ pub struct Sessions {
     pool: Arc<AnalysisPool>,
     /// Whole-video analyses (`/analyze`) running now; they count against `max_busy` too.
     analyses: Arc<AtomicUsize>,
+    /// Told each time a whole-video analysis ends (shutdown waits on it).
+    analysis_ended: Arc<tokio::sync::Notify>,
 }
 
 /// A whole-video analysis's place in the concurrent-phrase limit, given back when dropped.
 #[derive(Debug)]
 pub struct AnalysisSlot {
     analyses: Arc<AtomicUsize>,
+    ended: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for AnalysisSlot {
     fn drop(&mut self) {
         self.analyses.fetch_sub(1, Ordering::SeqCst);
+        self.ended.notify_waiters();
     }
 }
 
@@ -54,7 +58,7 @@ impl Sessions {
     /// `max_phrase_bytes` of frames each, analysed on `pool`; an undecided one left alone for
     /// `idle` leaves memory and is rebuilt from disk when it is asked for again.
     pub fn new(output: PathBuf, max_busy: usize, max_phrase_bytes: u64, idle: Duration, pool: Arc<AnalysisPool>) -> Sessions {
-        Sessions { output, open: Mutex::new(HashMap::new()), max_busy, max_phrase_bytes, idle, min_free: 0, pool, analyses: Arc::new(AtomicUsize::new(0)) }
+        Sessions { output, open: Mutex::new(HashMap::new()), max_busy, max_phrase_bytes, idle, min_free: 0, pool, analyses: Arc::new(AtomicUsize::new(0)), analysis_ended: Arc::default() }
     }
 
     /// The same, refusing new phrases (not resumed ones) while fewer than `bytes` are free on the
@@ -111,6 +115,33 @@ impl Sessions {
     /// Phrases whose upload or decision a stop would cut now (`/analyze` ones included).
     pub fn running(&self) -> usize {
         self.registry().values().filter(|s| s.running()).count() + self.analyses.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no phrase is running (see [`Sessions::running`]): woken by the running
+    /// phrases' own progress and by whole-video analyses ending, never by a timer.
+    pub async fn until_none_running(&self) {
+        loop {
+            let analysis_ended = self.analysis_ended.notified();
+            tokio::pin!(analysis_ended);
+            // Registered before the count is read, so an analysis ending in between is seen.
+            analysis_ended.as_mut().enable();
+            let running: Vec<Arc<Session>> = self.registry().values().filter(|s| s.running()).cloned().collect();
+            if running.is_empty() && self.analyses.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if running.is_empty() {
+                analysis_ended.await;
+                continue;
+            }
+            tokio::select! {
+                () = &mut analysis_ended => {}
+                () = async {
+                    for session in &running {
+                        session.until_settled().await;
+                    }
+                } => {}
+            }
+        }
     }
 
     /// Refuses a new phrase below the free-space floor.
@@ -205,7 +236,7 @@ impl Sessions {
             return Err(SessionError::Busy(busy));
         }
         self.analyses.fetch_add(1, Ordering::SeqCst);
-        Ok(AnalysisSlot { analyses: self.analyses.clone() })
+        Ok(AnalysisSlot { analyses: self.analyses.clone(), ended: self.analysis_ended.clone() })
     }
 
     /// Retires the sessions nobody uses; runs on every new upload and on a timer.

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,10 @@ pub struct AnalysisPool {
     threads: usize,
     videos: Mutex<VecDeque<(Arc<Session>, VideoPlan)>>,
     videos_ready: Condvar,
+    /// Set by [`AnalysisPool::stop`]: the threads end once their turn is over.
+    stopping: AtomicBool,
+    /// The threads, joined by [`AnalysisPool::stop`].
+    handles: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for AnalysisPool {
@@ -66,14 +70,46 @@ impl AnalysisPool {
             threads: threads.max(1),
             videos: Mutex::new(VecDeque::new()),
             videos_ready: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            handles: Mutex::new(Vec::new()),
         });
+        let mut handles = Vec::new();
         for n in 0..pool.threads {
             let runner = pool.clone();
-            std::thread::Builder::new().name(format!("analysis-{n}")).spawn(move || runner.run())?;
+            handles.push(std::thread::Builder::new().name(format!("analysis-{n}")).spawn(move || runner.run())?);
         }
         let writer = pool.clone();
-        std::thread::Builder::new().name("videos".into()).spawn(move || writer.write_videos())?;
+        handles.push(std::thread::Builder::new().name("videos".into()).spawn(move || writer.write_videos())?);
+        *pool.handles.lock().unwrap_or_else(|p| p.into_inner()) = handles;
         Ok(pool)
+    }
+
+    /// Stops the pool: each thread ends when its turn (at most [`FRAMES_PER_TURN`] frames) or
+    /// the video it is writing is done; phrases still queued stay on disk as they are, and are
+    /// taken up again after a restart. Blocks until every thread has ended; returns how many.
+    pub fn stop(&self) -> usize {
+        self.stopping.store(true, Ordering::SeqCst);
+        {
+            // Taken so that no thread is between its check and its wait.
+            let _queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            self.ready.notify_all();
+        }
+        {
+            let _videos = self.videos.lock().unwrap_or_else(|p| p.into_inner());
+            self.videos_ready.notify_all();
+        }
+        let handles = std::mem::take(&mut *self.handles.lock().unwrap_or_else(|p| p.into_inner()));
+        let joined = handles.len();
+        for handle in handles {
+            if handle.join().is_err() {
+                warn!("an analysis thread ended in a panic");
+            }
+        }
+        joined
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Queues a decided phrase's videos for the video thread.
@@ -93,6 +129,9 @@ impl AnalysisPool {
             let (session, plan) = {
                 let mut queue = self.videos.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
+                    if self.stopping() {
+                        return;
+                    }
                     if let Some(job) = queue.pop_front() {
                         break job;
                     }
@@ -130,6 +169,9 @@ impl AnalysisPool {
             let session = {
                 let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
+                    if self.stopping() {
+                        return;
+                    }
                     if let Some(s) = queue.pop_front() {
                         break s;
                     }
