@@ -12,12 +12,6 @@ use crate::error::ApiError;
 /// The cookie that carries the token for the pages.
 pub const COOKIE: &str = "referee_token";
 
-/// Whether a route is open without the token: the health check, which load balancers and the
-/// legacy uploader probe, and the metrics, which Prometheus scrapes.
-pub fn is_open(segments: &[&str]) -> bool {
-    matches!(segments, ["health"] | ["metrics"])
-}
-
 /// Checks the token a request presents against `expected`. `Ok(Some(cookie))`: it came in the
 /// query, and this `Set-Cookie` value keeps the browser signed in; `Ok(None)`: it came by header
 /// or cookie; 401 when it is missing or wrong.
@@ -27,7 +21,8 @@ pub fn check(headers: &HeaderMap, uri: &Uri, expected: &str) -> Result<Option<He
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
-    let query = uri.query().and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
+    let query = crate::routes::query_param(uri, "token");
+    let query = query.as_deref();
     let cookie = headers
         .get_all(header::COOKIE)
         .iter()

@@ -21,7 +21,7 @@ use crate::error::ResponseBody;
 pub struct SignInCookie(pub HeaderValue);
 
 /// The token check for tower-http's `ValidateRequestHeaderLayer::custom`: every route but the
-/// open ones (`crate::auth::is_open`) wants the token when one is set.
+/// open ones (the route table's `open`, `crate::routes`) wants the token when one is set.
 #[derive(Debug, Clone)]
 pub struct TokenCheck {
     expected: Option<std::sync::Arc<str>>,
@@ -39,8 +39,7 @@ impl<B> tower_http::validate_request::ValidateRequest<B> for TokenCheck {
 
     fn validate(&mut self, request: &mut Request<B>) -> Result<(), Response<ResponseBody>> {
         let Some(expected) = self.expected.as_deref() else { return Ok(()) };
-        let segments: Vec<&str> = request.uri().path().trim_start_matches('/').split('/').collect();
-        if crate::auth::is_open(&segments) {
+        if crate::routes::is_open(request.uri().path()) {
             return Ok(());
         }
         match crate::auth::check(request.headers(), request.uri(), expected) {
@@ -54,34 +53,19 @@ impl<B> tower_http::validate_request::ValidateRequest<B> for TokenCheck {
     }
 }
 
-/// The route pattern a path belongs to, for labels (`/sessions/{id}/events`, not the id).
+/// The route pattern a path belongs to, for labels (`/sessions/{id}/events`, not the id): the
+/// route table's label.
 pub fn route_of(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        [""] => "/",
-        ["assets", _] => "/assets/{name}",
-        ["health"] => "/health",
-        ["metrics"] => "/metrics",
-        ["stats"] => "/stats",
-        ["analyze"] => "/analyze",
-        ["stream"] => "/stream",
-        ["sessions"] => "/sessions",
-        ["sessions", _] => "/sessions/{id}",
-        ["sessions", _, "signal"] => "/sessions/{id}/signal",
-        ["sessions", _, "events"] => "/sessions/{id}/events",
-        ["sessions", _, "view"] => "/sessions/{id}/view",
-        ["sessions", _, "artifacts", _] => "/sessions/{id}/artifacts/{name}",
-        _ => "other",
-    }
+    crate::routes::label_of(path)
 }
 
 /// The session a request is about, when it names one: `?session=`, `X-Session-Id`, or the
 /// `/sessions/{id}` path.
 pub fn session_of<B>(request: &Request<B>) -> Option<String> {
-    let from_query = request.uri().query().and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("session=")));
-    let from_header = request.headers().get(referee_wire::SESSION_ID_HEADER).and_then(|v| v.to_str().ok());
-    let from_path = request.uri().path().strip_prefix("/sessions/").and_then(|rest| rest.split('/').next()).filter(|s| !s.is_empty());
-    from_query.or(from_header).or(from_path).filter(|id| referee_wire::valid_session_id(id)).map(str::to_owned)
+    let from_query = crate::routes::query_param(request.uri(), "session");
+    let from_header = request.headers().get(referee_wire::SESSION_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let from_path = request.uri().path().strip_prefix("/sessions/").and_then(|rest| rest.split('/').next()).filter(|s| !s.is_empty()).map(str::to_owned);
+    from_query.or(from_header).or(from_path).filter(|id| referee_wire::valid_session_id(id))
 }
 
 /// The span every log line about a request is written in: method, path (never the query: it

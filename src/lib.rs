@@ -22,6 +22,7 @@ pub mod layers;
 pub mod linger;
 pub mod metrics;
 pub mod mjpeg;
+pub mod routes;
 pub mod server;
 pub mod session;
 pub mod state;

@@ -18,6 +18,8 @@ use tower_http::trace::TraceLayer;
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::analysis::pose::triton::TritonPose;
@@ -26,6 +28,7 @@ use crate::config::ServeConfig;
 use crate::error::{ApiError, ResponseBody};
 use crate::handlers::{analyze, health, sessions, stream, view, websocket, RequestBody};
 use crate::layers::{CountResponsesLayer, SignInCookie, TokenCheck};
+use crate::routes::{self, Route};
 use crate::session::worker::AnalysisPool;
 use crate::session::Sessions;
 use crate::state::AppState;
@@ -137,12 +140,15 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .with_min_free(config.min_free_bytes());
     info!(sessions_dir = %sessions.root().display(), min_free_mb = config.min_free_mb, retention_days = config.retention_days, "storage");
     let state = Arc::new(AppState { config, pose: OnceLock::new(), sessions, backend_reachable: std::sync::atomic::AtomicBool::new(false) });
-    spawn_housekeeping(state.clone());
+    // Everything the server starts is owned here: tasks are tracked and told to stop by one
+    // token, threads are joined at the end (see `shut_down` and `join_threads`).
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    spawn_housekeeping(state.clone(), &tasks, &stop);
     let (model_failed_tx, model_failed_rx) = oneshot::channel();
-    spawn_model_loader(state.clone(), device, model_failed_tx);
+    let loader = spawn_model_loader(state.clone(), device, model_failed_tx, tasks.clone(), stop.clone());
 
     let connections = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections as usize));
-    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     tokio::pin!(model_failed_rx);
@@ -169,15 +175,15 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                         .serve_connection(TokioIo::new(stream), service_for!(state.clone(), peer))
                         // `GET /stream` may become the piste GUI's WebSocket.
                         .with_upgrades();
-                    let mut stopping = stopping_rx.clone();
-                    tokio::spawn(async move {
+                    let stopping = stop.clone();
+                    tasks.spawn(async move {
                         let open = metrics::gauge!(crate::metrics::OPEN_CONNECTIONS);
                         open.increment(1.0);
                         tokio::pin!(connection);
                         // At shutdown the request in progress is finished, then the connection closes.
                         let served = tokio::select! {
                             served = connection.as_mut() => served,
-                            _ = async { stopping.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                            () = stopping.cancelled() => {
                                 connection.as_mut().graceful_shutdown();
                                 connection.await
                             }
@@ -201,6 +207,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                 // The loader drops the sender once the model is in: only an error ends serving.
                 model_pending = false;
                 if let Ok(err) = failed {
+                    stop.cancel();
+                    join_threads(&state, loader).await;
                     return Err(err);
                 }
             }
@@ -208,8 +216,27 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         }
     }
     drop(listener);
-    shut_down(&state, stopping_tx, &connections).await;
+    shut_down(&state, &stop, &tasks).await;
+    join_threads(&state, loader).await;
     Ok(())
+}
+
+/// Joins every thread the server started, once its tasks are done: the model loader (it gives
+/// up a Triton that never answered), the analysis pool (each thread after its turn) and the
+/// pose scheduler (after the frames queued). Logged with what was joined.
+async fn join_threads(state: &Arc<AppState>, loader: tokio::task::JoinHandle<()>) {
+    let _ = loader.await;
+    let state = state.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let analysis_threads = state.sessions.pool().stop();
+        let scheduler = state.pose.get().is_some_and(|pose| pose.stop());
+        (analysis_threads, scheduler)
+    })
+    .await;
+    match joined {
+        Ok((analysis_threads, scheduler)) => info!(analysis_threads, pose_scheduler = scheduler, "stopped: every thread joined"),
+        Err(e) => warn!(%e, "stopping the threads failed"),
+    }
 }
 
 /// How long, at most, connections get after the last phrase finished to send its answer.
@@ -219,24 +246,23 @@ const ANSWER_GRACE: Duration = Duration::from_secs(5);
 /// requests in progress go on, and running uploads and analyses get `--shutdown-grace-seconds`
 /// to finish. What still runs then is left as it is on disk: an upload cut there is resumed by
 /// its client, an analysis whose frames and log are all in is started again at the next start.
-async fn shut_down(state: &AppState, stopping: tokio::sync::watch::Sender<bool>, connections: &tokio::sync::Semaphore) {
+async fn shut_down(state: &AppState, stop: &CancellationToken, tasks: &TaskTracker) {
     let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
     let busy = state.sessions.running();
     info!(busy_phrases = busy, grace_seconds = grace.as_secs(), "shutting down: no new connections; running phrases may finish");
-    let _ = stopping.send(true);
+    stop.cancel();
     let deadline = tokio::time::Instant::now() + grace;
     // Event streams and idle keep-alive connections never end by themselves: only phrases are
-    // waited for; the connections get what is left of the grace.
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    while state.sessions.running() > 0 && tokio::time::Instant::now() < deadline {
-        tick.tick().await;
-    }
+    // waited for (woken by their progress); the connections get what is left of the grace.
+    let _ = tokio::time::timeout_at(deadline, state.sessions.until_none_running()).await;
     let left = state.sessions.running();
     // Their answers are on the way out: the connections get a little longer to write them
-    // (an event stream on an undecided phrase would never end by itself).
+    // (an event stream on an undecided phrase would never end by itself). The housekeeping
+    // tasks ended at the token.
     let answers_by = deadline.min(tokio::time::Instant::now() + ANSWER_GRACE);
-    while connections.available_permits() < state.config.max_connections as usize && tokio::time::Instant::now() < answers_by {
-        tick.tick().await;
+    tasks.close();
+    if tokio::time::timeout_at(answers_by, tasks.wait()).await.is_err() {
+        info!(open_tasks = tasks.len(), "connections still open at the end of the grace are closed");
     }
     if left > 0 {
         warn!(unfinished = left, "shutdown grace over: unfinished phrases are kept on disk as interrupted, to resume after the restart");
@@ -250,13 +276,17 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// The timers: sessions nobody uses leave memory (every idle/2, between 0.5 and 30 s),
 /// histograms are drained, and with `--retention-days`, old phrases leave the disk (hourly).
-fn spawn_housekeeping(state: Arc<AppState>) {
+fn spawn_housekeeping(state: Arc<AppState>, tasks: &TaskTracker, stop: &CancellationToken) {
     let sweeper = state.clone();
-    tokio::spawn(async move {
+    let stopping = stop.clone();
+    tasks.spawn(async move {
         let idle = Duration::from_secs(sweeper.config.session_idle_seconds);
         let mut every = tokio::time::interval((idle / 2).clamp(Duration::from_millis(500), SWEEP_EVERY));
         loop {
-            every.tick().await;
+            tokio::select! {
+                _ = every.tick() => {}
+                () = stopping.cancelled() => return,
+            }
             sweeper.sessions.sweep();
             crate::metrics::upkeep();
         }
@@ -264,11 +294,15 @@ fn spawn_housekeeping(state: Arc<AppState>) {
     if state.config.retention_days == 0 {
         return;
     }
-    tokio::spawn(async move {
+    let stopping = stop.clone();
+    tasks.spawn(async move {
         let age = Duration::from_secs(state.config.retention_days.saturating_mul(86_400));
         let mut every = tokio::time::interval(RETENTION_EVERY);
         loop {
-            every.tick().await;
+            tokio::select! {
+                _ = every.tick() => {}
+                () = stopping.cancelled() => return,
+            }
             let state = state.clone();
             let removed = tokio::task::spawn_blocking(move || {
                 let sessions = crate::disk::remove_older_than(state.sessions.root(), age, |id| state.sessions.holds(id));
@@ -291,13 +325,20 @@ fn spawn_housekeeping(state: Arc<AppState>) {
 /// Loads and warms the model on a blocking thread (or, with `--pose-backend triton`, connects
 /// to Triton, trying again until it answers) and starts the pose scheduler over it; reports
 /// failure through `failed`.
-fn spawn_model_loader(state: Arc<AppState>, device: DeviceChoice, failed: oneshot::Sender<ServeError>) {
+fn spawn_model_loader(state: Arc<AppState>, device: DeviceChoice, failed: oneshot::Sender<ServeError>, tasks: TaskTracker, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let backend: Result<Arc<dyn PoseBackend>, PoseError> = if state.config.pose_backend == "triton" {
-            Ok(connect_triton(&state))
+            match connect_triton(&state, &runtime, &tasks, &stop) {
+                Some(backend) => Ok(backend),
+                None => return,
+            }
         } else {
             load_local(&state, device)
         };
+        if stop.is_cancelled() {
+            return;
+        }
         let backend = match backend {
             Ok(backend) => backend,
             Err(err) => {
@@ -324,7 +365,7 @@ fn spawn_model_loader(state: Arc<AppState>, device: DeviceChoice, failed: onesho
                 let _ = failed.send(ServeError::Threads(err));
             }
         }
-    });
+    })
 }
 
 /// The model in this process, loaded and warmed up.
@@ -339,28 +380,41 @@ fn load_local(state: &AppState, device: DeviceChoice) -> Result<Arc<dyn PoseBack
 const TRITON_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Triton, once it answers: until then `/health` says `model_not_loaded` (Triton starting after
-/// the service is normal in a deployment). Its readiness is then checked every few seconds.
-fn connect_triton(state: &Arc<AppState>) -> Arc<dyn PoseBackend> {
+/// the service is normal in a deployment). Its readiness is then checked every few seconds by a
+/// tracked task. `None` when the server stops first.
+fn connect_triton(state: &Arc<AppState>, runtime: &tokio::runtime::Handle, tasks: &TaskTracker, stop: &CancellationToken) -> Option<Arc<dyn PoseBackend>> {
     let settings = state.config.triton();
     let backend = loop {
         match TritonPose::connect(settings.clone()) {
             Ok(backend) => break Arc::new(backend),
             Err(err) => {
                 warn!(%err, url = %settings.url, "Triton not ready; trying again");
-                std::thread::sleep(TRITON_CHECK_EVERY);
+                // The pause ends early when the server stops.
+                if runtime.block_on(tokio::time::timeout(TRITON_CHECK_EVERY, stop.cancelled())).is_ok() {
+                    return None;
+                }
             }
         }
     };
     state.backend_reachable.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (watched, watcher) = (backend.clone(), state.clone());
-    let _ = std::thread::Builder::new().name("triton-check".into()).spawn(move || loop {
-        std::thread::sleep(TRITON_CHECK_EVERY);
-        let up = watched.reachable();
-        if watcher.backend_reachable.swap(up, std::sync::atomic::Ordering::SeqCst) != up {
-            if up { info!("Triton is reachable again") } else { warn!("Triton is not reachable") }
-        }
-    });
-    backend
+    let (watched, watcher, stopping) = (backend.clone(), state.clone(), stop.clone());
+    tasks.spawn_on(
+        async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(TRITON_CHECK_EVERY) => {}
+                    () = stopping.cancelled() => return,
+                }
+                let probe = watched.clone();
+                let Ok(up) = tokio::task::spawn_blocking(move || probe.reachable()).await else { return };
+                if watcher.backend_reachable.swap(up, std::sync::atomic::Ordering::SeqCst) != up {
+                    if up { info!("Triton is reachable again") } else { warn!("Triton is not reachable") }
+                }
+            }
+        },
+        runtime,
+    );
+    Some(backend)
 }
 
 /// Starts again the phrases a stop interrupted while they were being decided (all frames and the
@@ -443,47 +497,51 @@ async fn shutdown_signal() {
     tokio::select! { () = ctrl_c => {}, () = term => {} }
 }
 
-/// Routes one request; every error becomes `{"detail": ...}` with its status.
+/// Routes one request through the route table (`crate::routes`): a path it lacks is 404, a
+/// method its row lacks 405; every error becomes `{"detail": ...}` with its status.
 async fn handle(state: Arc<AppState>, req: Request<RequestBody>) -> Result<Response<ResponseBody>, Infallible> {
     let path = req.uri().path().to_owned();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let method = req.method().clone();
     let sign_in = req.extensions().get::<SignInCookie>().cloned();
-    let result = match (&method, segments.as_slice()) {
-        (&Method::GET, [""]) => Ok(view::index()),
-        (&Method::GET, ["assets", name]) => view::asset(name),
-        (&Method::GET, ["sessions"]) => view::sessions(&state).await,
-        (&Method::GET, ["sessions", id, "view"]) => view::session_page(&state, id).await,
-        (&Method::GET, ["health"]) => Ok(health::health(&state)),
-        (&Method::GET, ["stats"]) => Ok(health::stats(&state)),
-        (&Method::GET, ["metrics"]) => Ok(health::metrics(&state)),
-        (&Method::POST, ["analyze"]) => {
-            async {
-                // Counted with the streamed phrases against --max-sessions while it runs (the
-                // free-space check reads the disk: on the blocking pool).
-                let admitting = state.clone();
-                let _slot = crate::handlers::on_disk(move || admitting.sessions.admit_analysis()).await??;
-                analyze::analyze(&state.config, state.ready_pose()?, req).await
-            }
-            .await
+    let result = match routes::find(&path) {
+        None => Err(ApiError::NotFound(format!("no route for {path}"))),
+        Some(matched) if !matched.allows(req.method()) => Err(ApiError::MethodNotAllowed),
+        Some(matched) => {
+            let params: Vec<String> = matched.params.iter().map(|p| (*p).to_owned()).collect();
+            dispatch(&state, matched.spec.route, &params, req).await
         }
-        (&Method::POST, ["stream"]) => stream::post_stream(state.clone(), req).await,
-        (&Method::GET, ["stream"]) if websocket::is_upgrade(&req) => websocket::upgrade(state.clone(), req),
-        (&Method::GET, ["sessions", id]) => sessions::get_session(&state, id).await,
-        (&Method::PUT, ["sessions", id, "signal"]) => sessions::put_signal(&state, id, req).await,
-        (&Method::GET, ["sessions", id, "events"]) => sessions::events(&state, id).await,
-        (&Method::GET, ["sessions", id, "artifacts", name]) => sessions::artifact(&state, id, name).await,
-        (
-            _,
-            [""] | ["assets", _] | ["health"] | ["stats"] | ["metrics"] | ["analyze"] | ["stream"] | ["sessions"] | ["sessions", _] | ["sessions", _, "signal" | "events" | "view"] | ["sessions", _, "artifacts", _],
-        ) => {
-            Err(ApiError::MethodNotAllowed)
-        }
-        _ => Err(ApiError::NotFound(format!("no route for {path}"))),
     };
     let mut response = result.unwrap_or_else(ApiError::into_response);
     if let Some(SignInCookie(cookie)) = sign_in {
         response.headers_mut().append(hyper::header::SET_COOKIE, cookie);
     }
     Ok(response)
+}
+
+/// Runs a route's handler with the path's parameters (as many as its row has).
+async fn dispatch(state: &Arc<AppState>, route: Route, params: &[String], req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
+    let param = |i: usize| params.get(i).map(String::as_str).unwrap_or_default();
+    match route {
+        Route::Index => Ok(view::index()),
+        Route::Asset => view::asset(param(0)),
+        Route::Sessions => view::sessions(state).await,
+        Route::SessionView => view::session_page(state, param(0)).await,
+        Route::Health => Ok(health::health(state)),
+        Route::Stats => Ok(health::stats(state)),
+        Route::Metrics => Ok(health::metrics(state)),
+        Route::Analyze => {
+            // Counted with the streamed phrases against --max-sessions while it runs (the
+            // free-space check reads the disk: on the blocking pool).
+            let admitting = state.clone();
+            let _slot = crate::handlers::on_disk(move || admitting.sessions.admit_analysis()).await??;
+            analyze::analyze(&state.config, state.ready_pose()?, req).await
+        }
+        Route::Stream if req.method() == Method::POST => stream::post_stream(state.clone(), req).await,
+        // `GET /stream` is only the piste GUI's WebSocket.
+        Route::Stream if websocket::is_upgrade(&req) => websocket::upgrade(state.clone(), req),
+        Route::Stream => Err(ApiError::MethodNotAllowed),
+        Route::Session => sessions::get_session(state, param(0)).await,
+        Route::SessionSignal => sessions::put_signal(state, param(0), req).await,
+        Route::SessionEvents => sessions::events(state, param(0)).await,
+        Route::SessionArtifact => sessions::artifact(state, param(0), param(1)).await,
+    }
 }

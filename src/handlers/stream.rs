@@ -17,12 +17,9 @@ use crate::session::store::PhraseChoices;
 use crate::session::{new_session_id_with_prefix, valid_session_id, Analysis, Progress, Session, SessionState};
 use crate::state::AppState;
 
-/// A query parameter's raw value.
+/// A query parameter's value, percent-decoded (the route table's reader).
 pub fn query_param(req: &Request<RequestBody>, name: &str) -> Option<String> {
-    req.uri().query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| v.to_owned())
-    })
+    crate::routes::query_param(req.uri(), name)
 }
 
 fn session_id(req: &Request<RequestBody>) -> Result<String, ApiError> {
