@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use ai_referee::analysis::frames::bgr_mat;
 use ai_referee::analysis::letterbox::letterbox;
-use ai_referee::analysis::pose::{DeviceChoice, PoseModel};
+use referee_pose::{DeviceChoice, PoseModel};
 use opencv::core::Mat;
 use opencv::prelude::*;
 use opencv::videoio;

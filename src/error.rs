@@ -122,9 +122,9 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<R
         .expect("static status and header are valid")
 }
 
-impl From<crate::mjpeg::MjpegError> for ApiError {
-    fn from(err: crate::mjpeg::MjpegError) -> Self {
-        use crate::mjpeg::MjpegError as E;
+impl From<referee_wire::mjpeg::MjpegError> for ApiError {
+    fn from(err: referee_wire::mjpeg::MjpegError) -> Self {
+        use referee_wire::mjpeg::MjpegError as E;
         match err {
             E::UnsupportedContentType(_) | E::UnsupportedPart(_) => ApiError::UnsupportedMediaType(err.to_string()),
             E::PartTooLarge(_) | E::PhraseTooLarge(_) => ApiError::PayloadTooLarge(err.to_string()),
@@ -171,14 +171,11 @@ impl From<crate::session::Failure> for ApiError {
 }
 
 impl From<crate::analysis::pipeline::PipelineError> for ApiError {
+    /// Classified as streamed phrases' failures are (`FailureKind::of`), with the error's own
+    /// words (an `/analyze` upload keeps nothing to decide again).
     fn from(err: crate::analysis::pipeline::PipelineError) -> Self {
-        use crate::analysis::pipeline::PipelineError;
-        match err {
-            PipelineError::Kinematics(e) => ApiError::Unprocessable(e.to_string()),
-            e @ PipelineError::Pose(crate::analysis::pose::PoseError::Unavailable(_)) => ApiError::Unavailable(e.to_string()),
-            e @ PipelineError::Undecidable { .. } => ApiError::Unprocessable(e.to_string()),
-            other => ApiError::Internal(other.to_string()),
-        }
+        let kind = crate::session::FailureKind::of(&err);
+        ApiError::from(crate::session::Failure { kind, message: err.to_string() })
     }
 }
 

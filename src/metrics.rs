@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub use referee_pose::scheduler::POSE_MS_PER_FRAME;
+use referee_pose::scheduler::POSE_MS_PER_FRAME;
 
 /// Phrases that ended, by `route` (`stream`, `analyze`) and `outcome` (`left`, `right`,
 /// `undecidable`, `failed`).

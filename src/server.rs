@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::analysis::pose::triton::TritonPose;
-use crate::analysis::pose::{DeviceChoice, PoseBackend, PoseError, PoseModel, PoseScheduler, SchedulerSettings};
+use referee_pose::triton::TritonPose;
+use referee_pose::{DeviceChoice, PoseBackend, PoseError, PoseModel, PoseScheduler, SchedulerSettings};
 use crate::config::ServeConfig;
 use crate::error::{ApiError, ResponseBody};
 use crate::handlers::{analyze, health, sessions, stream, view, websocket, RequestBody};
@@ -49,7 +49,7 @@ pub enum ServeError {
     },
     /// The pose model could not be loaded or warmed up.
     #[error("pose model: {0}")]
-    Model(#[from] crate::analysis::pose::PoseError),
+    Model(#[from] referee_pose::PoseError),
     /// A thread could not be started.
     #[error("cannot start threads: {0}")]
     Threads(std::io::Error),

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::analysis::pose::PoseScheduler;
+use referee_pose::PoseScheduler;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::session::Sessions;

@@ -154,7 +154,7 @@ fn a_curl_upload_answers_in_the_legacy_shape_with_its_artifacts() {
     let overlay = PathBuf::from(artifacts["analysis_video"].as_str().unwrap());
     assert_eq!(artifacts["video"], artifacts["analysis_video"]);
     assert_eq!(frame_count(&overlay), frames as u64, "the overlay has every frame");
-    let book = ai_referee::analysis::workbook::read_workbook(Path::new(artifacts["excel"].as_str().unwrap())).unwrap();
+    let book = referee_engine::workbook::read_workbook(Path::new(artifacts["excel"].as_str().unwrap())).unwrap();
     assert_eq!(book.frames(), frames);
     let timeline: Value = serde_json::from_slice(&std::fs::read(artifacts["timeline"].as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(timeline["times"].as_array().unwrap().len(), frames, "the piste view's timeline has every frame");

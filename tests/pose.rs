@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use ai_referee::analysis::pose::{PoseDetection, KEYPOINTS};
+use referee_pose::{PoseDetection, KEYPOINTS};
 use common::{default_model, fixed_model, pt_weights, repo, venv_python, TempDir};
 use serde_json::Value;
 

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ai_referee::analysis::frames::decode_jpeg;
-use ai_referee::analysis::kinematics::{Keypoints, Row};
-use ai_referee::analysis::tracker::{is_valid, keypoint_box, Points, KEYPOINTS};
-use ai_referee::analysis::workbook::read_workbook;
+use referee_engine::kinematics::{Keypoints, Row};
+use referee_engine::tracker::{is_valid, keypoint_box, Points, KEYPOINTS};
+use referee_engine::workbook::read_workbook;
 use common::{phrase, pt_weights, repo, venv_python, Server, TempDir};
 use opencv::prelude::*;
 use serde_json::{json, Value};

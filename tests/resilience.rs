@@ -231,3 +231,23 @@ fn kill_9_at_any_moment_then_a_restart_loses_no_decided_phrase_and_no_stored_fra
     assert_eq!(answer["metadata"]["frames_processed"], cut.jpegs.len());
     assert_eq!(answer["decision"]["winner"], phrase(2)["legacy_decision"]["winner"]);
 }
+
+#[test]
+fn sigterm_exits_0_with_every_thread_joined_even_with_an_upload_and_an_event_stream_open() {
+    let out = TempDir::new("resilience-term");
+    let mut server = common::marker_server_with(&out.path().join("results"), &["--shutdown-grace-seconds", "1"]);
+    let jpegs = common::black_jpegs(out.path(), 2);
+    // An upload that stops sending (the grace cuts it), and an event stream that never ends by
+    // itself.
+    let mut upload = ChunkedUpload::start(server.addr, "/stream?session=open", CONTENT_TYPE);
+    upload.send(&frame_part(BOUNDARY, 0, &jpegs[0]));
+    upload.send(&frame_part(BOUNDARY, 1, &jpegs[1]));
+    let mut events = Events::open_when_known(server.addr, "open");
+    events.wait_for(|p| p["frames_received"] == 1);
+    let (status, log) = server.terminate(Duration::from_secs(60));
+    assert!(status.success(), "exit status {status:?}; log:\n{log}");
+    let joined = log.lines().find(|l| l.contains("stopped: every thread joined")).unwrap_or_else(|| panic!("{log}"));
+    assert!(joined.contains("pose_scheduler=true"), "{joined}");
+    assert!(!joined.contains("analysis_threads=0"), "{joined}");
+    drop(upload);
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ai_referee::analysis::frames::decode_jpeg;
 use ai_referee::analysis::letterbox::letterbox;
-use ai_referee::analysis::pose::{DeviceChoice, PoseDetection, PoseModel, PoseScheduler, SchedulerSettings};
+use referee_pose::{DeviceChoice, PoseDetection, PoseModel, PoseScheduler, SchedulerSettings};
 use common::{render, repo, TempDir};
 
 fn same(a: &[PoseDetection], b: &[PoseDetection]) -> bool {

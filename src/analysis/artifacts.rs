@@ -80,9 +80,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Writes a file whole or not at all (through a temporary file and a rename); it lives in
-/// `referee-store`, beside the session files that need it.
-pub use referee_store::write_atomically;
 
 /// An mp4 being written frame by frame (OpenCV, `mp4v`), under a temporary name until
 /// [`VideoOut::finish`] renames it.

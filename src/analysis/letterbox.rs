@@ -12,7 +12,7 @@ use opencv::imgproc;
 use opencv::prelude::*;
 use tch::{Kind, Tensor};
 
-use crate::analysis::pose::{InputShape, Letterbox};
+use referee_pose::{InputShape, Letterbox};
 
 /// Why a frame could not be letterboxed.
 #[derive(Debug, thiserror::Error)]

@@ -14,18 +14,18 @@ use opencv::core::Mat;
 use opencv::prelude::*;
 
 use crate::analysis::artifacts::{draw_overlay, VideoOut};
-use crate::analysis::decision::{Decision, Engine};
+use referee_engine::decision::{Decision, Engine};
 use crate::analysis::fisheye::{Fisheye, FisheyeSettings};
-use crate::analysis::kinematics::{normalise, KinematicsError, Keypoints, Normalised};
-use crate::analysis::tracker::KEYPOINTS;
+use referee_engine::kinematics::{normalise, KinematicsError, Keypoints, Normalised};
+use referee_engine::tracker::KEYPOINTS;
 use crate::analysis::letterbox::letterbox;
-use crate::analysis::pose::{PoseError, PoseScheduler, Ticket};
-use crate::analysis::signal::{self, SignalError, Touch};
-use crate::analysis::single_light;
-use crate::analysis::timeline::Timeline;
-use crate::analysis::v2::{self, EngineChoice, FrameTimes, V2Decision};
-use crate::analysis::tracker::{FrameTracks, Points, Tracker};
-use crate::analysis::workbook;
+use referee_pose::{PoseError, PoseScheduler, Ticket};
+use referee_engine::signal::{self, SignalError, Touch};
+use referee_engine::single_light;
+use referee_engine::timeline::Timeline;
+use referee_engine::v2::{self, EngineChoice, FrameTimes, V2Decision};
+use referee_engine::tracker::{FrameTracks, Points, Tracker};
+use referee_engine::workbook;
 
 /// When the corrected and overlay videos are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::analysis::frames::{Frame, FrameSource};
 use crate::analysis::letterbox::letterbox;
-use crate::analysis::pose::{DeviceChoice, PoseModel};
+use referee_pose::{DeviceChoice, PoseModel};
 use tch::Tensor;
 
 /// Arguments of `ai-referee pose`.

@@ -10,6 +10,7 @@ use hyper::body::Frame;
 use hyper::{header, Request, Response, StatusCode};
 use serde_json::json;
 
+use crate::analysis::answer::Artifacts;
 use crate::handlers::{on_disk, RequestBody};
 use crate::error::{json_response, ApiError, ResponseBody};
 use crate::handlers::stream::{stored_pipeline_options, verdict_response};
@@ -85,7 +86,7 @@ pub async fn events(state: &Arc<AppState>, id: &str) -> Result<Response<Response
 
 /// The files every session serves: the stored frames, their index, the log, the answer and the
 /// view's latest picture.
-const STORED_FILES: [&str; 5] = [crate::session::store::FRAMES, crate::session::store::INDEX, crate::session::store::SIGNAL, crate::session::store::RESULT, "view.jpg"];
+const STORED_FILES: [&str; 5] = [referee_store::FRAMES, referee_store::INDEX, referee_store::SIGNAL, referee_store::RESULT, "view.jpg"];
 
 /// Whether `name` is one of the session's listed artifacts: a stored file, or a file the answer
 /// names under `artifacts` (videos, workbook, timeline). Nothing else in the directory is served.
@@ -93,10 +94,8 @@ fn listed(progress: &Progress, name: &str) -> bool {
     if STORED_FILES.contains(&name) {
         return true;
     }
-    let named = progress.result.as_ref().and_then(|r| r.get("artifacts")).and_then(|a| a.as_object());
-    named.is_some_and(|files| {
-        files.values().filter_map(|v| v.as_str()).any(|path| std::path::Path::new(path).file_name().and_then(|f| f.to_str()) == Some(name))
-    })
+    let artifacts = progress.result.as_ref().and_then(|r| r.get("artifacts")).and_then(|a| serde_json::from_value::<Artifacts>(a.clone()).ok());
+    artifacts.is_some_and(|files| files.paths().any(|path| std::path::Path::new(path).file_name().and_then(|f| f.to_str()) == Some(name)))
 }
 
 /// `GET /sessions/{id}/artifacts/{name}`: a file of the session's directory. The videos follow

@@ -3,17 +3,16 @@
 
 use std::sync::Arc;
 
-use futures_util::TryStreamExt;
-use http_body_util::BodyStream;
 use hyper::{header, Request, Response, StatusCode};
 
 use crate::analysis::fisheye::FisheyeSettings;
 use crate::analysis::pipeline::{PipelineOptions, VideoWriting};
-use crate::analysis::v2::EngineChoice;
+use referee_engine::v2::EngineChoice;
 use crate::handlers::{end_upload_in_background, on_disk, RequestBody};
 use crate::error::{json_response, ApiError, ResponseBody};
-use crate::mjpeg::{boundary_from_content_type, settle_boundary, sniff_boundary, Limits, MjpegStream, Part};
-use crate::session::store::PhraseChoices;
+use crate::mjpeg::PhraseBody;
+use referee_wire::mjpeg::{Limits, Part};
+use referee_store::PhraseChoices;
 use crate::session::{new_session_id_with_prefix, valid_session_id, Analysis, Progress, Session, SessionState};
 use crate::state::AppState;
 
@@ -119,27 +118,11 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
     let config = &state.config;
     let fps = query_param(&req, "fps").and_then(|f| f.parse::<f64>().ok()).filter(usable_fps);
     let engine = engine_param(&req)?;
-    // A body that goes quiet is cut by the body timeout layer; noted here so the answer says so.
-    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let noticed = stalled.clone();
-    let body = Box::pin(
-        BodyStream::new(req.into_body())
-            .map_err(move |e| {
-                if e.is::<tower_http::timeout::TimeoutError>() {
-                    noticed.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-                e
-            })
-            .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) }),
-    );
-    // 415 or 400 before any session is made. Without a Content-Type (ffmpeg's `-method POST`
-    // sends none) the body's first line must be a boundary.
-    let (boundary, body) = if content_type.is_empty() {
-        sniff_boundary(body).await?
-    } else {
-        boundary_from_content_type(&content_type)?;
-        settle_boundary(&content_type, body).await?
-    };
+    // 415 or 400 before any session is made.
+    let limits = Limits { max_part_bytes: config.max_frame_bytes, max_phrase_bytes: config.max_phrase_bytes, ..Limits::default() };
+    let mut body = PhraseBody::open(&content_type, req.into_body(), limits).await?;
+    let boundary = body.boundary.clone();
+    let parts = &mut body.parts;
     let (session, fps, engine) = {
         let (state, id) = (state.clone(), id.to_owned());
         on_disk(move || -> Result<_, ApiError> {
@@ -153,8 +136,6 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
     if let Some(pose) = pose {
         session.start_analysis(Analysis { pose, options: pipeline_options(config, fps, engine) });
     }
-    let limits = Limits { max_part_bytes: config.max_frame_bytes, max_phrase_bytes: config.max_phrase_bytes, ..Limits::default() };
-    let mut parts = MjpegStream::new(body, boundary.clone(), limits);
     let mut signal_error = None;
     let mut parts_seen = 0usize;
     let ended = loop {
@@ -192,7 +173,7 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
                 break Err(ApiError::BadRequest(format!("the body holds no multipart part: frames are JPEG parts between --{boundary} lines")))
             }
             Ok(None) => break Ok(()),
-            Err(_) if stalled.load(std::sync::atomic::Ordering::SeqCst) => {
+            Err(_) if body.went_quiet() => {
                 break Err(ApiError::RequestTimeout(format!(
                     "no data came for {} s: the upload is cut; its {} frames are kept, post again with session {id} to resume",
                     config.body_idle_seconds,

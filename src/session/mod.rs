@@ -7,7 +7,6 @@
 //! Nothing here knows HTTP: errors are typed, and the routes map them to statuses.
 
 pub mod registry;
-pub mod store;
 pub mod worker;
 
 use std::collections::VecDeque;
@@ -22,10 +21,11 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::warn;
 
+use crate::analysis::answer::StreamCounters;
 use crate::analysis::pipeline::{PipelineOptions, ScoringLog};
-use crate::analysis::signal;
-use crate::analysis::pose::PoseScheduler;
-use store::{FrameRecord, FrameStore, Stored};
+use referee_engine::signal;
+use referee_pose::PoseScheduler;
+use referee_store::{self as store, FrameRecord, FrameStore, Stored};
 
 pub use referee_wire::{new_session_id_with_prefix, valid_session_id};
 pub use registry::Sessions;
@@ -77,14 +77,23 @@ pub struct Failure {
     pub message: String,
 }
 
+impl FailureKind {
+    /// What kind of failure a pipeline error is: the one classification of pipeline errors,
+    /// for streamed phrases and `/analyze` alike (`error.rs` maps each kind to its status).
+    pub fn of(err: &crate::analysis::pipeline::PipelineError) -> FailureKind {
+        use crate::analysis::pipeline::PipelineError as E;
+        match err {
+            E::Kinematics(_) | E::Undecidable { .. } => FailureKind::Undecidable,
+            E::Pose(referee_pose::PoseError::Unavailable(_)) => FailureKind::Unavailable,
+            _ => FailureKind::Internal,
+        }
+    }
+}
+
 impl From<crate::analysis::pipeline::PipelineError> for Failure {
     fn from(err: crate::analysis::pipeline::PipelineError) -> Self {
         use crate::analysis::pipeline::PipelineError as E;
-        let kind = match err {
-            E::Kinematics(_) | E::Undecidable { .. } => FailureKind::Undecidable,
-            E::Pose(crate::analysis::pose::PoseError::Unavailable(_)) => FailureKind::Unavailable,
-            _ => FailureKind::Internal,
-        };
+        let kind = FailureKind::of(&err);
         let message = match (&err, &kind) {
             (_, FailureKind::Unavailable) => format!("{err}; the frames are kept: PUT the log again to decide the phrase once the backend is back"),
             (E::Pose(_), _) => format!("{err}; the frames are kept: PUT the log again (or restart the server) to decide the phrase"),
@@ -602,13 +611,14 @@ impl Session {
     fn count_frames_after_verdict(&self, inner: &mut Inner) -> Option<Value> {
         let (frames, bytes, seconds) = (inner.progress.frames_received as u64, inner.progress.bytes, inner.upload_seconds);
         let result = inner.progress.result.as_mut()?;
-        let stream = result.get_mut("stream").and_then(Value::as_object_mut)?;
-        let at_verdict = stream.get("frames_received").and_then(Value::as_u64).unwrap_or(frames);
-        let already_after = stream.get("frames_after_verdict").and_then(Value::as_u64).unwrap_or(0);
-        stream.insert("frames_received".into(), frames.into());
-        stream.insert("bytes".into(), bytes.into());
-        stream.insert("upload_seconds".into(), seconds.into());
-        stream.insert("frames_after_verdict".into(), (already_after + frames.saturating_sub(at_verdict)).into());
+        let mut stream: StreamCounters = serde_json::from_value(result.get("stream")?.clone()).ok()?;
+        let at_verdict = stream.frames_received;
+        let already_after = stream.frames_after_verdict.unwrap_or(0);
+        stream.frames_received = frames;
+        stream.bytes = bytes;
+        stream.upload_seconds = seconds;
+        stream.frames_after_verdict = Some(already_after + frames.saturating_sub(at_verdict));
+        result["stream"] = serde_json::to_value(stream).ok()?;
         Some(result.clone())
     }
 

@@ -14,8 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use referee_store as store;
+
 use super::worker::AnalysisPool;
-use super::{store, valid_session_id, Analysis, Session, SessionError, SessionState, SessionSummary};
+use super::{valid_session_id, Analysis, Session, SessionError, SessionState, SessionSummary};
 
 /// All sessions of this server.
 pub struct Sessions {

@@ -14,16 +14,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use opencv::core::Mat;
-use serde_json::json;
 use tracing::{info, warn};
 
-use super::store::{FrameReader, FrameRecord};
+use referee_store::{FrameReader, FrameRecord};
 use super::{Failure, FailureKind, Session, SessionState};
-use crate::analysis::answer::{phrase_result, PhraseFiles};
-use crate::analysis::artifacts::write_atomically;
+use crate::analysis::answer::{phrase_result, PhraseFiles, StreamCounters};
+use referee_store::write_atomically;
 use crate::analysis::frames::decode_jpeg;
 use crate::analysis::pipeline::{PhrasePipeline, ScoringLog, VideoPlan};
-use crate::analysis::pose::scheduler::panic_message;
+use referee_pose::scheduler::panic_message;
 
 /// Frames a session may run in one turn before others get theirs.
 const FRAMES_PER_TURN: usize = 16;
@@ -361,25 +360,25 @@ fn finish(session: &Session, pipeline: PhrasePipeline, log: &ScoringLog) {
     let (stream, started) = {
         let mut inner = session.lock();
         inner.progress.frames_analysed = inner.progress.corrupt_frames + outcome.frames_processed;
-        let stream = json!({
-            "session": session.id,
-            "frames_received": inner.progress.frames_received,
-            "frames_analysed": inner.progress.frames_analysed,
-            "corrupt_frames": inner.progress.corrupt_frames,
-            "bytes": inner.progress.bytes,
-            "upload_seconds": inner.upload_seconds,
-            "verdict_seconds_after_last_byte": inner.last_byte.elapsed().as_secs_f64(),
-        });
+        let stream = StreamCounters {
+            session: session.id.clone(),
+            frames_received: inner.progress.frames_received as u64,
+            frames_analysed: inner.progress.frames_analysed as u64,
+            corrupt_frames: inner.progress.corrupt_frames as u64,
+            bytes: inner.progress.bytes,
+            upload_seconds: inner.upload_seconds,
+            verdict_seconds_after_last_byte: inner.last_byte.elapsed().as_secs_f64(),
+            frames_after_verdict: None,
+        };
         (stream, inner.started)
     };
-    let files = PhraseFiles { dir: session.dir.clone(), video: session.dir.join(super::store::FRAMES), signal: session.dir.join(super::store::SIGNAL) };
+    let files = PhraseFiles { dir: session.dir.clone(), video: session.dir.join(referee_store::FRAMES), signal: session.dir.join(referee_store::SIGNAL) };
+    let after_last_byte = stream.verdict_seconds_after_last_byte;
     match phrase_result(&files, &outcome, false, started, Some(stream)) {
         Ok(result) => {
             info!(session = %session.id, winner = %outcome.decision.winner, "verdict");
             crate::metrics::decided("stream", &result);
-            if let Some(after) = result.pointer("/stream/verdict_seconds_after_last_byte").and_then(|v| v.as_f64()) {
-                metrics::histogram!(crate::metrics::VERDICT_SECONDS).record(after);
-            }
+            metrics::histogram!(crate::metrics::VERDICT_SECONDS).record(after_last_byte);
             let mut inner = session.lock();
             inner.progress.result = Some(result);
             inner.progress.state = SessionState::Done;
