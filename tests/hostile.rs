@@ -160,7 +160,9 @@ fn uploads_that_vanish_leave_no_threads_files_or_memory_behind() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(server.open_files() <= files + 2, "files open: {} before, {} after", files, server.open_files());
-    assert!(server.threads() <= threads + 2, "threads: {} before, {} after", threads, server.threads());
+    // Disk work runs on tokio's blocking pool, which keeps a few idle threads for 10 s after
+    // use: a handful more than before is that pool, not a thread per vanished upload (40 here).
+    assert!(server.threads() <= threads + 8, "threads: {} before, {} after", threads, server.threads());
     a_normal_phrase_is_decided(&server, &rendered, "after-vanish");
 }
 
