@@ -190,6 +190,10 @@ pub fn serve_until_exit(args: &[&str], envs: &[(&str, &str)], timeout: Duration)
 }
 
 fn spawn_serve(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Child {
+    serve_command(wrapper, args, envs).spawn().expect("start ai-referee serve")
+}
+
+fn serve_command(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Command {
     let mut cmd = match wrapper.split_first() {
         Some((program, wrapper_args)) => {
             let mut cmd = Command::new(program);
@@ -207,7 +211,7 @@ fn spawn_serve(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Child 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    cmd.spawn().expect("start ai-referee serve")
+    cmd
 }
 
 fn stderr_lines(child: &mut Child) -> Receiver<String> {
@@ -577,4 +581,105 @@ impl Drop for Nginx {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
+}
+
+
+/// A server shared by every test of one test binary that asks for it by the same name: started
+/// once (one model load and warm-up for the binary instead of one per test), never stopped by a
+/// test. It dies with the test process (`PR_SET_PDEATHSIG`, set for the thread that started it,
+/// which lives as long as the process). Tests that share one must use their own session ids and
+/// must not assert on server-wide state (open files, the pose backlog, totals in `/stats`).
+pub struct SharedServer {
+    server: std::sync::Mutex<Server>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its `--output-dir` (under Cargo's target tmp dir, emptied when the server starts).
+    pub output: PathBuf,
+}
+
+impl SharedServer {
+    /// Sends one request and returns the response.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        http_request(self.addr, method, path, headers, body)
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Blocks until a stderr line not yet consumed by any test contains `needle` (see
+    /// [`Server::wait_for`]); the lines before it are consumed, so tests that share the server
+    /// should wait only for lines their own requests cause and that carry their own ids.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        self.server.lock().unwrap_or_else(|e| e.into_inner()).wait_for(needle, timeout)
+    }
+
+    /// Every stderr line consumed so far.
+    pub fn log(&self) -> String {
+        self.server.lock().unwrap_or_else(|e| e.into_inner()).log.join("\n")
+    }
+}
+
+/// Starts (once per `name` and test binary) a server with `args` and waits for `ready` in its
+/// log (`"listening"` or `"model ready"`); `args` gets `--output-dir` appended.
+pub fn shared_server(name: &'static str, args: &[&str], ready: &'static str) -> &'static SharedServer {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SERVERS: OnceLock<Mutex<HashMap<&'static str, &'static OnceLock<SharedServer>>>> = OnceLock::new();
+    let cell: &'static OnceLock<SharedServer> = *SERVERS.get_or_init(Default::default).lock().unwrap().entry(name).or_insert_with(|| Box::leak(Box::new(OnceLock::new())));
+    cell.get_or_init(|| {
+        let output = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("shared-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&output);
+        std::fs::create_dir_all(&output).unwrap();
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(["--output-dir".to_owned(), output.to_str().unwrap().to_owned()]);
+        let (tx, rx) = channel();
+        // The thread that spawns the child stays parked for the life of the process, so the
+        // child's parent-death signal fires only when the test process ends.
+        std::thread::Builder::new()
+            .name(format!("shared-server-{name}"))
+            .spawn(move || {
+                let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+                let mut cmd = serve_command(&[], &refs, &[]);
+                // SAFETY: prctl(2) in the forked child before exec; async-signal-safe.
+                unsafe {
+                    use std::os::unix::process::CommandExt;
+                    cmd.pre_exec(|| {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                let mut child = cmd.spawn().expect("start ai-referee serve");
+                let lines = stderr_lines(&mut child);
+                let mut server = Server { child, lines, log: Vec::new(), addr: "0.0.0.0:0".parse().unwrap() };
+                let line = server.wait_for("listening", STARTUP);
+                let addr = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")).unwrap_or_else(|| panic!("no addr= in {line:?}"));
+                server.addr = addr.parse().expect("a socket address");
+                if ready != "listening" {
+                    server.wait_for(ready, STARTUP);
+                }
+                tx.send(server).unwrap();
+                loop {
+                    std::thread::park();
+                }
+            })
+            .unwrap();
+        let server = rx.recv().expect("the shared server started (see the panic above)");
+        SharedServer { addr: server.addr, server: std::sync::Mutex::new(server), output }
+    })
+}
+
+/// The marker-model server without fisheye (as [`marker_server`]), shared by the tests of a
+/// binary that use it; its output directory is `.output`.
+pub fn shared_marker_server() -> &'static SharedServer {
+    let model = repo().join("models/marker-pose.torchscript");
+    shared_server("marker", &["--model", model.to_str().unwrap(), "--fisheye-enabled", "false"], "model ready")
 }
