@@ -79,7 +79,7 @@ fn decided(server: &impl Served, rendered: &Rendered, id: &str) -> serde_json::V
 fn malformed_bodies_are_400_and_keep_what_came_before() {
     let out = TempDir::new("bad-malformed");
     let server = shared_marker_server();
-    let rendered = render(3, out.path());
+    let rendered = render(14, out.path());
 
     // A part whose headers never end: the three frames before it are kept.
     let mut body = frames(&rendered, 0..3);
@@ -255,7 +255,7 @@ fn the_seventeenth_phrase_at_once_is_503_and_the_sixteen_go_on() {
     let out = TempDir::new("bad-seventeen");
     // Uploads wait on each other here for longer than the default body idle time.
     let server = marker_server_with(&out.path().join("results"), &["--body-idle-seconds", "600"]);
-    let rendered = render(6, out.path());
+    let rendered = render(49, out.path());
     let n = rendered.jpegs.len();
     let mut open: Vec<(TcpStream, String)> = Vec::new();
     for k in 0..16 {

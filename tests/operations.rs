@@ -36,7 +36,7 @@ fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
 fn metrics_count_what_happened_and_the_token_guards_all_but_health_and_metrics() {
     let out = TempDir::new("ops-metrics");
     let mut server = marker_server_with(&out.path().join("results"), &["--token", "s3cret"]);
-    let rendered = render(1, out.path());
+    let rendered = render(62, out.path());
     let n = rendered.jpegs.len();
     assert_eq!(post_phrase(&server, &rendered, "no-token", &[]).status, 401);
     assert_eq!(server.get("/sessions/no-token").status, 401);
@@ -217,7 +217,7 @@ fn a_full_disk_is_507_keeps_the_stored_frames_and_the_floor_refuses_new_phrases(
 fn retention_removes_old_phrases_and_analyze_results_are_not_sessions() {
     let out = TempDir::new("ops-retention");
     let results = out.path().join("results");
-    let rendered = render(4, out.path());
+    let rendered = render(61, out.path());
     // A decided session, and an /analyze-shaped result directory beside the sessions.
     let server = marker_server_with(&results, &[]);
     assert_eq!(post_phrase(&server, &rendered, "recent", &[]).status, 200);

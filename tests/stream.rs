@@ -79,7 +79,7 @@ fn analyze_winner(base_url: &str, rendered: &Rendered) -> Value {
 fn frames_are_analysed_while_they_arrive_and_decided_as_by_analyze() {
     let out = TempDir::new("stream-live");
     let server = marker_server(&out.path().join("results"));
-    let rendered = render(0, out.path());
+    let rendered = render(10, out.path());
     let n = rendered.jpegs.len();
     let mut upload = ChunkedUpload::start(server.addr, "/stream?session=live-1&fps=15", "multipart/x-mixed-replace; boundary=frame");
     upload.send(&frame_part("frame", 0, &rendered.jpegs[0]));
@@ -130,7 +130,7 @@ fn frames_are_analysed_while_they_arrive_and_decided_as_by_analyze() {
 fn curl_streams_a_chunked_body() {
     let out = TempDir::new("stream-curl");
     let server = shared_marker_server();
-    let rendered = render(1, out.path());
+    let rendered = render(14, out.path());
     let mut body = Vec::new();
     for (i, jpeg) in rendered.jpegs.iter().enumerate() {
         body.extend(frame_part("--curl", i, jpeg));
@@ -149,7 +149,7 @@ fn curl_streams_a_chunked_body() {
     let output = curl.wait_with_output().unwrap();
     let reply: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
     assert_eq!(reply["stream"]["frames_received"], rendered.jpegs.len(), "{reply}");
-    assert_eq!(reply["decision"]["winner"], phrase(1)["legacy_decision"]["winner"]);
+    assert_eq!(reply["decision"]["winner"], phrase(14)["legacy_decision"]["winner"]);
 }
 
 /// `ffmpeg -i AVI -c:v copy -f mpjpeg -method POST [-content_type TYPE] URL`, as fast as it
@@ -215,7 +215,7 @@ fn ffmpegs_natural_command_without_a_content_type_streams_too() {
     // `ffmpeg -f mpjpeg -method POST URL` sends no Content-Type; its body opens with --ffmpeg.
     let out = TempDir::new("stream-ffmpeg-plain");
     let server = shared_marker_server();
-    let rendered = render(4, out.path());
+    let rendered = render(13, out.path());
     let mut ffmpeg = ffmpeg_upload(&rendered.avi, &format!("{}/stream?session=ff-plain", server.url()), None);
     assert!(ffmpeg.wait().unwrap().success(), "ffmpeg's upload without a Content-Type is taken");
     let session = server.get("/sessions/ff-plain").json();
@@ -225,7 +225,7 @@ fn ffmpegs_natural_command_without_a_content_type_streams_too() {
     assert_eq!(stored, rendered.jpegs.concat());
     let response = put_signal(server.addr, "ff-plain", &rendered.log);
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
-    assert_eq!(response.json()["decision"]["winner"], phrase(4)["legacy_decision"]["winner"]);
+    assert_eq!(response.json()["decision"]["winner"], phrase(13)["legacy_decision"]["winner"]);
     // A body with no Content-Type that does not open with a boundary line: 400, saying what to send.
     let refused = http_request(server.addr, "POST", "/stream?session=ff-bad", &[], &b"this is not multipart at all\n".repeat(100));
     assert_eq!(refused.status, 400);
@@ -237,7 +237,7 @@ fn ffmpegs_natural_command_without_a_content_type_streams_too() {
 fn through_nginx_with_the_shipped_config() {
     let out = TempDir::new("stream-nginx");
     let server = shared_marker_server();
-    let rendered = render(3, out.path());
+    let rendered = render(16, out.path());
     let shipped = std::fs::read_to_string(repo().join("deploy/nginx.conf")).unwrap();
     assert!(shipped.contains("proxy_request_buffering off") && shipped.contains("proxy_http_version 1.1"));
     let nginx = Nginx::start(server.addr, &out.path().join("nginx"));
@@ -255,14 +255,14 @@ fn through_nginx_with_the_shipped_config() {
     drop(nginx);
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
     assert_eq!(response.json()["stream"]["frames_received"], n);
-    assert_eq!(response.json()["decision"]["winner"], phrase(3)["legacy_decision"]["winner"]);
+    assert_eq!(response.json()["decision"]["winner"], phrase(16)["legacy_decision"]["winner"]);
 }
 
 #[test]
 fn a_cut_connection_resumes_without_losing_or_doubling_frames() {
     let out = TempDir::new("stream-resume");
     let server = shared_marker_server();
-    let rendered = render(4, out.path());
+    let rendered = render(63, out.path());
     let n = rendered.jpegs.len();
     let cut = n / 3;
     let mut upload = ChunkedUpload::start(server.addr, "/stream?session=cut-1", "multipart/x-mixed-replace; boundary=frame");
@@ -434,7 +434,7 @@ fn undecidable_phrases_answer_422() {
 fn phrases_streamed_at_once_are_each_decided_as_alone() {
     let out = TempDir::new("stream-together");
     let server = marker_server(&out.path().join("results"));
-    let bodies: Vec<Vec<u8>> = [0, 2, 5, 8].iter().map(|&n| whole_body(&render(n, out.path()), true)).collect();
+    let bodies: Vec<Vec<u8>> = [37, 2, 5, 8].iter().map(|&n| whole_body(&render(n, out.path()), true)).collect();
     let post = |id: String, body: &[u8]| {
         let r = http_request(server.addr, "POST", &format!("/stream?session={id}"), &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], body);
         assert_eq!(r.status, 200, "{id}: {}", String::from_utf8_lossy(&r.body));
@@ -457,7 +457,7 @@ fn phrases_streamed_at_once_are_each_decided_as_alone() {
 fn with_analysis_off_frames_are_stored_only() {
     let out = TempDir::new("stream-store-only");
     let server = marker_server_with(&out.path().join("results"), &["--analysis", "false"]);
-    let rendered = render(0, out.path());
+    let rendered = render(45, out.path());
     let r = http_request(server.addr, "POST", "/stream?session=kept", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], &whole_body(&rendered, true));
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
     let progress = r.json();
@@ -500,7 +500,7 @@ fn decided_sessions_do_not_keep_files_open() {
 fn a_complete_upload_awaits_its_log_across_a_restart() {
     let out = TempDir::new("stream-restart-log");
     let results = out.path().join("results");
-    let rendered = render(9, out.path());
+    let rendered = render(48, out.path());
     let n = rendered.jpegs.len();
     let body = whole_body(&rendered, false);
     let server = marker_server(&results);
@@ -514,7 +514,7 @@ fn a_complete_upload_awaits_its_log_across_a_restart() {
     let r = put_signal(server.addr, "later", &rendered.log);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["stream"]["frames_analysed"], n);
-    assert_eq!(r.json()["decision"]["winner"], phrase(9)["legacy_decision"]["winner"]);
+    assert_eq!(r.json()["decision"]["winner"], phrase(48)["legacy_decision"]["winner"]);
 }
 
 #[test]

@@ -92,9 +92,9 @@ fn triton_gives_the_local_backends_detections_and_a_stop_mid_phrase_loses_nothin
     let out = TempDir::new("triton");
     let port = free_port();
     let triton = Triton::start(port);
-    let rendered = render(9, out.path());
+    let rendered = render(18, out.path());
     let n = rendered.jpegs.len();
-    let expected = phrase(9)["legacy_decision"]["winner"].clone();
+    let expected = phrase(18)["legacy_decision"]["winner"].clone();
 
     // The same video through the local backend and Triton (gRPC and HTTP): the same keypoints,
     // the same decision.
