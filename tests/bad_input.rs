@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{form_body, http_request, marker_server_with, render, HttpResponse, Rendered, Server, TempDir};
+use common::{form_body, http_request, marker_server_with, render, shared_marker_server, HttpResponse, Rendered, Served, TempDir};
 
 const MIXED: &str = "multipart/x-mixed-replace; boundary=frame";
 
@@ -36,8 +36,8 @@ fn log_of(rendered: &Rendered) -> Vec<u8> {
 
 /// Starts a chunked `/stream` upload of session `id` and sends `first` as its first chunk; the
 /// connection stays open for the rest.
-fn open_upload(server: &Server, id: &str, first: &[u8]) -> TcpStream {
-    let mut stream = TcpStream::connect(server.addr).unwrap();
+fn open_upload(server: &impl Served, id: &str, first: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(server.address()).unwrap();
     let head = format!("POST /stream?session={id} HTTP/1.1\r\nHost: x\r\nContent-Type: {MIXED}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
     stream.write_all(head.as_bytes()).unwrap();
     write!(stream, "{:x}\r\n", first.len()).unwrap();
@@ -46,8 +46,8 @@ fn open_upload(server: &Server, id: &str, first: &[u8]) -> TcpStream {
     stream
 }
 
-fn post(server: &Server, id: &str, body: &[u8]) -> HttpResponse {
-    http_request(server.addr, "POST", &format!("/stream?session={id}"), &[("Content-Type", MIXED)], body)
+fn post(server: &impl Served, id: &str, body: &[u8]) -> HttpResponse {
+    http_request(server.address(), "POST", &format!("/stream?session={id}"), &[("Content-Type", MIXED)], body)
 }
 
 /// The status and the detail, which every error carries.
@@ -59,14 +59,14 @@ fn refused(r: &HttpResponse, status: u16, words: &str) {
 }
 
 /// The session holds exactly these frames, byte for byte.
-fn kept(server: &Server, id: &str, rendered: &Rendered, count: usize) {
-    let session = server.get(&format!("/sessions/{id}")).json();
+fn kept(server: &impl Served, id: &str, rendered: &Rendered, count: usize) {
+    let session = server.fetch(&format!("/sessions/{id}")).json();
     assert_eq!(session["frames_received"], count, "{id}: {session}");
-    let stored = server.get(&format!("/sessions/{id}/artifacts/frames.mjpeg")).body;
+    let stored = server.fetch(&format!("/sessions/{id}/artifacts/frames.mjpeg")).body;
     assert_eq!(stored, rendered.jpegs[..count].concat(), "{id}: the stored frames are the ones sent");
 }
 
-fn decided(server: &Server, rendered: &Rendered, id: &str) -> serde_json::Value {
+fn decided(server: &impl Served, rendered: &Rendered, id: &str) -> serde_json::Value {
     let mut body = frames(rendered, 0..rendered.jpegs.len());
     body.extend(log_part(&log_of(rendered)));
     body.extend_from_slice(b"--frame--\r\n");
@@ -78,8 +78,8 @@ fn decided(server: &Server, rendered: &Rendered, id: &str) -> serde_json::Value 
 #[test]
 fn malformed_bodies_are_400_and_keep_what_came_before() {
     let out = TempDir::new("bad-malformed");
-    let server = marker_server_with(&out.path().join("results"), &[]);
-    let rendered = render(3, out.path());
+    let server = shared_marker_server();
+    let rendered = render(14, out.path());
 
     // A part whose headers never end: the three frames before it are kept.
     let mut body = frames(&rendered, 0..3);
@@ -159,7 +159,7 @@ fn parts_and_phrases_over_their_limits_are_413() {
 #[test]
 fn bad_frames_bad_logs_and_bad_ids_get_clear_answers() {
     let out = TempDir::new("bad-content");
-    let server = marker_server_with(&out.path().join("results"), &[]);
+    let server = shared_marker_server();
     let rendered = render(5, out.path());
     let n = rendered.jpegs.len();
 
@@ -242,7 +242,7 @@ fn bad_frames_bad_logs_and_bad_ids_get_clear_answers() {
     kept(&server, "finished", &rendered, n);
 
     // Files in a session's directory that are not its listed artifacts are not served.
-    std::fs::write(out.path().join("results/sessions/finished/notes.txt"), b"private").unwrap();
+    std::fs::write(server.output.join("sessions/finished/notes.txt"), b"private").unwrap();
     assert_eq!(server.get("/sessions/finished/artifacts/notes.txt").status, 404);
     assert_eq!(server.get("/sessions/finished/artifacts/upload.complete").status, 404);
     assert_eq!(server.get("/sessions/finished/artifacts/timeline.json").status, 200);
@@ -255,7 +255,7 @@ fn the_seventeenth_phrase_at_once_is_503_and_the_sixteen_go_on() {
     let out = TempDir::new("bad-seventeen");
     // Uploads wait on each other here for longer than the default body idle time.
     let server = marker_server_with(&out.path().join("results"), &["--body-idle-seconds", "600"]);
-    let rendered = render(6, out.path());
+    let rendered = render(49, out.path());
     let n = rendered.jpegs.len();
     let mut open: Vec<(TcpStream, String)> = Vec::new();
     for k in 0..16 {
@@ -267,7 +267,8 @@ fn the_seventeenth_phrase_at_once_is_503_and_the_sixteen_go_on() {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while server.get(&format!("/sessions/{id}")).status != 200 {
             assert!(std::time::Instant::now() < deadline, "{id} never opened");
-            std::thread::yield_now();
+            // A paced poll (of an HTTP route or /proc): the server sends no event for this; the loop ends on what it observes.
+            std::thread::sleep(common::POLL_PACE);
         }
     }
     let r = post(&server, "seventeenth", &frames(&rendered, 0..1));
@@ -309,11 +310,7 @@ fn killed_mid_phrase_the_server_resumes_it_after_the_restart() {
     let server = marker_server_with(&results, &[]);
     let stream = open_upload(&server, "killed", &frames(&rendered, 0..half));
     // A part is taken once the next delimiter shows it whole: the last one sent waits.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while server.get("/sessions/killed").json()["frames_received"] != half - 1 {
-        assert!(std::time::Instant::now() < deadline, "the frames never arrived");
-        std::thread::yield_now();
-    }
+    common::Events::open_when_known(server.addr, "killed").wait_for(|p| p["frames_received"] == half - 1);
     drop(server); // SIGKILL, mid-phrase
     drop(stream);
 
@@ -353,7 +350,8 @@ fn analyze_forms_have_limits_and_take_a_session_slot() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while server.get("/sessions/held").status != 200 {
         assert!(std::time::Instant::now() < deadline, "the held upload never opened");
-        std::thread::yield_now();
+        // A paced poll (of an HTTP route or /proc): the server sends no event for this; the loop ends on what it observes.
+        std::thread::sleep(common::POLL_PACE);
     }
     // Refused before its video is read, the client still sending it reads the answer whole.
     let whole = form_body(&[("video", Some("p.avi"), None, &video), ("signal", Some("p.txt"), None, &log)]);
@@ -370,7 +368,8 @@ fn analyze_forms_have_limits_and_take_a_session_slot() {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the slot was never freed");
-        std::thread::yield_now();
+        // A paced poll (of an HTTP route or /proc): the server sends no event for this; the loop ends on what it observes.
+        std::thread::sleep(common::POLL_PACE);
     }
     let r = analyze(&whole);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use common::{marker_server, marker_server_with, phrase, render, Events, TempDir};
+use common::{marker_server, marker_server_with, phrase, render, shared_marker_server, Events, TempDir};
 use serde_json::Value;
 
 /// The client binary, built beside the server by the workspace build.
@@ -37,8 +37,8 @@ fn winner(n: usize) -> Value {
 #[test]
 fn streams_a_folder_a_video_file_and_a_camera() {
     let out = TempDir::new("client-sources");
-    let server = marker_server(&out.path().join("results"));
-    let rendered = render(0, out.path());
+    let server = shared_marker_server();
+    let rendered = render(10, out.path());
     let n = rendered.jpegs.len();
     let (url, log) = (server.url(), rendered.log.to_str().unwrap().to_owned());
 
@@ -47,18 +47,18 @@ fn streams_a_folder_a_video_file_and_a_camera() {
     assert_eq!(v["stream"]["session"], "c-folder");
     assert_eq!(v["stream"]["frames_received"], n);
     assert_eq!(v["stream"]["frames_analysed"], n);
-    assert_eq!(v["decision"]["winner"], winner(0));
+    assert_eq!(v["decision"]["winner"], winner(10));
     assert_eq!(server.get("/sessions/c-folder/artifacts/frames.mjpeg").body, rendered.jpegs.concat());
 
     // A video file, decoded and encoded again here.
     let v = verdict(&client(&["stream", &url, "--video", rendered.avi.to_str().unwrap(), "--signal", &log, "--jpeg-quality", "95"]));
     assert_eq!(v["stream"]["frames_received"], n);
-    assert_eq!(v["decision"]["winner"], winner(0));
+    assert_eq!(v["decision"]["winner"], winner(10));
 
     // The camera capture code, on a video file opened as the camera; --quiet prints the winner only.
     let out = client(&["stream", &url, "--camera", rendered.avi.to_str().unwrap(), "--signal", &log, "--quiet", "--session", "c-camera"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), winner(0).as_str().unwrap());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), winner(10).as_str().unwrap());
     assert!(out.stderr.is_empty(), "quiet: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(server.get("/sessions/c-camera").json()["frames_received"], n);
 }
@@ -67,7 +67,7 @@ fn streams_a_folder_a_video_file_and_a_camera() {
 fn realtime_streams_while_recording_and_waits_for_the_log() {
     let out = TempDir::new("client-realtime");
     let server = marker_server(&out.path().join("results"));
-    let rendered = render(1, out.path());
+    let rendered = render(7, out.path());
     let n = rendered.jpegs.len();
     let url = server.url();
 
@@ -95,7 +95,7 @@ fn realtime_streams_while_recording_and_waits_for_the_log() {
     let v = verdict(&child.wait_with_output().unwrap());
     let ran = spawned.elapsed().as_secs_f64();
     assert_eq!(v["stream"]["frames_received"], n);
-    assert_eq!(v["decision"]["winner"], winner(1));
+    assert_eq!(v["decision"]["winner"], winner(7));
     // Paced: the last frame went out no sooner than the phrase's length after the client started.
     let phrase_seconds = (n - 1) as f64 / 15.0;
     assert!(ran >= phrase_seconds, "the client ran {ran:.2} s for a {phrase_seconds:.2} s phrase");
@@ -114,7 +114,7 @@ fn realtime_streams_while_recording_and_waits_for_the_log() {
     std::fs::copy(&rendered.log, &part).unwrap();
     std::fs::rename(&part, &later).unwrap();
     let v = verdict(&child.wait_with_output().unwrap());
-    assert_eq!(v["decision"]["winner"], winner(1));
+    assert_eq!(v["decision"]["winner"], winner(7));
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn a_server_killed_mid_phrase_is_resumed_to_the_same_verdict() {
 fn legacy_analyze_and_health_and_exit_codes() {
     let out = TempDir::new("client-legacy");
     let server = marker_server(&out.path().join("results"));
-    let rendered = render(3, out.path());
+    let rendered = render(43, out.path());
     let (url, avi, log) = (server.url(), rendered.avi.to_str().unwrap().to_owned(), rendered.log.to_str().unwrap().to_owned());
 
     let health = client(&["health", &url]);
@@ -168,7 +168,7 @@ fn legacy_analyze_and_health_and_exit_codes() {
 
     let analysed = client(&["analyze", &url, &avi, &log, "--no-overlay", "--include-keypoints"]);
     let v = verdict(&analysed);
-    assert_eq!(v["decision"]["winner"], winner(3));
+    assert_eq!(v["decision"]["winner"], winner(43));
     assert!(v["artifacts"].get("analysis_video").is_none(), "--no-overlay: {}", v["artifacts"]);
     let text = String::from_utf8(analysed.stdout).unwrap();
     let top: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("  \"")).map(|l| l.split('"').next().unwrap()).collect();
@@ -204,7 +204,7 @@ fn legacy_analyze_and_health_and_exit_codes() {
 fn the_token_goes_with_every_request_from_the_flag_or_the_environment() {
     let out = TempDir::new("client-token");
     let server = marker_server_with(&out.path().join("results"), &["--token", "s3cret"]);
-    let rendered = render(4, out.path());
+    let rendered = render(55, out.path());
     let (url, frames, log) = (server.url(), rendered.frames.to_str().unwrap().to_owned(), rendered.log.to_str().unwrap().to_owned());
     let run = |args: &[&str], token: Option<&str>| {
         let mut command = Command::new(client_bin());
@@ -228,7 +228,7 @@ fn the_token_goes_with_every_request_from_the_flag_or_the_environment() {
 
     // With it, from --token or from REFEREE_TOKEN, the phrase is decided.
     let by_flag = verdict(&run(&["stream", &url, "--frames", &frames, "--signal", &log, "--token", "s3cret"], None));
-    assert_eq!(by_flag["decision"]["winner"], winner(4));
+    assert_eq!(by_flag["decision"]["winner"], winner(55));
     let by_env = verdict(&run(&["analyze", &url, rendered.avi.to_str().unwrap(), &log, "--no-overlay"], Some("s3cret")));
-    assert_eq!(by_env["decision"]["winner"], winner(4));
+    assert_eq!(by_env["decision"]["winner"], winner(55));
 }

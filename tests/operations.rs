@@ -36,7 +36,7 @@ fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
 fn metrics_count_what_happened_and_the_token_guards_all_but_health_and_metrics() {
     let out = TempDir::new("ops-metrics");
     let mut server = marker_server_with(&out.path().join("results"), &["--token", "s3cret"]);
-    let rendered = render(1, out.path());
+    let rendered = render(62, out.path());
     let n = rendered.jpegs.len();
     assert_eq!(post_phrase(&server, &rendered, "no-token", &[]).status, 401);
     assert_eq!(server.get("/sessions/no-token").status, 401);
@@ -85,11 +85,7 @@ fn sigterm_lets_running_phrases_finish_and_exits_0() {
     let head = format!("POST /stream?session=graceful HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n", body.len());
     std::io::Write::write_all(&mut upload, head.as_bytes()).unwrap();
     std::io::Write::write_all(&mut upload, &body[..body.len() / 2]).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while server.get("/sessions/graceful").json()["frames_received"].as_u64().unwrap_or(0) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the upload never started");
-        std::thread::yield_now();
-    }
+    common::Events::open_when_known(server.addr, "graceful").wait_for(|p| p["frames_received"].as_u64().unwrap_or(0) > 0);
     let finisher = std::thread::spawn(move || {
         std::io::Write::write_all(&mut upload, &body[body.len() / 2..]).unwrap();
         let mut raw = Vec::new();
@@ -111,15 +107,7 @@ fn sigterm_lets_running_phrases_finish_and_exits_0() {
     let head = format!("POST /stream?session=stalled HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n", body.len());
     std::io::Write::write_all(&mut stalled, head.as_bytes()).unwrap();
     std::io::Write::write_all(&mut stalled, &body[..body.len() / 2]).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let held = loop {
-        let held = server.get("/sessions/stalled").json()["frames_received"].as_u64().unwrap_or(0);
-        if held > 0 {
-            break held;
-        }
-        assert!(std::time::Instant::now() < deadline, "the upload never started");
-        std::thread::yield_now();
-    };
+    let held = common::Events::open_when_known(server.addr, "stalled").wait_for(|p| p["frames_received"].as_u64().unwrap_or(0) > 0)["frames_received"].as_u64().unwrap();
     let (status, log) = server.terminate(Duration::from_secs(60));
     assert!(status.success(), "exit status {status:?}; log:\n{log}");
     assert!(log.contains("unfinished phrases are kept on disk as interrupted"), "{log}");
@@ -207,7 +195,8 @@ fn a_full_disk_is_507_keeps_the_stored_frames_and_the_floor_refuses_new_phrases(
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while server.open_paths().iter().any(|p| p.starts_with(&filler)) {
         assert!(std::time::Instant::now() < deadline, "the interrupted session still holds its files");
-        std::thread::yield_now();
+        // A paced poll (of an HTTP route or /proc): the server sends no event for this; the loop ends on what it observes.
+        std::thread::sleep(common::POLL_PACE);
     }
     std::fs::remove_dir_all(&filler).unwrap();
     let r = post_phrase(&server, &rendered, "after-full", &[]);
@@ -228,7 +217,7 @@ fn a_full_disk_is_507_keeps_the_stored_frames_and_the_floor_refuses_new_phrases(
 fn retention_removes_old_phrases_and_analyze_results_are_not_sessions() {
     let out = TempDir::new("ops-retention");
     let results = out.path().join("results");
-    let rendered = render(4, out.path());
+    let rendered = render(61, out.path());
     // A decided session, and an /analyze-shaped result directory beside the sessions.
     let server = marker_server_with(&results, &[]);
     assert_eq!(post_phrase(&server, &rendered, "recent", &[]).status, 200);

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{black_jpegs, form_body, frame_part, signal_part, http_request, marker_server, marker_server_with, phrase, render, repo, venv_python, ChunkedUpload, Events, Nginx, Rendered, TempDir};
+use common::{black_jpegs, form_body, frame_part, signal_part, http_request, marker_server, marker_server_with, phrase, render, repo, shared_marker_server, venv_python, ChunkedUpload, Events, Nginx, Rendered, TempDir};
 use serde_json::Value;
 
 const MIXED: &str = "multipart/x-mixed-replace; boundary=frame";
@@ -52,7 +52,7 @@ fn real_single_light_logs() -> Vec<(String, String)> {
 #[test]
 fn single_light_phrases_are_the_lit_fencers_touch_on_stream_and_analyze() {
     let out = TempDir::new("piste-single");
-    let server = marker_server(&out.path().join("results"));
+    let server = shared_marker_server();
     let rendered = render(7, out.path());
     let video = std::fs::read(&rendered.avi).unwrap();
     for (n, (id, log)) in real_single_light_logs().into_iter().enumerate() {
@@ -140,7 +140,7 @@ fn gui_phrase(base_url: &str, rendered: &Rendered, session: &str, extra: &[&str]
 #[test]
 fn the_piste_guis_websocket_streams_phrases_one_after_another_on_one_socket() {
     let out = TempDir::new("piste-ws");
-    let server = marker_server(&out.path().join("results"));
+    let server = shared_marker_server();
     let rendered = render(7, out.path());
     let fixture = phrase(7);
     let replies = gui_phrase(&server.url(), &rendered, "gui-a", &["--sessions", "2"], None);
@@ -344,7 +344,7 @@ fn client_verdict(out: std::process::Output) -> Value {
 #[test]
 fn referee_client_streams_over_the_websocket_and_follows_a_live_log() {
     let out = TempDir::new("piste-client");
-    let server = marker_server(&out.path().join("results"));
+    let server = shared_marker_server();
     let rendered = render(72, out.path());
     let winner = phrase(72)["legacy_decision"]["winner"].clone();
     let frames = rendered.frames.to_str().unwrap().to_owned();
@@ -389,7 +389,7 @@ fn referee_client_streams_over_the_websocket_and_follows_a_live_log() {
         drop(writer);
         let answer = client_verdict(child.wait_with_output().unwrap());
         assert_eq!(answer["decision"]["winner"], winner, "{session}");
-        let stored = std::fs::read_to_string(out.path().join(format!("results/sessions/{session}/signal.txt"))).unwrap();
+        let stored = std::fs::read_to_string(server.output.join(format!("sessions/{session}/signal.txt"))).unwrap();
         assert_eq!(stored, log[..end], "{session}: every line up to the phrase's end, once, in order");
         assert_eq!(server.get(&format!("/sessions/{session}")).json()["signal_bytes"], end as u64);
     }

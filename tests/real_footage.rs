@@ -16,7 +16,7 @@ use ai_referee::analysis::frames::decode_jpeg;
 use referee_engine::kinematics::{Keypoints, Row};
 use referee_engine::tracker::{is_valid, keypoint_box, Points, KEYPOINTS};
 use referee_engine::workbook::read_workbook;
-use common::{phrase, pt_weights, repo, venv_python, Server, TempDir};
+use common::{default_model, phrase, pt_weights, repo, venv_python, Server, TempDir};
 use opencv::prelude::*;
 use serde_json::{json, Value};
 
@@ -182,6 +182,10 @@ fn rows_close(name: &str, got: &[Row], want: &[Row], worst: &mut f64) {
 #[test]
 fn analyze_on_the_real_clip_gives_the_workbook_of_the_pt_detections() {
     let dir = TempDir::new("real-analyze");
+    // The server loads and warms its model while Ultralytics makes the reference.
+    let output = dir.path().join("results");
+    let model = default_model();
+    let mut server = Server::start(&["--model", model.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", output.to_str().unwrap()], &[]);
     let frames = pt_detections(dir.path());
     let answer = track(&as_track_case(&frames, None), dir.path(), "reference");
     let expected = &answer["normalised"];
@@ -193,8 +197,7 @@ fn analyze_on_the_real_clip_gives_the_workbook_of_the_pt_detections() {
     let masked = track(&as_track_case(&frames, Some(0.5)), dir.path(), "masked");
     let masked_nan = nan_cells(&Keypoints::from_json(masked["normalised"].clone()).unwrap());
 
-    let output = dir.path().join("results");
-    let server = Server::start_ready(&["--fisheye-enabled", "false", "--output-dir", output.to_str().unwrap()], &[]);
+    server.wait_for("model ready", common::STARTUP);
     let log = dir.path().join("phrase.txt");
     std::fs::write(&log, phrase(0)["signal"].as_str().unwrap()).unwrap();
     let out = Command::new("curl")

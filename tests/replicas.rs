@@ -60,13 +60,15 @@ fn phrases_spread_over_replicas_and_each_phrase_stays_on_its_own() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while http_request(nginx.addr, "GET", "/sessions/cut", &[], b"").json()["frames_received"].as_u64().unwrap_or(0) + 1 < (n / 2) as u64 {
         assert!(std::time::Instant::now() < deadline, "the first half never arrived");
-        std::thread::yield_now();
+        // A paced poll (of an HTTP route or /proc): the server sends no event for this; the loop ends on what it observes.
+        std::thread::sleep(common::POLL_PACE);
     }
     drop(cut);
     let holding = holder(&replicas, "cut");
     while replicas[holding].get("/sessions/cut").json()["state"] != "interrupted" {
         assert!(std::time::Instant::now() < deadline, "the cut was never seen");
-        std::thread::yield_now();
+        // A paced poll (of an HTTP route or /proc): the server sends no event for this; the loop ends on what it observes.
+        std::thread::sleep(common::POLL_PACE);
     }
     let from = http_request(nginx.addr, "GET", "/sessions/cut", &[], b"").json()["next_frame_index"].as_u64().unwrap() as usize;
     let mut parts = PartWriter::new(); // a new body opens with its own first delimiter

@@ -8,9 +8,9 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{http_request, marker_server_with, phrase, render, repo, HttpResponse, Rendered, Server, TempDir};
+use common::{http_request, marker_server_listening, phrase, render, repo, Events, HttpResponse, Rendered, Server, TempDir, STARTUP};
 use referee_wire::PartWriter;
 
 /// A Triton server started by the repository's own script, stopped (SIGTERM) on drop.
@@ -87,28 +87,24 @@ fn analyze(server: &Server, rendered: &Rendered) -> HttpResponse {
     http_request(server.addr, "POST", "/analyze", &[("Content-Type", "multipart/form-data; boundary=b")], &body)
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within 120 s");
-        std::thread::yield_now();
-    }
-}
-
 #[test]
 fn triton_gives_the_local_backends_detections_and_a_stop_mid_phrase_loses_nothing() {
     let out = TempDir::new("triton");
     let port = free_port();
     let triton = Triton::start(port);
-    let rendered = render(9, out.path());
+    let rendered = render(18, out.path());
     let n = rendered.jpegs.len();
-    let expected = phrase(9)["legacy_decision"]["winner"].clone();
+    let expected = phrase(18)["legacy_decision"]["winner"].clone();
 
     // The same video through the local backend and Triton (gRPC and HTTP): the same keypoints,
     // the same decision.
-    let local = marker_server_with(&out.path().join("local"), &[]);
-    let remote = marker_server_with(&out.path().join("remote"), &["--pose-backend", "triton", "--triton-url", &triton.grpc, "--triton-retries", "1"]);
-    let over_http = marker_server_with(&out.path().join("http"), &["--pose-backend", "triton", "--triton-url", &triton.http]);
+    // (Started together, so that their model loads and warm-ups overlap.)
+    let mut local = marker_server_listening(&out.path().join("local"), &[]);
+    let mut remote = marker_server_listening(&out.path().join("remote"), &["--pose-backend", "triton", "--triton-url", &triton.grpc, "--triton-retries", "1"]);
+    let mut over_http = marker_server_listening(&out.path().join("http"), &["--pose-backend", "triton", "--triton-url", &triton.http]);
+    for server in [&mut local, &mut remote, &mut over_http] {
+        server.wait_for("model ready", STARTUP);
+    }
     let health = remote.get("/health").json();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["pose_backend"], "triton");
@@ -141,7 +137,7 @@ fn triton_gives_the_local_backends_detections_and_a_stop_mid_phrase_loses_nothin
     std::io::Write::write_all(&mut upload, head.as_bytes()).unwrap();
     std::io::Write::write_all(&mut upload, &first).unwrap();
     std::io::Write::write_all(&mut upload, b"\r\n").unwrap();
-    wait_until("frames analysed through Triton", || remote.get("/sessions/cut-off").json()["frames_analysed"].as_u64().unwrap_or(0) >= 1);
+    Events::open_when_known(remote.addr, "cut-off").wait_for(|p| p["frames_analysed"].as_u64().unwrap_or(0) >= 1);
     triton.stop();
     let mut rest: Vec<u8> = (n / 2..n).flat_map(|i| parts.frame(i as u64, i as f64 / 15.0, &rendered.jpegs[i]).to_vec()).collect();
     rest.extend_from_slice(&parts.signal_and_close(&std::fs::read(&rendered.log).unwrap()));
@@ -157,11 +153,14 @@ fn triton_gives_the_local_backends_detections_and_a_stop_mid_phrase_loses_nothin
     assert_eq!(remote.get("/sessions/cut-off").json()["frames_received"], n);
     let stored = remote.get("/sessions/cut-off/artifacts/frames.mjpeg").body;
     assert_eq!(stored, rendered.jpegs.concat(), "every frame stored");
-    wait_until("/health to see Triton gone", || remote.get("/health").json()["pose_backend_reachable"] == false);
+    // The server's Triton check logs when what /health says changes: awaited there, then seen.
+    remote.wait_for("Triton is not reachable", Duration::from_secs(120));
+    assert_eq!(remote.get("/health").json()["pose_backend_reachable"], false);
 
     // Triton comes back on the same address: the phrase is decided from its stored frames.
     let triton = Triton::start(port);
-    wait_until("/health to see Triton back", || remote.get("/health").json()["pose_backend_reachable"] == true);
+    remote.wait_for("Triton is reachable again", Duration::from_secs(120));
+    assert_eq!(remote.get("/health").json()["pose_backend_reachable"], true);
     let r = http_request(remote.addr, "PUT", "/sessions/cut-off/signal", &[], &std::fs::read(&rendered.log).unwrap());
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["decision"]["winner"], expected);

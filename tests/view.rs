@@ -233,17 +233,10 @@ fn the_views_data_follows_a_phrase_while_it_uploads() {
     body.extend_from_slice(b"\r\n--frame--\r\n");
     send(&body[..split]);
     // What the page shows live, from the routes it reads: the session receiving with every frame
-    // sent so far, pose at work on them (polled with a deadline: pose runs on its own), and the
+    // sent so far, pose at work on them (awaited on its events: pose runs on its own), and the
     // latest analysed frame with its skeletons. (Chromium cannot dump a page whose event stream is
     // still open, so the page itself is loaded once the phrase is decided, below.)
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let live = loop {
-        let progress = server.get("/sessions/live").json();
-        if progress["frames_analysed"] == half {
-            break progress;
-        }
-        assert!(std::time::Instant::now() < deadline, "pose never caught up with the first {half} frames: {progress}");
-    };
+    let live = common::Events::open_when_known(server.addr, "live").wait_for(|p| p["frames_analysed"] == half);
     assert_eq!(live["state"], "receiving");
     assert_eq!(live["frames_received"], half);
     let frame = server.get("/sessions/live/artifacts/view.jpg");

@@ -56,6 +56,10 @@ pub struct Server {
     pub addr: SocketAddr,
 }
 
+/// The pace of the few polls left (an HTTP endpoint or `/proc` where the server sends no
+/// event): it only spaces the asks; every such loop ends on what it observes.
+pub const POLL_PACE: Duration = Duration::from_millis(5);
+
 /// How long a server may take to log what we wait for (model load and warm-up on 2 CPU cores).
 pub const STARTUP: Duration = Duration::from_secs(180);
 
@@ -190,6 +194,10 @@ pub fn serve_until_exit(args: &[&str], envs: &[(&str, &str)], timeout: Duration)
 }
 
 fn spawn_serve(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Child {
+    serve_command(wrapper, args, envs).spawn().expect("start ai-referee serve")
+}
+
+fn serve_command(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Command {
     let mut cmd = match wrapper.split_first() {
         Some((program, wrapper_args)) => {
             let mut cmd = Command::new(program);
@@ -207,7 +215,7 @@ fn spawn_serve(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Child 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    cmd.spawn().expect("start ai-referee serve")
+    cmd
 }
 
 fn stderr_lines(child: &mut Child) -> Receiver<String> {
@@ -354,12 +362,18 @@ pub fn marker_server(output: &Path) -> Server {
 
 /// The same with more `serve` flags, once its model is warm.
 pub fn marker_server_with(output: &Path, extra: &[&str]) -> Server {
+    let mut server = marker_server_listening(output, extra);
+    server.wait_for("model ready", STARTUP);
+    server
+}
+
+/// The same once it listens, its model still loading and warming up (`wait_for("model ready")`
+/// before posting): several servers' warm-ups then overlap.
+pub fn marker_server_listening(output: &Path, extra: &[&str]) -> Server {
     let model = repo().join("models/marker-pose.torchscript");
     let mut args = vec!["--model", model.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", output.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let mut server = Server::start(&args, &[]);
-    server.wait_for("model ready", STARTUP);
-    server
+    Server::start(&args, &[])
 }
 
 /// Fixture phrase `n` of `tests/fixtures/phrases.jsonl`.
@@ -518,13 +532,16 @@ impl Events {
 
     /// Opens the events of a session that a concurrent upload is creating.
     pub fn open_when_known(addr: SocketAddr, id: &str) -> Events {
-        // Polled (the upload comes from another process), bounded by a deadline.
+        // Polled: the server says nothing (no log line, no event) when a session comes into
+        // being, and its events route is 404 until then, so asking is the only way. The pause
+        // between asks only paces the poll (a tight loop of requests would take the cores the
+        // server needs); the loop ends on what the server answers, bounded by a deadline.
         let deadline = Instant::now() + STARTUP;
         while Instant::now() < deadline {
             if http_request(addr, "GET", &format!("/sessions/{id}"), &[], b"").status == 200 {
                 return Events::open(addr, id);
             }
-            std::thread::yield_now();
+            std::thread::sleep(POLL_PACE);
         }
         panic!("session {id} never appeared within {STARTUP:?}");
     }
@@ -566,7 +583,7 @@ impl Nginx {
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(addr).is_err() {
             assert!(Instant::now() < deadline, "nginx did not start");
-            std::thread::yield_now();
+            std::thread::sleep(POLL_PACE); // nginx logs nothing we read: its port answering is the sign
         }
         Nginx { child, addr }
     }
@@ -576,5 +593,169 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
+    }
+}
+
+
+/// A server shared by every test of one test binary that asks for it by the same name: started
+/// once (one model load and warm-up for the binary instead of one per test), never stopped by a
+/// test. It dies with the test process (`PR_SET_PDEATHSIG`, set for the thread that started it,
+/// which lives as long as the process). Tests that share one must use their own session ids and
+/// must not assert on server-wide state (open files, the pose backlog, totals in `/stats`).
+pub struct SharedServer {
+    /// Every stderr line so far, and whether the server has exited; signalled on each line.
+    log: std::sync::Arc<(std::sync::Mutex<(Vec<String>, bool)>, std::sync::Condvar)>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its `--output-dir` (under Cargo's target tmp dir, emptied when the server starts).
+    pub output: PathBuf,
+}
+
+impl SharedServer {
+    /// Sends one request and returns the response.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        http_request(self.addr, method, path, headers, body)
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Blocks until a stderr line (any since the server started: the log is shared, nothing is
+    /// consumed) contains `needle`, and returns the first such line; panics with the log when the
+    /// server exits or `timeout` passes first. Tests sharing a server wait for lines that carry
+    /// their own session ids.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let (lock, signal) = &*self.log;
+        let mut log = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut from = 0;
+        loop {
+            if let Some(line) = log.0[from..].iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            from = log.0.len();
+            assert!(!log.1, "the shared server exited before {needle:?}; log:\n{}", log.0.join("\n"));
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {needle:?} within {timeout:?}; log:\n{}", log.0.join("\n"));
+            log = signal.wait_timeout(log, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Every stderr line so far.
+    pub fn log(&self) -> String {
+        self.log.0.lock().unwrap_or_else(|e| e.into_inner()).0.join("\n")
+    }
+}
+
+/// Starts (once per `name` and test binary) a server with `args` and waits for `ready` in its
+/// log (`"listening"` or `"model ready"`); `args` gets `--output-dir` appended.
+pub fn shared_server(name: &'static str, args: &[&str], ready: &'static str) -> &'static SharedServer {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Condvar, Mutex, OnceLock};
+    static SERVERS: OnceLock<Mutex<HashMap<&'static str, &'static OnceLock<SharedServer>>>> = OnceLock::new();
+    let cell: &'static OnceLock<SharedServer> = *SERVERS.get_or_init(Default::default).lock().unwrap().entry(name).or_insert_with(|| Box::leak(Box::new(OnceLock::new())));
+    cell.get_or_init(|| {
+        let output = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("shared-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&output);
+        std::fs::create_dir_all(&output).unwrap();
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(["--output-dir".to_owned(), output.to_str().unwrap().to_owned()]);
+        let log = Arc::new((Mutex::new((Vec::<String>::new(), false)), Condvar::new()));
+        let (tx, rx) = channel();
+        let lines_log = Arc::clone(&log);
+        // The thread that spawns the child stays for the life of the process (it reads the
+        // child's stderr, then waits for it), so the child's parent-death signal fires only
+        // when the test process ends.
+        std::thread::Builder::new()
+            .name(format!("shared-server-{name}"))
+            .spawn(move || {
+                let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+                let mut cmd = serve_command(&[], &refs, &[]);
+                // SAFETY: prctl(2) in the forked child before exec; async-signal-safe.
+                unsafe {
+                    use std::os::unix::process::CommandExt;
+                    cmd.pre_exec(|| {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                let mut child = cmd.spawn().expect("start ai-referee serve");
+                tx.send(child.id()).unwrap();
+                let stderr = child.stderr.take().expect("piped stderr");
+                let (lock, signal) = &*lines_log;
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    lock.lock().unwrap_or_else(|e| e.into_inner()).0.push(line);
+                    signal.notify_all();
+                }
+                let _ = child.wait();
+                lock.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+                signal.notify_all();
+                loop {
+                    std::thread::park();
+                }
+            })
+            .unwrap();
+        rx.recv().expect("ai-referee serve started");
+        let mut server = SharedServer { log, addr: "0.0.0.0:0".parse().unwrap(), output };
+        let line = server.wait_for("listening", STARTUP);
+        let addr = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")).unwrap_or_else(|| panic!("no addr= in {line:?}"));
+        server.addr = addr.parse().expect("a socket address");
+        if ready != "listening" {
+            server.wait_for(ready, STARTUP);
+        }
+        server
+    })
+}
+
+/// The marker-model server without fisheye (as [`marker_server`]), shared by the tests of a
+/// binary that use it; its output directory is `.output`.
+pub fn shared_marker_server() -> &'static SharedServer {
+    let model = repo().join("models/marker-pose.torchscript");
+    shared_server("marker", &["--model", model.to_str().unwrap(), "--fisheye-enabled", "false"], "model ready")
+}
+
+/// What a test's helpers need of a server, whether its own ([`Server`]) or shared
+/// ([`SharedServer`]).
+pub trait Served {
+    /// Where it listens.
+    fn address(&self) -> SocketAddr;
+    /// Its base URL.
+    fn base_url(&self) -> String {
+        format!("http://{}", self.address())
+    }
+    /// One request, the whole response.
+    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        http_request(self.address(), method, path, headers, body)
+    }
+    /// `GET path`.
+    fn fetch(&self, path: &str) -> HttpResponse {
+        self.send("GET", path, &[], b"")
+    }
+}
+
+impl Served for Server {
+    fn address(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Served for SharedServer {
+    fn address(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl<T: Served + ?Sized> Served for &T {
+    fn address(&self) -> SocketAddr {
+        (**self).address()
     }
 }
