@@ -38,6 +38,12 @@ fn ai_referee_pose_with(model: &Path, args: &[&str]) -> (Vec<Value>, String) {
     (lines, stderr)
 }
 
+/// Our pose on every frame of the demo clip (batch 1), run once for the tests that read it.
+fn demo_clip_poses() -> &'static (Vec<Value>, String) {
+    static POSES: std::sync::OnceLock<(Vec<Value>, String)> = std::sync::OnceLock::new();
+    POSES.get_or_init(|| ai_referee_pose(&[demo_video().to_str().unwrap()]))
+}
+
 /// Every 23rd frame of the demo video, saved losslessly (PNG) so that both sides decode the same
 /// pixels.
 fn demo_frames(dir: &Path) -> Vec<String> {
@@ -150,7 +156,7 @@ fn every_frame_of_the_real_video_matches_ultralytics_predict_of_the_pt() {
     let dir = TempDir::new("pose-video-parity");
     let video = demo_video().to_str().unwrap().to_owned();
     let (reference, reference_log) = ultralytics_predict(&pt_weights(), &[video.clone()], dir.path());
-    let (ours, our_log) = ai_referee_pose(&[&video]);
+    let (ours, our_log) = demo_clip_poses();
     eprintln!("{}\n{reference_log}", our_log.trim());
     assert_eq!(ours.len(), 230, "every frame of the demo clip");
     let Parity { people, worst_px, worst_score, worst_visibility, seen_under_half, invalid } = compare_detections(&ours, &reference);
@@ -240,9 +246,34 @@ fn the_fixed_640_export_still_matches_ultralytics_on_real_frames() {
 }
 
 #[test]
-fn people_are_found_on_most_frames_of_the_real_video() {
-    let (lines, log) = ai_referee_pose(&["--batch", "4", demo_video().to_str().unwrap()]);
+fn batches_of_four_find_what_single_frames_find() {
+    // Every 23rd frame, losslessly, four to a forward pass, against the whole clip's frames run
+    // one at a time: the same people, within half a pixel.
+    let dir = TempDir::new("pose-batches");
+    let frames = demo_frames(dir.path());
+    let mut args = vec!["--batch", "4"];
+    args.extend(frames.iter().map(String::as_str));
+    let (batched, log) = ai_referee_pose(&args);
     eprintln!("{}", log.trim());
+    let single: Vec<Value> = demo_clip_poses().0.iter().step_by(23).cloned().collect();
+    assert_eq!(batched.len(), single.len());
+    let mut people = 0;
+    for (b, s) in batched.iter().zip(&single) {
+        let (bd, sd) = (b["detections"].as_array().unwrap(), s["detections"].as_array().unwrap());
+        assert_eq!(bd.len(), sd.len(), "people on {} in a batch and alone", b["source"]);
+        for (p, q) in bd.iter().zip(sd) {
+            people += 1;
+            for (x, y) in p["keypoints"].as_array().unwrap().iter().zip(q["keypoints"].as_array().unwrap()) {
+                assert!(close(&x[0], &y[0], 0.5) && close(&x[1], &y[1], 0.5), "keypoint {x} batched vs {y} alone");
+            }
+        }
+    }
+    assert!(people >= 10, "{people} people on the batched frames");
+}
+
+#[test]
+fn people_are_found_on_most_frames_of_the_real_video() {
+    let (lines, _) = demo_clip_poses();
     assert_eq!(lines.len(), 230, "the demo clip has 230 frames");
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["frame"], i);
@@ -253,7 +284,7 @@ fn people_are_found_on_most_frames_of_the_real_video() {
     assert!(with_person * 10 >= 230 * 9, "people on only {with_person}/230 frames");
     assert!(with_two * 2 >= 230, "two people on only {with_two}/230 frames");
     // Best score first, boxes inside the frame, keypoints clipped to it.
-    for line in &lines {
+    for line in lines {
         let dets = line["detections"].as_array().unwrap();
         for pair in dets.windows(2) {
             assert!(pair[0]["score"].as_f64() >= pair[1]["score"].as_f64());
