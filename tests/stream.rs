@@ -218,6 +218,9 @@ fn ffmpegs_natural_command_without_a_content_type_streams_too() {
     let rendered = render(13, out.path());
     let mut ffmpeg = ffmpeg_upload(&rendered.avi, &format!("{}/stream?session=ff-plain", server.url()), None);
     assert!(ffmpeg.wait().unwrap().success(), "ffmpeg's upload without a Content-Type is taken");
+    // ffmpeg exits once it has sent its body, without reading the answer: the upload is over
+    // when the server has answered it (its access line; no request of this session came before).
+    server.wait_for("session=ff-plain}: access: served status=202", Duration::from_secs(120));
     let session = server.get("/sessions/ff-plain").json();
     assert_eq!(session["frames_received"], rendered.jpegs.len(), "{session}");
     // Every frame stored byte for byte as ffmpeg sent it (the JPEGs of the .avi).
