@@ -146,11 +146,11 @@ async fn receive(state: Arc<AppState>, id: &str, req: Request<RequestBody>) -> R
         match part {
             Ok(Some(Part::Frame { index, timestamp, bytes })) => {
                 // One write in flight per upload: the next part is read once this one is stored.
-                let session = session.clone();
-                match on_disk(move || session.add_frame(index, timestamp, bytes)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => break Err(ApiError::from(e)),
-                    Err(e) => break Err(e),
+                // Written where it is (the runtime hands this worker's other tasks to another
+                // thread while it waits on the disk), not moved to the blocking pool frame by
+                // frame: measured, a hop per frame cost two thirds of the ingest rate.
+                if let Err(e) = tokio::task::block_in_place(|| session.add_frame(index, timestamp, bytes)) {
+                    break Err(ApiError::from(e));
                 }
             }
             // Each text part holds whole log lines: appended in order, read once the phrase's
