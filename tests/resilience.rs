@@ -251,3 +251,48 @@ fn sigterm_exits_0_with_every_thread_joined_even_with_an_upload_and_an_event_str
     assert!(!joined.contains("analysis_threads=0"), "{joined}");
     drop(upload);
 }
+
+#[test]
+fn kill_9_while_the_verdict_is_being_made_then_a_restart_decides_it() {
+    let out = TempDir::new("resilience-kill-deciding");
+    let results = out.path().join("results");
+    let rendered = render(5, out.path());
+    let server = marker_server(&results);
+    // The whole phrase and its log, sent without waiting for the answer.
+    let mut body = Vec::new();
+    for (i, jpeg) in rendered.jpegs.iter().enumerate() {
+        body.extend(frame_part(BOUNDARY, i, jpeg));
+    }
+    body.extend(signal_part(BOUNDARY, std::fs::read(&rendered.log).unwrap()));
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    let mut upload = std::net::TcpStream::connect(server.addr).unwrap();
+    let head = format!("POST /stream?session=deciding HTTP/1.1\r\nHost: x\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\n\r\n", body.len());
+    std::io::Write::write_all(&mut upload, head.as_bytes()).unwrap();
+    std::io::Write::write_all(&mut upload, &body).unwrap();
+    // Killed once every frame and the log are in and the call is being made (or, on a fast
+    // machine, just made).
+    let mut events = Events::open_when_known(server.addr, "deciding");
+    let mut seen = Vec::new();
+    while let Some((name, data)) = events.next() {
+        seen.push(name.clone());
+        if name == "verdict" || data["state"] == "analysing" {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|n| n == "verdict" || n == "progress"), "{seen:?}");
+    kill_9(server);
+    drop(upload);
+    // After the restart the phrase is decided, by itself, with the legacy winner.
+    let server = marker_server(&results);
+    let mut events = Events::open(server.addr, "deciding");
+    let verdict = loop {
+        match events.next() {
+            Some((name, data)) if name == "verdict" => break data,
+            Some((name, data)) if name == "failed" => panic!("the phrase failed after the restart: {data}"),
+            Some(_) => {}
+            None => panic!("the event stream ended without a verdict"),
+        }
+    };
+    assert_eq!(verdict["decision"]["winner"], phrase(5)["legacy_decision"]["winner"]);
+    assert_eq!(verdict["metadata"]["frames_processed"], rendered.jpegs.len());
+}
