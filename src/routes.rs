@@ -168,6 +168,8 @@ mod tests {
         assert!(find("/nope").is_none());
         assert_eq!(label_of("/sessions/s123/events"), "/sessions/{id}/events");
         assert_eq!(label_of("/x/y"), "other");
+        assert_eq!(label_of("/sessions/p-1/artifacts/frames.mjpeg"), "/sessions/{id}/artifacts/{name}");
+        assert_eq!(label_of("/nope/x"), "other");
         assert!(is_open("/health") && is_open("/metrics") && !is_open("/stats") && !is_open("/sessions"));
         assert!(find("/stream").unwrap().allows(&Method::GET) && !find("/stream").unwrap().allows(&Method::PUT));
         // Every label is its own pattern, and no two rows share a path.

@@ -111,7 +111,7 @@ impl Sessions {
 
     /// Phrases uploading or being decided now (streamed and `/analyze` alike).
     pub fn busy(&self) -> usize {
-        self.registry().values().filter(|s| s.busy()).count() + self.analyses.load(Ordering::SeqCst)
+        self.busy_locked(&self.registry(), None)
     }
 
     /// Phrases whose upload or decision a stop would cut now (`/analyze` ones included).
@@ -233,7 +233,7 @@ impl Sessions {
         self.check_disk()?;
         // Counted under the registry's lock, as uploads are, so the last place is taken once.
         let open = self.registry();
-        let busy = self.busy_locked(&open, "");
+        let busy = self.busy_locked(&open, None);
         if busy >= self.max_busy {
             return Err(SessionError::Busy(busy));
         }
@@ -267,9 +267,9 @@ impl Sessions {
         leaving
     }
 
-    /// Phrases uploading or being decided, `except` one, counted under the registry's lock.
-    fn busy_locked(&self, open: &HashMap<String, Arc<Session>>, except: &str) -> usize {
-        open.values().filter(|s| s.id != except && s.busy()).count() + self.analyses.load(Ordering::SeqCst)
+    /// Phrases uploading or being decided, but for `except`, counted under the registry's lock.
+    fn busy_locked(&self, open: &HashMap<String, Arc<Session>>, except: Option<&str>) -> usize {
+        open.values().filter(|s| Some(s.id.as_str()) != except && s.busy()).count() + self.analyses.load(Ordering::SeqCst)
     }
 
     /// Opens the session `id` for an upload: created or rebuilt from disk, marked receiving,
@@ -277,7 +277,7 @@ impl Sessions {
     /// busy, when it is complete, or when another connection is uploading to it.
     pub fn open_upload(&self, id: &str, analysis: Option<Analysis>) -> Result<Arc<Session>, SessionError> {
         // A first look, so that a refused phrase creates nothing on disk.
-        let busy = self.busy_locked(&self.registry(), id);
+        let busy = self.busy_locked(&self.registry(), Some(id));
         if busy >= self.max_busy {
             return Err(SessionError::Busy(busy));
         }
@@ -294,7 +294,7 @@ impl Sessions {
         let (session, leaving) = {
             let mut open = self.registry();
             let leaving = self.sweep_locked(&mut open, Some(id));
-            let busy = self.busy_locked(&open, id);
+            let busy = self.busy_locked(&open, Some(id));
             if busy >= self.max_busy {
                 drop(open);
                 retire_all(leaving);
