@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;

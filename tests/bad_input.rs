@@ -60,9 +60,9 @@ fn refused(r: &HttpResponse, status: u16, words: &str) {
 
 /// The session holds exactly these frames, byte for byte.
 fn kept(server: &impl Served, id: &str, rendered: &Rendered, count: usize) {
-    let session = server.fetch(&format!("/sessions/{id}")).json();
+    let session = server.get(&format!("/sessions/{id}")).json();
     assert_eq!(session["frames_received"], count, "{id}: {session}");
-    let stored = server.fetch(&format!("/sessions/{id}/artifacts/frames.mjpeg")).body;
+    let stored = server.get(&format!("/sessions/{id}/artifacts/frames.mjpeg")).body;
     assert_eq!(stored, rendered.jpegs[..count].concat(), "{id}: the stored frames are the ones sent");
 }
 

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::process::Command;
 
 use common::{marker_server_with, phrase, render, Rendered, Server, TempDir};

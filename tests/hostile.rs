@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;

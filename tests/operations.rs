@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -255,8 +257,8 @@ fn retention_removes_old_phrases_and_analyze_results_are_not_sessions() {
 #[test]
 fn out_of_file_descriptors_the_accept_loop_backs_off_logs_once_and_recovers() {
     let out = TempDir::new("ops-open-files");
-    let model = common::repo().join("models/marker-pose.torchscript");
-    let args = ["--model", model.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", out.path().to_str().unwrap()];
+    let args = common::marker_args(out.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     // The soft limit is raised to the hard one at start, and said.
     let mut server = Server::start_under(&["prlimit", "--nofile=256:512"], &args, &[]);
@@ -282,8 +284,8 @@ fn out_of_file_descriptors_the_accept_loop_backs_off_logs_once_and_recovers() {
 #[test]
 fn uploads_that_send_a_frame_and_vanish_hold_no_file() {
     let out = TempDir::new("ops-vanished");
-    let model = common::repo().join("models/marker-pose.torchscript");
-    let args = ["--model", model.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", out.path().to_str().unwrap()];
+    let args = common::marker_args(out.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // The open-files limit a service manager gives by default.
     let mut server = Server::start_under(&["prlimit", "--nofile=1024:1024"], &args, &[]);
     server.wait_for("model ready", common::STARTUP);

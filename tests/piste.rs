@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 

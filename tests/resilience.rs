@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -82,14 +84,9 @@ fn bodies_of_endless_empty_or_headerless_parts_get_a_4xx_and_the_server_serves_o
     assert_eq!(answer.json()["decision"]["winner"], phrase(1)["legacy_decision"]["winner"]);
     let stored: usize = std::fs::read_dir(out.path().join("results/sessions"))
         .unwrap()
-        .map(|e| common_frames(&e.unwrap().path()))
+        .map(|e| referee_store::stored_frame_count(&e.unwrap().path()))
         .sum();
     assert_eq!(stored, rendered.jpegs.len(), "only the real phrase's frames are stored");
-}
-
-/// Frames in a session directory's index.
-fn common_frames(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("frames.idx")).map(|t| t.lines().count()).unwrap_or(0)
 }
 
 /// A FIFO at `path` whose pipe holds one page, opened here for reading (not read): whoever

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::time::Duration;
 
 use common::{default_model, serve_until_exit, venv_python, Server, TempDir};

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;

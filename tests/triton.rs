@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::Served;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

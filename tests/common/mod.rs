@@ -115,21 +115,6 @@ impl Server {
         }
     }
 
-    /// Sends one request and returns the response.
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
-        http_request(self.addr, method, path, headers, body)
-    }
-
-    /// `GET path`.
-    pub fn get(&self, path: &str) -> HttpResponse {
-        self.request("GET", path, &[], b"")
-    }
-
-    /// The server's base URL.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
     /// The files the server process has open (Linux).
     pub fn open_paths(&self) -> Vec<PathBuf> {
         let fds = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("the server's /proc entry");
@@ -370,10 +355,15 @@ pub fn marker_server_with(output: &Path, extra: &[&str]) -> Server {
 /// The same once it listens, its model still loading and warming up (`wait_for("model ready")`
 /// before posting): several servers' warm-ups then overlap.
 pub fn marker_server_listening(output: &Path, extra: &[&str]) -> Server {
+    let mut args = marker_args(output);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+}
+
+/// The `serve` flags of a marker-model server without fisheye, writing under `output`.
+pub fn marker_args(output: &Path) -> Vec<String> {
     let model = repo().join("models/marker-pose.torchscript");
-    let mut args = vec!["--model", model.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", output.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    Server::start(&args, &[])
+    ["--model", model.to_str().unwrap(), "--fisheye-enabled", "false", "--output-dir", output.to_str().unwrap()].map(str::to_owned).to_vec()
 }
 
 /// Fixture phrase `n` of `tests/fixtures/phrases.jsonl`.
@@ -612,21 +602,6 @@ pub struct SharedServer {
 }
 
 impl SharedServer {
-    /// Sends one request and returns the response.
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
-        http_request(self.addr, method, path, headers, body)
-    }
-
-    /// `GET path`.
-    pub fn get(&self, path: &str) -> HttpResponse {
-        self.request("GET", path, &[], b"")
-    }
-
-    /// The server's base URL.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
     /// Blocks until a stderr line (any since the server started: the log is shared, nothing is
     /// consumed) contains `needle`, and returns the first such line; panics with the log when the
     /// server exits or `timeout` passes first. Tests sharing a server wait for lines that carry
@@ -723,22 +698,22 @@ pub fn shared_marker_server() -> &'static SharedServer {
     shared_server("marker", &["--model", model.to_str().unwrap(), "--fisheye-enabled", "false"], "model ready")
 }
 
-/// What a test's helpers need of a server, whether its own ([`Server`]) or shared
-/// ([`SharedServer`]).
+/// Requests to a server, whether a test's own ([`Server`]) or shared ([`SharedServer`]): the one
+/// implementation of `request`, `get` and `url` for both.
 pub trait Served {
     /// Where it listens.
     fn address(&self) -> SocketAddr;
-    /// Its base URL.
-    fn base_url(&self) -> String {
+    /// The server's base URL.
+    fn url(&self) -> String {
         format!("http://{}", self.address())
     }
-    /// One request, the whole response.
-    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    /// Sends one request and returns the response.
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
         http_request(self.address(), method, path, headers, body)
     }
     /// `GET path`.
-    fn fetch(&self, path: &str) -> HttpResponse {
-        self.send("GET", path, &[], b"")
+    fn get(&self, path: &str) -> HttpResponse {
+        self.request("GET", path, &[], b"")
     }
 }
 
