@@ -3,7 +3,7 @@
 //! and (for `v2`) cross-validated over the one thing it fits, the sure margin.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde::Serialize;
@@ -20,9 +20,15 @@ const FPS30_FROM: f64 = 20.0;
 /// Arguments of `evaluate` (`ai-referee evaluate`, `referee-engine evaluate`).
 #[derive(Debug, Clone, Args)]
 pub struct EvaluateArgs {
-    /// JSON lines with `id`, `signal`, `keypoints` and `referee_call` (`left`, `right` or null).
+    /// JSON lines with `id`, `signal`, `keypoints` and `referee_call` (`left`, `right` or null);
+    /// optional `normalisation_constant`, `frame_times` (seconds on the log's clock, one per
+    /// frame) and `evening` (the session date that groups phrases for cross-validation).
+    #[arg(long, required_unless_present = "sessions", conflicts_with = "sessions")]
+    pub phrases: Option<PathBuf>,
+    /// A server's sessions directory (`REFEREE_SESSIONS_DIR`): every stored phrase with a
+    /// referee call (`PUT /sessions/{id}/call`), re-decided from its stored tracks.
     #[arg(long)]
-    pub phrases: PathBuf,
+    pub sessions: Option<PathBuf>,
     /// Which rules decide.
     #[arg(long, default_value = "v2")]
     pub engine: EngineChoice,
@@ -129,7 +135,13 @@ fn outcome(line: &Value, engine: EngineChoice) -> Result<Outcome, String> {
     let keypoints = Keypoints::from_json(line.get("keypoints").cloned().ok_or("no keypoints")?)?;
     let call = line.get("referee_call").and_then(Value::as_str).map(str::to_owned);
     let parsed = v2::parse_log(&log).map_err(|e| e.to_string())?;
-    let times = FrameTimes::estimate(keypoints.frames(), &parsed);
+    let times = match line.get("frame_times").and_then(Value::as_array) {
+        Some(times) => {
+            let times: Option<Vec<f64>> = times.iter().map(Value::as_f64).collect();
+            FrameTimes::from_stream_timestamps(times.ok_or("frame_times must be numbers")?).map_err(|e| e.to_string())?
+        }
+        None => FrameTimes::estimate(keypoints.frames(), &parsed),
+    };
     let short = parsed.time_to_hit() <= v2::SHORT_PHRASE_S;
     let fps30 = times.rate() >= FPS30_FROM;
     let (winner, v2, sure) = match engine {
@@ -220,18 +232,31 @@ fn table(title: &str, report: &Value) -> String {
     s
 }
 
-/// `evaluate`: JSON on stdout, a table on stderr.
-pub fn run(args: EvaluateArgs) -> Result<(), String> {
-    let file = std::fs::File::open(&args.phrases).map_err(|e| format!("cannot read {}: {e}", args.phrases.display()))?;
-    let mut outcomes = Vec::new();
-    let mut errors = Vec::new();
+/// The rows of a JSON-lines file (blank lines skipped).
+pub fn read_rows(path: &Path) -> Result<Vec<Value>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut rows = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| format!("{}:{}: {e}", args.phrases.display(), n + 1))?;
+        let line = line.map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(&line).map_err(|e| format!("line {} is not JSON: {e}", n + 1))?;
-        match outcome(&value, args.engine) {
+        rows.push(serde_json::from_str(&line).map_err(|e| format!("line {} is not JSON: {e}", n + 1))?);
+    }
+    Ok(rows)
+}
+
+/// `evaluate`: JSON on stdout, a table on stderr.
+pub fn run(args: EvaluateArgs) -> Result<(), String> {
+    let rows = match (&args.phrases, &args.sessions) {
+        (Some(path), _) => read_rows(path)?,
+        (None, Some(dir)) => super::sessions::phrase_rows(dir)?,
+        (None, None) => return Err("give --phrases or --sessions".into()),
+    };
+    let mut outcomes = Vec::new();
+    let mut errors = Vec::new();
+    for value in &rows {
+        match outcome(value, args.engine) {
             Ok(o) => outcomes.push(o),
             Err(e) => errors.push(json!({ "id": value.get("id"), "error": e })),
         }

@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 pub mod evaluate;
 pub mod json_lines;
+pub mod sessions;
 
 /// The engine's subcommands: `decide`, `parse-signal`, `track` and `evaluate`.
 #[derive(Debug, Subcommand)]
@@ -20,6 +21,8 @@ pub enum EngineCommand {
     Track(json_lines::TrackArgs),
     /// Agreement of an engine with the referee's recorded calls (call lines stripped first).
     Evaluate(evaluate::EvaluateArgs),
+    /// Write a sessions directory's phrases that have a referee call as `phrases.jsonl` rows.
+    Export(sessions::ExportArgs),
 }
 
 impl EngineCommand {
@@ -30,6 +33,7 @@ impl EngineCommand {
             EngineCommand::ParseSignal(args) => json_lines::run_parse_signal(args),
             EngineCommand::Track(args) => json_lines::run_track(args),
             EngineCommand::Evaluate(args) => evaluate::run(args),
+            EngineCommand::Export(args) => sessions::run_export(args),
         }
     }
 }
