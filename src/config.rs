@@ -107,7 +107,7 @@ pub struct ServeConfig {
     /// `v2`; both are always under `decisions`. A request may choose (`engine` form field,
     /// `?engine=`).
     #[arg(long, env = "REFEREE_ENGINE", default_value = "legacy")]
-    pub engine: referee_engine::v2::EngineChoice,
+    pub engine: referee_engine::choice::EngineChoice,
 
     /// Analyse streamed phrases (`false`: frames and logs are stored only, and an upload ends
     /// with 202 and the session's progress; for ingest-only front ends and benchmarks).

@@ -9,6 +9,9 @@ use referee_engine::kinematics::{normalise, Keypoints, Row};
 use referee_engine::signal;
 use referee_engine::tracker::{Points, Tracker};
 use referee_engine::v2;
+use referee_engine::frame_times::FrameTimes;
+use referee_engine::signal::events::PhraseLog;
+use referee_engine::signal::events::parse_log;
 use serde_json::Value;
 
 const FRAMES: usize = 300;
@@ -58,8 +61,8 @@ fn main() {
 
     // v2 on the same frames at 30 fps, the first light moved into the video (10 s), so every
     // window (advance, ground, counter-attack, blade) is computed.
-    let log = v2::PhraseLog { first_light: 9.5, last_light: 9.6, ..v2::parse_log(p["signal"].as_str().unwrap()).unwrap() };
-    let times = v2::FrameTimes::from_rate(30.0, FRAMES);
+    let log = PhraseLog { first_light: 9.5, last_light: 9.6, ..parse_log(p["signal"].as_str().unwrap()).unwrap() };
+    let times = FrameTimes::from_rate(30.0, FRAMES);
     time(&format!("v2 decision, {FRAMES} frames"), 2000, || {
         std::hint::black_box(v2::decide(&keypoints, &log, &times).unwrap());
     });

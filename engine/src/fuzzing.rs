@@ -7,7 +7,9 @@ use crate::kinematics::{Keypoints, Row};
 use crate::signal::{self, frame_of, Phrase, LOG_FPS};
 use crate::timeline::Timeline;
 use crate::tracker::KEYPOINTS;
-use crate::v2::{self, FrameTimes, PhraseLog};
+use crate::frame_times::FrameTimes;
+use crate::signal::events::{self, PhraseLog};
+use crate::v2;
 
 /// A referee's call line as the recorder writes it after the phrase.
 const CALL: &str = "[2026-01-27 21:23:11] Confirmed result winner: Left Fencer (Red Lamp)";
@@ -25,13 +27,13 @@ pub fn check_input(data: &[u8]) {
 fn check_text(text: &str, seed: &[u8]) {
     let legacy = signal::parse(text);
     assert_eq!(legacy, signal::parse(text), "signal::parse is not deterministic");
-    let log = v2::parse_log(text);
-    assert_eq!(log, v2::parse_log(text), "v2::parse_log is not deterministic");
+    let log = events::parse_log(text);
+    assert_eq!(log, events::parse_log(text), "v2::parse_log is not deterministic");
 
     // A recorder writing CRLF line ends says the same.
     let crlf = text.replace('\n', "\r\n");
     assert_eq!(signal::parse(&crlf), legacy, "signal::parse reads CRLF line ends differently");
-    assert_eq!(v2::parse_log(&crlf), log, "v2::parse_log reads CRLF line ends differently");
+    assert_eq!(events::parse_log(&crlf), log, "v2::parse_log reads CRLF line ends differently");
 
     // The legacy finds its labels anywhere on a line (the legacy used `re.search`), so text
     // before them, ASCII or not, changes nothing.
@@ -43,7 +45,7 @@ fn check_text(text: &str, seed: &[u8]) {
     let called = format!("{text}\n{CALL}\n");
     let expected = legacy.clone().map(|p| Phrase { declared_winner: "left".into(), ..p });
     assert_eq!(signal::parse(&called), expected, "a referee's call line changed more than the declared winner");
-    assert_eq!(v2::parse_log(&called), log, "v2::parse_log saw the referee's call");
+    assert_eq!(events::parse_log(&called), log, "v2::parse_log saw the referee's call");
 
     if let Ok(phrase) = &legacy {
         check_phrase(phrase);

@@ -6,19 +6,27 @@
 //! A phrase's way through the crate:
 //! - [`tracker`]: the two-fencer tracker, fed one frame's detections at a time.
 //! - [`kinematics`]: the tracker's frames normalised (c, sides, front/back pairs).
-//! - [`signal`]: the scoring-box log, parsed as the legacy parsed it.
+//! - [`signal`]: the scoring-box log, the one parser every engine reads it with: as the legacy
+//!   parsed it ([`signal::parse`]), and its timed events in seconds ([`signal::events`]).
+//! - [`frame_times`]: each frame's time on the log's clock.
+//! - [`motion`]: the hips' forward position, speed, ground gained and unbroken advance, in seconds.
 //! - [`decision`]: the legacy right-of-way rules, exactly.
 //! - [`v2`]: who had been advancing when the lights came on, on a true time axis.
-//! - [`single_light`]: both engines' answer to a phrase only one light ended.
+//! - [`single_light`]: every engine's answer to a phrase only one light ended.
+//! - [`choice`]: which engine decides; [`side`]: the two fencers.
 //! - [`timeline`]: speeds, pauses, retreats and lights in seconds, for the piste view.
 //! - [`workbook`]: the legacy keypoints workbook (.xlsx), written and read back.
 #![warn(missing_docs)]
 
+pub mod choice;
 pub mod cli;
 pub mod decision;
+pub mod frame_times;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kinematics;
+pub mod motion;
+pub mod side;
 pub mod signal;
 pub mod single_light;
 pub mod timeline;

@@ -5,7 +5,9 @@
 
 use crate::decision::{BladeDetails, Decision, LungeDetected, SpeedComparison};
 use crate::signal::SingleLight;
-use crate::v2::{DecidedBy, FencerFeatures, FrameTimes, Side, V2Decision};
+use crate::frame_times::FrameTimes;
+use crate::side::Side;
+use crate::v2::{DecidedBy, FencerFeatures, V2Decision};
 
 /// The lit fencer.
 fn lit(light: &SingleLight) -> Side {

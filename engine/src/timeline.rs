@@ -7,7 +7,10 @@ use serde::Serialize;
 
 use crate::decision::{Decision, Pause};
 use crate::kinematics::Keypoints;
-use crate::v2::{forward_speed, PhraseLog, Side, ADVANCE_SPEED};
+use crate::motion::forward_speed;
+use crate::side::Side;
+use crate::signal::events::PhraseLog;
+use crate::v2::ADVANCE_SPEED;
 
 /// A stretch of time, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -15,7 +15,10 @@ mod cli;
 
 use common::{keypoints, lines, opposite_call};
 use referee_engine::kinematics::{Keypoints, Row};
-use referee_engine::v2::{self, FrameTimes, V2Decision};
+use referee_engine::frame_times::FrameTimes;
+use referee_engine::v2::{self, V2Decision};
+use referee_engine::signal::events::parse_log;
+use referee_engine::signal::lines::strip_referee_call;
 use serde_json::Value;
 
 fn phrases() -> Vec<Value> {
@@ -36,7 +39,7 @@ fn the_referee_call_never_changes_a_decision() {
     for p in phrases() {
         let k = keypoints(&p["keypoints"]);
         let log = signal(&p);
-        let stripped = v2::strip_referee_call(log);
+        let stripped = strip_referee_call(log);
         let flipped = opposite_call(log);
         assert!(!stripped.to_lowercase().contains("winner"), "{}: call left in", p["id"]);
         if ["winner: left", "winner: right"].iter().any(|w| log.to_lowercase().contains(w)) {
@@ -58,7 +61,7 @@ fn mirrored(k: &Keypoints, flip: impl Fn(f64) -> f64) -> Keypoints {
 
 /// The log as the box would have written the mirrored phrase: lights and fencers swapped.
 fn mirrored_log(log: &str) -> String {
-    let log = v2::strip_referee_call(log);
+    let log = strip_referee_call(log);
     let swapped = log
         .replace("Left scores on Right", "\u{0}")
         .replace("Right scores on Left", "Left scores on Right")
@@ -82,7 +85,7 @@ fn mirroring_a_phrase_swaps_the_winner() {
         let k = keypoints(&p["keypoints"]);
         let log = signal(&p);
         let m_log = mirrored_log(log);
-        lights_swapped += usize::from(m_log != v2::strip_referee_call(log));
+        lights_swapped += usize::from(m_log != strip_referee_call(log));
         let a = decide(&k, log);
         // x → −x is exact in floating point: the numbers must swap exactly.
         let b = decide(&mirrored(&k, |x| -x), &m_log);
@@ -122,7 +125,7 @@ fn resampling_to_twice_the_rate_keeps_the_decision() {
     let mut problems = Vec::new();
     for p in &all {
         let k = keypoints(&p["keypoints"]);
-        let log = v2::parse_log(signal(p)).unwrap();
+        let log = parse_log(signal(p)).unwrap();
         let times = FrameTimes::estimate(k.frames(), &log);
         let a = v2::decide(&k, &log, &times).unwrap();
         let (k2, t2) = doubled(&k, times.times());

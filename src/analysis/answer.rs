@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use referee_store::{write_atomically, write_durably};
 use crate::analysis::pipeline::PhraseOutcome;
-use referee_engine::v2::EngineChoice;
+use referee_engine::choice::EngineChoice;
 
 /// Where a finished phrase's files are, for the response.
 #[derive(Debug, Clone)]

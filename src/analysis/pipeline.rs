@@ -23,9 +23,13 @@ use referee_pose::{PoseError, PoseScheduler, Ticket};
 use referee_engine::signal::{self, SignalError, Touch};
 use referee_engine::single_light;
 use referee_engine::timeline::Timeline;
-use referee_engine::v2::{self, EngineChoice, FrameTimes, V2Decision};
+use referee_engine::choice::EngineChoice;
+use referee_engine::frame_times::FrameTimes;
+use referee_engine::v2::{self, V2Decision};
 use referee_engine::tracker::{FrameTracks, Points, Tracker};
 use referee_engine::workbook;
+use referee_engine::signal::events::parse_events;
+use referee_engine::signal::events::parse_log;
 
 /// When the corrected and overlay videos are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,7 +403,7 @@ impl PhrasePipeline {
         };
         // v2 reads its own lines of the log; without times of their own the frames are placed
         // on the log's clock from its recording span (else at the legacy's 15 per second).
-        let events = v2::parse_events(&log.text).ok();
+        let events = parse_events(&log.text).ok();
         let n = normalised.keypoints.frames();
         let times = match (times, &events) {
             (Some(times), _) => times,
@@ -409,7 +413,7 @@ impl PhrasePipeline {
         let (decision, v2) = match &log.touch {
             Touch::Double(phrase) => {
                 let decision = Engine::Legacy.decide(&normalised.keypoints, phrase, Some(normalised.normalisation_constant));
-                let v2 = v2::parse_log(&log.text).map_err(|e| e.to_string());
+                let v2 = parse_log(&log.text).map_err(|e| e.to_string());
                 (decision, v2.and_then(|read| v2::decide(&normalised.keypoints, &read, &times).map_err(|e| e.to_string())))
             }
             Touch::Single(light) => (single_light::legacy_decision(light), Ok(single_light::v2_decision(light, &times))),

@@ -16,7 +16,7 @@ use crate::analysis::fisheye::FisheyeSettings;
 use crate::analysis::frames::{bgr_mat, open_video, FrameError};
 use crate::analysis::answer::{phrase_result, PhraseFiles};
 use crate::analysis::pipeline::{PhraseOutcome, PhrasePipeline, PipelineOptions, ScoringLog, VideoWriting};
-use referee_engine::v2::EngineChoice;
+use referee_engine::choice::EngineChoice;
 use referee_pose::PoseScheduler;
 use crate::config::ServeConfig;
 use crate::handlers::RequestBody;

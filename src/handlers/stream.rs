@@ -7,7 +7,7 @@ use hyper::{header, Request, Response, StatusCode};
 
 use crate::analysis::fisheye::FisheyeSettings;
 use crate::analysis::pipeline::{PipelineOptions, VideoWriting};
-use referee_engine::v2::EngineChoice;
+use referee_engine::choice::EngineChoice;
 use crate::handlers::{end_upload_in_background, on_disk, RequestBody};
 use crate::error::{json_response, ApiError, ResponseBody};
 use crate::mjpeg::PhraseBody;

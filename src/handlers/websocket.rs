@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
-use referee_engine::v2::EngineChoice;
+use referee_engine::choice::EngineChoice;
 use crate::error::{full_body, ApiError, ResponseBody};
 use crate::handlers::stream::{engine_param, pipeline_options, settle_choices};
 use crate::handlers::RequestBody;

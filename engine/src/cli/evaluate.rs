@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 use crate::decision::Engine;
 use crate::kinematics::Keypoints;
 use crate::signal;
-use crate::v2::{self, EngineChoice, FrameTimes, V2Decision, V2Params};
+use crate::choice::EngineChoice;
+use crate::frame_times::FrameTimes;
+use crate::signal::{events, lines};
+use crate::v2::{self, V2Decision, V2Params};
 
 /// Phrases recorded at this many frames per second or more count as 30 fps ones.
 const FPS30_FROM: f64 = 20.0;
@@ -131,10 +134,10 @@ fn report(outcomes: &[Outcome]) -> Value {
 fn outcome(line: &Value, engine: EngineChoice) -> Result<Outcome, String> {
     let id = line.get("id").cloned().unwrap_or(Value::Null);
     let log = line.get("signal").and_then(Value::as_str).ok_or("no signal")?;
-    let log = v2::strip_referee_call(log);
+    let log = lines::strip_referee_call(log);
     let keypoints = Keypoints::from_json(line.get("keypoints").cloned().ok_or("no keypoints")?)?;
     let call = line.get("referee_call").and_then(Value::as_str).map(str::to_owned);
-    let parsed = v2::parse_log(&log).map_err(|e| e.to_string())?;
+    let parsed = events::parse_log(&log).map_err(|e| e.to_string())?;
     let times = match line.get("frame_times").and_then(Value::as_array) {
         Some(times) => {
             let times: Option<Vec<f64>> = times.iter().map(Value::as_f64).collect();

@@ -13,7 +13,9 @@ use crate::decision::Engine;
 use crate::kinematics::{normalise, Keypoints};
 use crate::signal;
 use crate::tracker::{Points, Tracker};
-use crate::v2::{self, EngineChoice, FrameTimes};
+use crate::choice::EngineChoice;
+use crate::frame_times::FrameTimes;
+use crate::v2;
 use crate::workbook;
 
 /// Arguments of `decide` (`ai-referee decide`, `referee-engine decide`).

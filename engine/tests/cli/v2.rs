@@ -2,10 +2,12 @@
 //! root's `tests/engine_v2.rs`): `decide --engine v2` is blind to the referee's call, and
 //! `evaluate`'s figures are those recomputed from `decide`'s output.
 
-use referee_engine::v2;
 use serde_json::Value;
 
 use crate::common::{fixture_arg, json_lines, keypoints, lines, opposite_call, run_binary, TempDir};
+use referee_engine::signal::events::PhraseLog;
+use referee_engine::signal::events::parse_log;
+use referee_engine::signal::lines::strip_referee_call;
 
 fn signal(p: &Value) -> &str {
     p["signal"].as_str().unwrap()
@@ -18,7 +20,7 @@ fn the_binary_is_blind_to_the_call_too() {
         .iter()
         .map(|p| {
             let mut p = p.clone();
-            p["signal"] = Value::String(opposite_call(&v2::strip_referee_call(signal(&p))));
+            p["signal"] = Value::String(opposite_call(&strip_referee_call(signal(&p))));
             p
         })
         .collect();
@@ -72,7 +74,7 @@ fn evaluate_reports_what_decide_decides() {
         .iter()
         .map(|p| {
             let mut p = p.clone();
-            p["signal"] = Value::String(v2::strip_referee_call(signal(&p)));
+            p["signal"] = Value::String(strip_referee_call(signal(&p)));
             p
         })
         .collect();
@@ -91,9 +93,9 @@ fn evaluate_reports_what_decide_decides() {
 
         // Per type, from the log's times: short = first light within 2 s of the start;
         // 30 fps = frame count over the recording span of 20 or more.
-        let typed = |keep: &dyn Fn(&v2::PhraseLog, usize) -> bool| {
+        let typed = |keep: &dyn Fn(&PhraseLog, usize) -> bool| {
             tally(all.iter().zip(decisions.iter().copied()).filter(|(p, _)| {
-                let log = v2::parse_log(signal(p)).unwrap();
+                let log = parse_log(signal(p)).unwrap();
                 keep(&log, keypoints(&p["keypoints"]).frames())
             }))
         };

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use referee_engine::kinematics::Keypoints;
-use referee_engine::v2;
+use referee_engine::signal::lines::is_referee_call_line;
 use serde_json::Value;
 
 /// The fixture file `name`.
@@ -116,7 +116,7 @@ pub fn compare_error_or(got: &Value, want: &Value, key: &str, expected_key: &str
 pub fn opposite_call(log: &str) -> String {
     log.lines()
         .map(|l| {
-            if v2::is_referee_call_line(l) {
+            if is_referee_call_line(l) {
                 l.replace("Left", "\u{0}").replace("Right", "Left").replace('\u{0}', "Right")
                     .replace("left", "\u{0}").replace("right", "left").replace('\u{0}', "right")
                     .replace("Red", "\u{0}").replace("Green", "Red").replace('\u{0}', "Green")

@@ -4,6 +4,11 @@
 
 use serde::Serialize;
 
+pub mod events;
+pub mod lines;
+
+use lines::{line_time, referee_call, word_after};
+
 /// Frames per second the legacy assumed for every log time.
 pub const LOG_FPS: f64 = 15.0;
 
@@ -208,60 +213,6 @@ pub fn last_hit_time(text: &str) -> Option<f64> {
 /// `int(time × 15)`: truncation, as the legacy converted log times to frames.
 pub fn frame_of(time: f64) -> i64 {
     (time * LOG_FPS).trunc() as i64
-}
-
-/// The first `<digits>.<digits>s` on the line (the regex `(\d+\.\d+)s`).
-fn line_time(line: &str) -> Option<f64> {
-    let b = line.as_bytes();
-    let digits_from = |i: usize| b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_digit() {
-            let int_end = i + digits_from(i);
-            if b.get(int_end) == Some(&b'.') {
-                let frac_end = int_end + 1 + digits_from(int_end + 1);
-                if frac_end > int_end + 1 && b.get(frac_end) == Some(&b's') {
-                    return line[i..frac_end].parse().ok();
-                }
-            }
-            // Any later start inside this run of digits fails the same way.
-            i = int_end.max(i + 1);
-        } else {
-            i += 1;
-        }
-    }
-    None
-}
-
-/// The word (`\w+`) after `label` (lower-case ASCII) and optional spaces, found
-/// case-insensitively, upper-cased.
-fn word_after(line: &str, label: &str) -> Option<String> {
-    // ASCII lower-casing keeps every byte where it was, so the label's end in `lower` is its end
-    // in `line`; full Unicode lower-casing would not (`İ` is 2 bytes, its lower case 3).
-    let lower = line.to_ascii_lowercase();
-    let at = lower.find(label)? + label.len();
-    let rest = line[at..].trim_start();
-    let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-    (!word.is_empty()).then(|| word.to_uppercase())
-}
-
-/// `(Confirmed result winner|Manual selection winner):\s*(Right|Left)`, case-insensitive →
-/// `right`/`left`.
-fn referee_call(line: &str) -> Option<String> {
-    let lower = line.to_lowercase();
-    for label in ["confirmed result winner:", "manual selection winner:"] {
-        let mut from = 0;
-        while let Some(pos) = lower[from..].find(label) {
-            let rest = lower[from + pos + label.len()..].trim_start();
-            for side in ["right", "left"] {
-                if rest.starts_with(side) {
-                    return Some(side.to_owned());
-                }
-            }
-            from += pos + label.len();
-        }
-    }
-    None
 }
 
 #[cfg(test)]
