@@ -21,6 +21,7 @@
 pub mod choice;
 pub mod cli;
 pub mod decision;
+pub mod features;
 pub mod frame_times;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -7,7 +7,8 @@ use crate::decision::{BladeDetails, Decision, LungeDetected, SpeedComparison};
 use crate::signal::SingleLight;
 use crate::frame_times::FrameTimes;
 use crate::side::Side;
-use crate::v2::{DecidedBy, FencerFeatures, V2Decision};
+use crate::features::FencerFeatures;
+use crate::v2::{DecidedBy, V2Decision};
 
 /// The lit fencer.
 fn lit(light: &SingleLight) -> Side {

@@ -1,6 +1,7 @@
 //! v2's call in a referee's words.
 
-use super::{DecidedBy, FencerFeatures, V2Decision};
+use super::{DecidedBy, V2Decision};
+use crate::features::FencerFeatures;
 use crate::side::Side;
 
 /// "Left had been advancing for 0.9 s when the lights came on; Right stopped advancing 0.4 s

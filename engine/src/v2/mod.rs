@@ -45,24 +45,12 @@ pub mod fit;
 use serde::Serialize;
 
 pub use fit::{fit_beat_window, fit_sure_margin, SURE_MIN_CALLS, SURE_TARGET};
+use crate::features::{self, FeatureRule, FencerFeatures};
 use crate::frame_times::{FrameTimes, TimeSource, TimesError};
-use crate::kinematics::{Keypoints, Row};
-use crate::motion::{self, AdvanceRule};
+use crate::kinematics::Keypoints;
+use crate::motion::AdvanceRule;
 use crate::side::Side;
 use crate::signal::events::{self, LogError, PhraseLog};
-
-/// The front (nearer the opponent) shoulder after the legacy's side swap.
-const FRONT_SHOULDER: usize = 6;
-/// The weapon hand: point 10, the wrist nearer the opponent after the side swap.
-///
-/// The legacy's pair swap puts, for each left/right pair, the point nearer the opponent at the
-/// even index for *both* fencers (larger x for the left fencer, smaller x for the right one).
-/// So 10 is always the front wrist and 9 the back one. The weapon arm is the one held and
-/// extended towards the opponent; the free hand is kept behind (foil, épée) or on the hip
-/// (sabre), so the front wrist is the weapon hand whichever hand the fencer holds it in. The
-/// legacy's blade check reads point 9 for the right fencer: that is the right fencer's back,
-/// unarmed hand. `v2` reads point 10 for both.
-pub const WEAPON_WRIST: usize = 10;
 
 /// Forward hip speed (c per second) above which a fencer is advancing; below minus it, going back.
 pub const ADVANCE_SPEED: f64 = 0.2;
@@ -102,6 +90,15 @@ pub const MIN_FPS: f64 = 8.0;
 /// How v2 reads an advance off the forward speed.
 pub const ADVANCE: AdvanceRule =
     AdvanceRule { speed: ADVANCE_SPEED, min_break_s: MIN_BREAK_S, recent_s: ADVANCE_RECENT_S, window_s: STEP_BACK_WINDOW_S };
+/// What v2 measures of each fencer.
+pub const FEATURES: FeatureRule = FeatureRule {
+    advance: ADVANCE,
+    gain_window_s: GAIN_WINDOW_S,
+    counter_lead_s: COUNTER_LEAD_S,
+    counter_reach: COUNTER_REACH,
+    advance_scale_s: ADVANCE_SCALE_S,
+    counter_penalty: COUNTER_PENALTY,
+};
 /// Score margin at or above which a call is sure: [`fit_sure_margin`] with `SURE_TARGET` on
 /// the 96 recorded phrases with a call (frame times from [`FrameTimes::estimate`]) gives
 /// 0.399 (a fifth of a second more advance, or a counter-attack); rounded. `ai-referee evaluate
@@ -144,28 +141,6 @@ impl From<TimesError> for V2Error {
     }
 }
 
-/// The numbers behind one fencer's part of the call (positions in c, times in seconds).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct FencerFeatures {
-    /// How long the fencer had been advancing without a break, for an advance still going
-    /// 0.3 s before the first light (0 if none).
-    pub advance_s: f64,
-    /// How long before the first light the fencer's last advance ended (0: still advancing;
-    /// `None`: no advance in the last 2 s).
-    pub stopped_before_s: Option<f64>,
-    /// How long before the first light the fencer was last going back, within 2 s (`None`: not).
-    pub stepped_back_before_s: Option<f64>,
-    /// Hips' forward movement over the last second before the first light (c).
-    pub gain_last_s: f64,
-    /// Forward reach of the weapon wrist past the front shoulder 0.5 s before the first light (c).
-    pub arm_reach_early: Option<f64>,
-    /// Arm already reaching 0.5 s before the first light while not advancing.
-    pub counter_attack: bool,
-    /// Fraction of frames in the last second before the first light where the hips were seen.
-    pub seen_last_s: f64,
-    /// advance / 0.5 s − 1 for a counter-attack.
-    pub score: f64,
-}
 
 /// What settled the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -277,8 +252,8 @@ pub fn decide_with(
     }
     let t = times.times();
     let hit = log.first_light;
-    let left = features(&keypoints.left_x, t, hit, Side::Left);
-    let right = features(&keypoints.right_x, t, hit, Side::Right);
+    let left = features::measure(&keypoints.left_x, t, hit, Side::Left, &FEATURES);
+    let right = features::measure(&keypoints.right_x, t, hit, Side::Right, &FEATURES);
     let margin = left.score - right.score;
     // Seconds before the first light of each blade contact from a second before it to the last
     // light (negative: after the first light), and those at or before the first light.
@@ -358,46 +333,12 @@ fn parried(left: &FencerFeatures, right: &FencerFeatures, contacts_before: &[f64
     }
 }
 
-/// One fencer's numbers from the x rows, the frame times and the first light's time.
-fn features(xs: &[Row], t: &[f64], hit: f64, side: Side) -> FencerFeatures {
-    let d = side.direction();
-    let (raw_hips, position, speed) = motion::hip_track(xs, t, side);
-    let reach_raw: Vec<f64> = xs.iter().map(|r| (r[WEAPON_WRIST] - r[FRONT_SHOULDER]) * d).collect();
-    let (reach, _) = motion::local_linear(t, &motion::fill_gaps(t, &reach_raw, motion::MAX_GAP_S), motion::SMOOTH_SIGMA_S);
-
-    let (advance_s, stopped_before_s) = motion::advance(t, &speed, hit, &ADVANCE);
-    let stepped_back_before_s = (0..t.len())
-        .rev()
-        .filter(|&i| t[i] <= hit && t[i] >= hit - STEP_BACK_WINDOW_S)
-        .find(|&i| speed[i] < -ADVANCE_SPEED)
-        .map(|i| hit - t[i]);
-    let gain_last_s = motion::gain(t, &position, hit, GAIN_WINDOW_S).unwrap_or(0.0);
-    let early = hit - COUNTER_LEAD_S;
-    let arm_reach_early = if t.first().is_some_and(|&t0| early >= t0) { motion::value_at(t, &reach, early) } else { None };
-    let speed_early = motion::value_at(t, &speed, early);
-    let counter_attack = matches!((arm_reach_early, speed_early), (Some(r), Some(v)) if r >= COUNTER_REACH && v <= ADVANCE_SPEED);
-    let window: Vec<usize> = (0..t.len()).filter(|&i| t[i] <= hit && t[i] > hit - GAIN_WINDOW_S).collect();
-    let seen_last_s = if window.is_empty() {
-        0.0
-    } else {
-        window.iter().filter(|&&i| !raw_hips[i].is_nan()).count() as f64 / window.len() as f64
-    };
-    let score = advance_s / ADVANCE_SCALE_S - if counter_attack { COUNTER_PENALTY } else { 0.0 };
-    FencerFeatures {
-        advance_s,
-        stopped_before_s,
-        stepped_back_before_s,
-        gain_last_s,
-        arm_reach_early,
-        counter_attack,
-        seen_last_s,
-        score,
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::{FRONT_SHOULDER, WEAPON_WRIST};
+    use crate::kinematics::Row;
 
 
     fn approx(a: f64, b: f64, tol: f64) -> bool {
