@@ -12,3 +12,5 @@ const BINARY: &str = env!("CARGO_BIN_EXE_ai-referee");
 mod common;
 #[path = "../engine/tests/cli/v2.rs"]
 mod cli;
+#[path = "../engine/tests/cli/v3.rs"]
+mod cli_v3;

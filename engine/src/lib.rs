@@ -12,6 +12,8 @@
 //! - [`motion`]: the hips' forward position, speed, ground gained and unbroken advance, in seconds.
 //! - [`decision`]: the legacy right-of-way rules, exactly.
 //! - [`v2`]: who had been advancing when the lights came on, on a true time axis.
+//! - [`v3`]: v2's attack kept to what holds on evenings it was not fitted on, with a calibrated
+//!   confidence.
 //! - [`single_light`]: every engine's answer to a phrase only one light ended.
 //! - [`choice`]: which engine decides; [`side`]: the two fencers.
 //! - [`timeline`]: speeds, pauses, retreats and lights in seconds, for the piste view.
@@ -33,4 +35,5 @@ pub mod single_light;
 pub mod timeline;
 pub mod tracker;
 pub mod v2;
+pub mod v3;
 pub mod workbook;

@@ -13,7 +13,7 @@ mod common;
 #[path = "cli/v2.rs"]
 mod cli;
 
-use common::{keypoints, lines, opposite_call};
+use common::{keypoints, lines, mirrored, mirrored_log, opposite_call};
 use referee_engine::kinematics::{Keypoints, Row};
 use referee_engine::frame_times::FrameTimes;
 use referee_engine::v2::{self, V2Decision};
@@ -51,31 +51,6 @@ fn the_referee_call_never_changes_a_decision() {
         assert_eq!(serde_json::to_value(decide(&k, &flipped)).unwrap(), want, "{}: opposite call", p["id"]);
     }
     assert!(calls_seen >= 90, "only {calls_seen} logs carry a left/right call");
-}
-
-/// x → −x and the fencers swapped (the right fencer becomes the left one, front still at 16).
-fn mirrored(k: &Keypoints, flip: impl Fn(f64) -> f64) -> Keypoints {
-    let f = |rows: &[Row]| rows.iter().map(|r| r.map(&flip)).collect::<Vec<Row>>();
-    Keypoints { left_x: f(&k.right_x), left_y: k.right_y.clone(), right_x: f(&k.left_x), right_y: k.left_y.clone() }
-}
-
-/// The log as the box would have written the mirrored phrase: lights and fencers swapped.
-fn mirrored_log(log: &str) -> String {
-    let log = strip_referee_call(log);
-    let swapped = log
-        .replace("Left scores on Right", "\u{0}")
-        .replace("Right scores on Left", "Left scores on Right")
-        .replace('\u{0}', "Right scores on Left");
-    swapped
-        .lines()
-        .map(|l| match l.strip_prefix("Scores -> Fencer 1: ") {
-            Some(rest) => {
-                let (f1, f2) = rest.split_once(", Fencer 2: ").unwrap();
-                format!("Scores -> Fencer 1: {f2}, Fencer 2: {f1}\n")
-            }
-            None => format!("{l}\n"),
-        })
-        .collect()
 }
 
 #[test]

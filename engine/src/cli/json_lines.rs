@@ -15,7 +15,7 @@ use crate::signal;
 use crate::tracker::{Points, Tracker};
 use crate::choice::EngineChoice;
 use crate::frame_times::FrameTimes;
-use crate::v2;
+use crate::{v2, v3};
 use crate::workbook;
 
 /// Arguments of `decide` (`ai-referee decide`, `referee-engine decide`).
@@ -89,14 +89,17 @@ pub fn run_decide(args: DecideArgs) -> Result<(), String> {
         return for_each_line(phrases, |line| {
             let p: PhraseLine = serde_json::from_value(line).map_err(|e| format!("bad phrase line: {e}"))?;
             let keypoints = Keypoints::from_json(p.keypoints)?;
-            if engine == EngineChoice::V2 {
+            if engine != EngineChoice::Legacy {
                 let times = match (p.frame_times, p.fps) {
                     (Some(times), _) => Some(FrameTimes::from_timestamps(times).map_err(|e| e.to_string())?),
                     (None, Some(fps)) => Some(FrameTimes::from_rate(fps, keypoints.frames())),
                     (None, None) => None,
                 };
-                let decision = v2::decide_log(&keypoints, &p.signal, times).map_err(|e| e.to_string())?;
-                return Ok(json!({ "decision": decision }));
+                let decision = match engine {
+                    EngineChoice::V3 => v3::decide_log(&keypoints, &p.signal, times),
+                    _ => v2::decide_log(&keypoints, &p.signal, times),
+                };
+                return Ok(json!({ "decision": decision.map_err(|e| e.to_string())? }));
             }
             let phrase = signal::parse(&p.signal).map_err(|e| e.to_string())?;
             let decision = Engine::Legacy.decide(&keypoints, &phrase, p.normalisation_constant);
@@ -116,6 +119,10 @@ pub fn run_decide(args: DecideArgs) -> Result<(), String> {
         EngineChoice::V2 => {
             let times = args.fps.map(|fps| FrameTimes::from_rate(fps, keypoints.frames()));
             serde_json::to_string_pretty(&v2::decide_log(&keypoints, &text, times).map_err(|e| e.to_string())?)
+        }
+        EngineChoice::V3 => {
+            let times = args.fps.map(|fps| FrameTimes::from_rate(fps, keypoints.frames()));
+            serde_json::to_string_pretty(&v3::decide_log(&keypoints, &text, times).map_err(|e| e.to_string())?)
         }
     };
     println!("{}", decision.map_err(|e| e.to_string())?);

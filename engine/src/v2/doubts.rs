@@ -21,7 +21,7 @@ impl V2Decision {
             }
             DecidedBy::Advance | DecidedBy::SingleLight => {}
             DecidedBy::Parry => doubts.push("settled by a parry read from the blade contact and the stop: pose cannot see the blades".into()),
-            DecidedBy::SecondLight | DecidedBy::LessGround | DecidedBy::Beat => {
+            DecidedBy::SecondLight | DecidedBy::LessGround | DecidedBy::MoreGround | DecidedBy::Beat => {
                 doubts.push("the advances are level: a dead heat, settled by the lights, a beat or the ground".into());
             }
         }

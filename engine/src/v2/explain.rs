@@ -72,6 +72,10 @@ pub(super) fn explain(winner: Side, decision: &V2Decision, lights_apart: f64, co
             lights_apart,
             second.0.title()
         )),
+        DecidedBy::MoreGround => text.push_str(&format!(
+            " The advances are level and both lights came on together, so the call goes to {}, who gained more ground.",
+            winner.title()
+        )),
         DecidedBy::LessGround => text.push_str(&format!(
             " The advances are level and both lights came on together, so the call goes to {}, who did not rush in as far.",
             winner.title()

@@ -161,6 +161,9 @@ pub enum DecidedBy {
     /// other was still advancing at the light: the one who stopped parried and the other came
     /// onto the parry, whoever advanced longer (3 of 3 in the recorded phrases).
     Parry,
+    /// A dead heat with both lights at once: the fencer who gained more ground in the last second
+    /// (`v3`, when its fit asks for that direction; `v2` never).
+    MoreGround,
     /// Only one light came on: the touch is the lit fencer's, with no right of way to weigh
     /// (see `single_light`).
     SingleLight,
@@ -170,7 +173,7 @@ pub enum DecidedBy {
 impl DecidedBy {
     /// True for the calls settled after the advances came out level (light order, ground, beat).
     pub fn is_dead_heat(self) -> bool {
-        matches!(self, DecidedBy::SecondLight | DecidedBy::LessGround | DecidedBy::Beat)
+        matches!(self, DecidedBy::SecondLight | DecidedBy::LessGround | DecidedBy::MoreGround | DecidedBy::Beat)
     }
 }
 

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use referee_engine::kinematics::Keypoints;
-use referee_engine::signal::lines::is_referee_call_line;
+use referee_engine::kinematics::{Keypoints, Row};
+use referee_engine::signal::lines::{is_referee_call_line, strip_referee_call};
 use serde_json::Value;
 
 /// The fixture file `name`.
@@ -159,4 +159,29 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// x → −x and the fencers swapped (the right fencer becomes the left one, front still at 16).
+pub fn mirrored(k: &Keypoints, flip: impl Fn(f64) -> f64) -> Keypoints {
+    let f = |rows: &[Row]| rows.iter().map(|r| r.map(&flip)).collect::<Vec<Row>>();
+    Keypoints { left_x: f(&k.right_x), left_y: k.right_y.clone(), right_x: f(&k.left_x), right_y: k.left_y.clone() }
+}
+
+/// The log as the box would have written the mirrored phrase: lights and fencers swapped.
+pub fn mirrored_log(log: &str) -> String {
+    let log = strip_referee_call(log);
+    let swapped = log
+        .replace("Left scores on Right", "\u{0}")
+        .replace("Right scores on Left", "Left scores on Right")
+        .replace('\u{0}', "Right scores on Left");
+    swapped
+        .lines()
+        .map(|l| match l.strip_prefix("Scores -> Fencer 1: ") {
+            Some(rest) => {
+                let (f1, f2) = rest.split_once(", Fencer 2: ").unwrap();
+                format!("Scores -> Fencer 1: {f2}, Fencer 2: {f1}\n")
+            }
+            None => format!("{l}\n"),
+        })
+        .collect()
 }

@@ -9,13 +9,11 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::decision::Engine;
-use crate::kinematics::Keypoints;
-use crate::signal;
 use crate::choice::EngineChoice;
-use crate::frame_times::FrameTimes;
-use crate::signal::{events, lines};
 use crate::v2::{self, V2Decision, V2Params};
+use crate::v3;
+
+mod by_evening;
 
 /// Phrases recorded at this many frames per second or more count as 30 fps ones.
 const FPS30_FROM: f64 = 20.0;
@@ -54,13 +52,15 @@ struct Outcome {
     short: bool,
     fps30: bool,
     winner: String,
-    /// v2's decision (none for the legacy engine).
+    /// The time-true engine's decision (none for the legacy engine).
     v2: Option<V2Decision>,
+    /// The engine's confidence (the legacy's is always 1).
+    confidence: f64,
     sure: bool,
 }
 
 impl Outcome {
-    /// What settled v2's call (none for the legacy engine).
+    /// What settled the time-true engine's call (none for the legacy engine).
     fn decided_by(&self) -> Option<v2::DecidedBy> {
         self.v2.as_ref().map(|d| d.decided_by)
     }
@@ -116,8 +116,11 @@ fn figures<'a>(outcomes: impl Iterator<Item = &'a Outcome>) -> Figures {
 /// for `v2` decided by the advance / a dead heat (settled by the lights, a beat or the ground) /
 /// a parry.
 fn report(outcomes: &[Outcome]) -> Value {
+    let graded: Vec<(f64, bool)> =
+        outcomes.iter().filter_map(|o| Some((o.confidence, *o.call.as_ref()? == o.winner))).collect();
     json!({
         "overall": figures(outcomes.iter()),
+        "reliability": by_evening::reliability(&graded),
         "by_type": {
             "short": figures(outcomes.iter().filter(|o| o.short)),
             "long": figures(outcomes.iter().filter(|o| !o.short)),
@@ -126,39 +129,28 @@ fn report(outcomes: &[Outcome]) -> Value {
             "advance": figures(outcomes.iter().filter(|o| o.decided_by() == Some(v2::DecidedBy::Advance))),
             "dead_heat": figures(outcomes.iter().filter(|o| o.decided_by().is_some_and(v2::DecidedBy::is_dead_heat))),
             "parry": figures(outcomes.iter().filter(|o| o.decided_by() == Some(v2::DecidedBy::Parry))),
+            "second_light": figures(outcomes.iter().filter(|o| o.decided_by() == Some(v2::DecidedBy::SecondLight))),
+            "ground": figures(outcomes.iter().filter(|o| matches!(o.decided_by(), Some(v2::DecidedBy::LessGround | v2::DecidedBy::MoreGround)))),
         }
     })
 }
 
-/// Decides one phrase line after stripping the referee's call from its log.
-fn outcome(line: &Value, engine: EngineChoice) -> Result<Outcome, String> {
-    let id = line.get("id").cloned().unwrap_or(Value::Null);
-    let log = line.get("signal").and_then(Value::as_str).ok_or("no signal")?;
-    let log = lines::strip_referee_call(log);
-    let keypoints = Keypoints::from_json(line.get("keypoints").cloned().ok_or("no keypoints")?)?;
-    let call = line.get("referee_call").and_then(Value::as_str).map(str::to_owned);
-    let parsed = events::parse_log(&log).map_err(|e| e.to_string())?;
-    let times = match line.get("frame_times").and_then(Value::as_array) {
-        Some(times) => {
-            let times: Option<Vec<f64>> = times.iter().map(Value::as_f64).collect();
-            FrameTimes::from_stream_timestamps(times.ok_or("frame_times must be numbers")?).map_err(|e| e.to_string())?
-        }
-        None => FrameTimes::estimate(keypoints.frames(), &parsed),
-    };
-    let short = parsed.time_to_hit() <= v2::SHORT_PHRASE_S;
-    let fps30 = times.rate() >= FPS30_FROM;
-    let (winner, v2, sure) = match engine {
-        EngineChoice::Legacy => {
-            let phrase = signal::parse(&log).map_err(|e| e.to_string())?;
-            let c = line.get("normalisation_constant").and_then(Value::as_f64);
-            (Engine::Legacy.decide(&keypoints, &phrase, c).winner, None, true)
-        }
-        EngineChoice::V2 => {
-            let d = v2::decide(&keypoints, &parsed, &times).map_err(|e| e.to_string())?;
-            (d.winner.clone(), Some(d.clone()), !d.uncertain)
+/// Decides one read phrase with `engine`.
+fn outcome(p: &by_evening::Phrase, engine: EngineChoice) -> Result<Outcome, String> {
+    let short = p.log.time_to_hit() <= v2::SHORT_PHRASE_S;
+    let fps30 = p.times.rate() >= FPS30_FROM;
+    let (winner, decision, confidence, sure) = match engine {
+        EngineChoice::Legacy => (p.legacy.clone()?, None, 1.0, true),
+        EngineChoice::V2 | EngineChoice::V3 => {
+            let d = match engine {
+                EngineChoice::V3 => v3::decide(&p.keypoints, &p.log, &p.times),
+                _ => v2::decide(&p.keypoints, &p.log, &p.times),
+            }
+            .map_err(|e| e.to_string())?;
+            (d.winner.clone(), Some(d.clone()), d.confidence, !d.uncertain)
         }
     };
-    Ok(Outcome { id, call, short, fps30, winner, v2, sure })
+    Ok(Outcome { id: p.id.clone(), call: p.call.map(|c| c.name().to_owned()), short, fps30, winner, v2: decision, confidence, sure })
 }
 
 /// What cross-validation fitted in each fold.
@@ -226,7 +218,7 @@ fn table(title: &str, report: &Value) -> String {
         ));
     };
     row("overall", &report["overall"]);
-    for t in ["short", "long", "fps15", "fps30", "advance", "dead_heat", "parry"] {
+    for t in ["short", "long", "fps15", "fps30", "advance", "dead_heat", "parry", "second_light", "ground"] {
         if report["by_type"][t]["n"].as_u64() == Some(0) {
             continue;
         }
@@ -256,11 +248,15 @@ pub fn run(args: EvaluateArgs) -> Result<(), String> {
         (None, Some(dir)) => super::sessions::phrase_rows(dir)?,
         (None, None) => return Err("give --phrases or --sessions".into()),
     };
+    let mut phrases = Vec::new();
     let mut outcomes = Vec::new();
     let mut errors = Vec::new();
     for value in &rows {
-        match outcome(value, args.engine) {
-            Ok(o) => outcomes.push(o),
+        match by_evening::Phrase::read(value).and_then(|p| Ok((outcome(&p, args.engine)?, p))) {
+            Ok((o, p)) => {
+                outcomes.push(o);
+                phrases.push(p);
+            }
             Err(e) => errors.push(json!({ "id": value.get("id"), "error": e })),
         }
     }
@@ -271,6 +267,9 @@ pub fn run(args: EvaluateArgs) -> Result<(), String> {
         "decided": outcomes.len(),
         "referee_call_lines": "stripped before deciding",
     });
+    if args.engine == EngineChoice::V3 {
+        result["v3_params"] = json!(v3::SHIPPED);
+    }
     if args.engine == EngineChoice::V2 {
         let all: Vec<(&V2Decision, bool)> =
             outcomes.iter().filter_map(|o| Some((o.v2.as_ref()?, *o.call.as_ref()? == o.winner))).collect();
@@ -305,6 +304,9 @@ pub fn run(args: EvaluateArgs) -> Result<(), String> {
             "figures": cv_report,
         });
     }
+    let evenings = by_evening::evaluate(&phrases);
+    text.push_str(&by_evening::table(&evenings));
+    result["by_evening"] = serde_json::to_value(&evenings).map_err(|e| e.to_string())?;
     if args.per_phrase {
         for o in &outcomes {
             let (margin, doubts) = o.v2.as_ref().map_or((String::new(), String::new()), |d| (format!("{:+.2}", d.margin), d.doubts.join("; ")));
