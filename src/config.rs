@@ -103,8 +103,8 @@ pub struct ServeConfig {
     #[arg(long, env = "REFEREE_SESSION_IDLE_SECONDS", default_value_t = 900)]
     pub session_idle_seconds: u64,
 
-    /// Whose decision is the answer's `decision`: `legacy` (the drop-in's rules, exactly) or
-    /// `v2`; both are always under `decisions`. A request may choose (`engine` form field,
+    /// Whose decision is the answer's `decision`: `legacy` (the drop-in's rules, exactly), `v2`
+    /// or `v3`; all three are always under `decisions`. A request may choose (`engine` form field,
     /// `?engine=`).
     #[arg(long, env = "REFEREE_ENGINE", default_value = "legacy")]
     pub engine: referee_engine::choice::EngineChoice,

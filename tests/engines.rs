@@ -1,7 +1,7 @@
-//! Both engines through the server over real sockets: every answer carries the legacy and the
-//! `v2` decision under `decisions`; `--engine`/`REFEREE_ENGINE`, the `engine` form field and
-//! `?engine=` choose which one is `decision`; the server's `v2` call equals `ai-referee decide
-//! --engine v2` on the same keypoints and frame times. Recorded phrases rendered as markers (the
+//! The engines through the server over real sockets: every answer carries the legacy, `v2` and
+//! `v3` decisions under `decisions`; `--engine`/`REFEREE_ENGINE`, the `engine` form field and
+//! `?engine=` choose which one is `decision`; the server's `v2` and `v3` calls equal `ai-referee
+//! decide` on the same keypoints and frame times. Recorded phrases rendered as markers (the
 //! marker model checks plumbing here, not accuracy; `ai-referee evaluate` measures that).
 //! `?engine=` on `/stream` is in `tests/stream.rs`.
 
@@ -53,7 +53,7 @@ fn assert_close(got: &Value, want: &Value, path: &str) {
 }
 
 #[test]
-fn every_answer_carries_both_decisions_and_the_chosen_one_answers() {
+fn every_answer_carries_every_decision_and_the_chosen_one_answers() {
     let out = TempDir::new("engines");
     let server = marker_server_with(&out.path().join("results"), &["--engine", "v2"]);
     let rendered = render(0, out.path());
@@ -97,7 +97,21 @@ fn every_answer_carries_both_decisions_and_the_chosen_one_answers() {
     let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_close(&v2.clone(), &cli["decision"], "v2");
 
+    // v3 answers when chosen, with the same calls beside it, and is the CLI's v3 too.
+    let by_v3 = analyze(&server, &rendered, Some("v3"));
+    assert_eq!(by_v3["engine"], "v3", "{by_v3}");
+    assert_eq!(by_v3["decision"], by_v3["decisions"]["v3"]);
+    assert_eq!(by_v3["decisions"], by_v2["decisions"]);
+    let v3 = &by_v3["decisions"]["v3"];
+    let confidence = v3["confidence"].as_f64().unwrap();
+    assert!((0.5..1.0).contains(&confidence), "{v3}");
+    assert_eq!(v3["uncertain"], confidence < 0.9 || !v3["doubts"].as_array().unwrap().is_empty(), "{v3}");
+    let cli = Command::new(env!("CARGO_BIN_EXE_ai-referee")).args(["decide", "--engine", "v3", "--phrases"]).arg(&file).output().unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_close(&v3.clone(), &cli["decision"], "v3");
+
     // An engine nobody knows: 422 naming the ones there are.
-    let unknown = analyze(&server, &rendered, Some("v3"));
-    assert!(unknown["detail"].as_str().unwrap().contains("legacy, v2"), "{unknown}");
+    let unknown = analyze(&server, &rendered, Some("v4"));
+    assert!(unknown["detail"].as_str().unwrap().contains("legacy, v2, v3"), "{unknown}");
 }

@@ -43,7 +43,7 @@ pub struct PhraseAnswer {
     pub wall_time_seconds: f64,
     /// Whose call `decision` is: `legacy` or `v2`.
     pub engine: String,
-    /// Both engines' calls.
+    /// Every engine's call.
     pub decisions: Decisions,
     /// The normalised keypoints, when asked for (`include_keypoints`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,13 +98,16 @@ pub struct Metadata {
     pub frames_processed: usize,
 }
 
-/// Both engines' calls: the legacy's, and v2's (or `{"error": ...}` where it could not decide).
+/// Every engine's call: the legacy's, v2's and v3's (`{"error": ...}` where one could not decide).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Decisions {
     /// The legacy rules' call.
     pub legacy: Value,
     /// v2's call.
     pub v2: Value,
+    /// v3's call (absent from answers saved before v3).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub v3: Value,
 }
 
 /// A streamed phrase's counters.
@@ -148,13 +151,17 @@ pub fn phrase_result(files: &PhraseFiles, outcome: &PhraseOutcome, include_keypo
         timeline: Some(show(&timeline_json)),
     };
     let legacy = serde_json::to_value(&outcome.decision)?;
-    let v2 = match &outcome.v2 {
-        Ok(d) => serde_json::to_value(d)?,
-        Err(reason) => json!({ "error": reason }),
+    let call = |decided: &Result<_, String>| -> serde_json::Result<Value> {
+        match decided {
+            Ok(d) => serde_json::to_value(d),
+            Err(reason) => Ok(json!({ "error": reason })),
+        }
     };
+    let (v2, v3) = (call(&outcome.v2)?, call(&outcome.v3)?);
     let chosen = match outcome.engine {
         EngineChoice::Legacy => legacy.clone(),
         EngineChoice::V2 => v2.clone(),
+        EngineChoice::V3 => v3.clone(),
     };
     let c = outcome.normalised.normalisation_constant;
     let answer = PhraseAnswer {
@@ -170,7 +177,7 @@ pub fn phrase_result(files: &PhraseFiles, outcome: &PhraseOutcome, include_keypo
         artifact_dir: show(&files.dir),
         wall_time_seconds: started.elapsed().as_secs_f64(),
         engine: outcome.engine.name().to_owned(),
-        decisions: Decisions { legacy, v2 },
+        decisions: Decisions { legacy, v2, v3 },
         keypoints: if include_keypoints { Some(serde_json::to_value(&outcome.normalised.keypoints)?) } else { None },
         stream,
     };

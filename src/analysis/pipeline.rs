@@ -25,7 +25,9 @@ use referee_engine::single_light;
 use referee_engine::timeline::Timeline;
 use referee_engine::choice::EngineChoice;
 use referee_engine::frame_times::FrameTimes;
-use referee_engine::v2::{self, V2Decision};
+use referee_engine::signal::events::PhraseLog;
+use referee_engine::v2::{self, V2Decision, V2Error};
+use referee_engine::v3;
 use referee_engine::tracker::{FrameTracks, Points, Tracker};
 use referee_engine::workbook;
 use referee_engine::signal::events::parse_events;
@@ -153,7 +155,9 @@ pub struct PhraseOutcome {
     pub decision: Decision,
     /// `v2`'s decision, or why it could not decide.
     pub v2: Result<V2Decision, String>,
-    /// Which of the two is the answer.
+    /// `v3`'s decision, or why it could not decide.
+    pub v3: Result<V2Decision, String>,
+    /// Which of the three is the answer.
     pub engine: EngineChoice,
     /// The phrase over time, for the piste view.
     pub timeline: Timeline,
@@ -410,24 +414,35 @@ impl PhrasePipeline {
             (None, Some(read)) => FrameTimes::estimate(n, read),
             (None, None) => FrameTimes::from_rate(signal::LOG_FPS, n),
         };
-        let (decision, v2) = match &log.touch {
+        let (decision, v2, v3) = match &log.touch {
             Touch::Double(phrase) => {
                 let decision = Engine::Legacy.decide(&normalised.keypoints, phrase, Some(normalised.normalisation_constant));
-                let v2 = parse_log(&log.text).map_err(|e| e.to_string());
-                (decision, v2.and_then(|read| v2::decide(&normalised.keypoints, &read, &times).map_err(|e| e.to_string())))
+                let read = parse_log(&log.text).map_err(|e| e.to_string());
+                let by = |decide: fn(&Keypoints, &PhraseLog, &FrameTimes) -> Result<V2Decision, V2Error>| {
+                    read.clone().and_then(|read| decide(&normalised.keypoints, &read, &times).map_err(|e| e.to_string()))
+                };
+                (decision, by(v2::decide), by(v3::decide))
             }
-            Touch::Single(light) => (single_light::legacy_decision(light), Ok(single_light::v2_decision(light, &times))),
+            Touch::Single(light) => {
+                let lit = single_light::v2_decision(light, &times);
+                (single_light::legacy_decision(light), Ok(lit.clone()), Ok(lit))
+            }
         };
         let timeline = Timeline::new(&normalised.keypoints, times.times(), events.as_ref(), &decision);
         let engine = self.options.engine;
-        if let (EngineChoice::V2, Err(reason)) = (engine, &v2) {
+        let chosen = match engine {
+            EngineChoice::Legacy => Ok(()),
+            EngineChoice::V2 => v2.as_ref().map(|_| ()),
+            EngineChoice::V3 => v3.as_ref().map(|_| ()),
+        };
+        if let Err(reason) = chosen {
             return Err(PipelineError::Undecidable { engine: engine.name(), reason: reason.clone() });
         }
         let book = self.options.dir.join(format!("{}_keypoints.xlsx", self.options.stem));
         workbook::write_workbook(&normalised.keypoints, &book)
             .map_err(|e| PipelineError::Artifact { path: book.clone(), reason: e.to_string() })?;
         files.workbook = Some(book);
-        Ok(PhraseOutcome { decision, v2, engine, timeline, normalised, frames_processed: self.frames.len(), files, pending_videos })
+        Ok(PhraseOutcome { decision, v2, v3, engine, timeline, normalised, frames_processed: self.frames.len(), files, pending_videos })
     }
 }
 

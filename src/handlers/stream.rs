@@ -99,7 +99,7 @@ pub fn settle_choices(config: &crate::config::ServeConfig, session: &Session, fp
     (fps, Some(engine))
 }
 
-/// `?engine=legacy|v2`, if given; 400 for another.
+/// `?engine=legacy|v2|v3`, if given; 400 for another.
 pub fn engine_param(req: &Request<RequestBody>) -> Result<Option<EngineChoice>, ApiError> {
     query_param(req, "engine").map(|e| e.parse::<EngineChoice>().map_err(ApiError::BadRequest)).transpose()
 }

@@ -1,6 +1,7 @@
 //! `evaluate`: how often an engine agrees with the referee's recorded call, with the
 //! call's own lines stripped from each log before deciding; overall, per phrase type, when sure,
-//! and (for `v2`) cross-validated over the one thing it fits, the sure margin.
+//! with the reliability of its confidence; by evening for every engine ([`by_evening`]); and (for
+//! `v2`, `--folds`) cross-validated over what it fits, the sure margin and the beat window.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
