@@ -29,6 +29,9 @@ pub struct Fitted {
     pub agreed: bool,
 }
 
+/// The most a fitted confidence says.
+pub const MAX_CONFIDENCE: f64 = 0.99;
+
 /// Ridge weight on the logistic fit's slopes (the intercept is free): keeps a fold with few or
 /// separable attacks from fitting certainty.
 const RIDGE: f64 = 1.0;
@@ -39,7 +42,8 @@ fn sigmoid(z: f64) -> f64 {
 
 impl Calibration {
     /// The chance a referee agrees with a call settled by `decided_by` with this margin, never
-    /// under one half (the call is the likelier side) and never 1.
+    /// under one half (the call is the likelier side) and never over `MAX_CONFIDENCE` (96
+    /// phrases cannot show more); a single light is the box's own call, 1.
     pub fn confidence(&self, decided_by: DecidedBy, margin: f64, blade: bool) -> f64 {
         let p = match decided_by {
             DecidedBy::SingleLight => return 1.0,
@@ -50,7 +54,7 @@ impl Calibration {
             DecidedBy::SecondLight | DecidedBy::Beat => self.second_light,
             DecidedBy::LessGround | DecidedBy::MoreGround => self.ground,
         };
-        p.clamp(0.5, 0.999)
+        p.clamp(0.5, MAX_CONFIDENCE)
     }
 
     /// Fits the calibration on decided calls: the attacks' logistic by Newton's method (ridge on

@@ -7,8 +7,9 @@ use crate::v2::{DecidedBy, V2Decision};
 /// What one fencer was doing when the lights came on.
 fn doing(side: Side, f: &FencerFeatures) -> String {
     let mut s = match f.stopped_before_s {
-        Some(b) if f.advance_s > 0.0 && b < 0.05 => format!("{} had been advancing for {:.1} s", side.title(), f.advance_s),
-        Some(b) if f.advance_s > 0.0 => format!("{} advanced for {:.1} s and stopped {:.1} s before the lights", side.title(), f.advance_s, b),
+        Some(b) if f.advance_s >= 0.005 && b < 0.05 => format!("{} had been advancing for {:.2} s", side.title(), f.advance_s),
+        Some(b) if f.advance_s >= 0.005 => format!("{} advanced for {:.2} s and stopped {:.1} s before the lights", side.title(), f.advance_s, b),
+        Some(b) if f.advance_s > 0.0 && b < 0.05 => format!("{} had only just started advancing", side.title()),
         Some(b) => format!("{} had stopped advancing {:.1} s before the lights", side.title(), b),
         None => format!("{} was not advancing", side.title()),
     };

@@ -176,7 +176,7 @@ pub fn doubts(decision: &V2Decision) -> Vec<String> {
     }
     if decision.confidence < SURE_AT {
         doubts.push(format!(
-            "such calls agree with referees {:.0}% of the time on evenings they were not fitted on (sure from {:.0}%)",
+            "calls like this agree with referees about {:.0}% of the time on evenings left out of the fit (sure from {:.0}%)",
             100.0 * decision.confidence,
             100.0 * SURE_AT
         ));
