@@ -135,14 +135,8 @@ impl FrameTimes {
 mod tests {
     use super::*;
     use crate::signal::events::parse_log;
+    use crate::signal::events::tests::LOG;
 
-    const LOG: &str = "Phrase 1 initialized at 2025-10-20 20:59:20\n\
-        Recording started at 2025-10-20 20:59:20\n 0.000s | Phrase recording started\n\
-         1.947s | Off-Target: Blade-to-blade contact.\n 3.345s | HIT: Left scores on Right!\n\
-         3.368s | Lockout period started (0.200s window)\n 3.528s | HIT: Simultaneous valid hits!\n\
-         4.000s | Phrase recording ended\nScores -> Fencer 1: HIT, Fencer 2: HIT\nPhrase ended\n\
-        [2025-10-20 20:59:27] Interpretation -> Right Fencer: HIT, Left Fencer: HIT\n\
-        [2025-10-20 20:59:27] Manual selection winner: Right Fencer (Green Lamp)\nWinner: Right\n";
 
     fn approx(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol

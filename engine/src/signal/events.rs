@@ -127,11 +127,12 @@ fn read_log(text: &str, double_touch_only: bool) -> Result<PhraseLog, LogError> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::signal::lines::event_line;
 
-    const LOG: &str = "Phrase 1 initialized at 2025-10-20 20:59:20\n\
+    /// A recorded double touch with the referee's call after it.
+    pub(crate) const LOG: &str = "Phrase 1 initialized at 2025-10-20 20:59:20\n\
         Recording started at 2025-10-20 20:59:20\n 0.000s | Phrase recording started\n\
          1.947s | Off-Target: Blade-to-blade contact.\n 3.345s | HIT: Left scores on Right!\n\
          3.368s | Lockout period started (0.200s window)\n 3.528s | HIT: Simultaneous valid hits!\n\

@@ -32,6 +32,14 @@ impl V2Decision {
                 doubts.push(format!("blade contact {when} the lights: pose alone cannot tell who parried"));
             }
         }
+        doubts.extend(self.video_doubts());
+        doubts
+    }
+
+    /// What the video cannot show, whatever the rule: under `MIN_FPS` frames per second, a
+    /// fencer seen in under half of the last second, a video that ends before the lights.
+    pub fn video_doubts(&self) -> Vec<String> {
+        let mut doubts = Vec::new();
         if self.frame_rate.is_nan() || self.frame_rate < MIN_FPS {
             doubts.push(format!("only {:.1} frames per second over the recording", self.frame_rate));
         }

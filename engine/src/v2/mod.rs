@@ -110,29 +110,12 @@ pub const SHORT_PHRASE_S: f64 = 2.0;
 /// Why a phrase cannot be decided by `v2` (or `v3`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum V2Error {
-    /// No `HIT:` event line.
-    #[error("no hit in the log")]
-    NoHit,
-    /// The box did not give both lights.
-    #[error("Not a double-touch phrase (Fencer 1: {fencer1}, Fencer 2: {fencer2})")]
-    NotDoubleTouch {
-        /// Fencer 1 (the right fencer).
-        fencer1: String,
-        /// Fencer 2 (the left fencer).
-        fencer2: String,
-    },
+    /// The log cannot be decided (no hit, or not both lights).
+    #[error(transparent)]
+    Log(#[from] LogError),
     /// Frame times that are not finite and increasing, or not one per frame.
     #[error("bad frame times: {0}")]
     BadTimes(String),
-}
-
-impl From<LogError> for V2Error {
-    fn from(err: LogError) -> V2Error {
-        match err {
-            LogError::NoHit => V2Error::NoHit,
-            LogError::NotDoubleTouch { fencer1, fencer2 } => V2Error::NotDoubleTouch { fencer1, fencer2 },
-        }
-    }
 }
 
 impl From<TimesError> for V2Error {
@@ -260,12 +243,10 @@ pub fn decide_with(
     let margin = left.score - right.score;
     // Seconds before the first light of each blade contact from a second before it to the last
     // light (negative: after the first light), and those at or before the first light.
-    let contacts_around: Vec<f64> =
-        log.blade_contacts.iter().filter(|&&b| b >= hit - BLADE_WINDOW_S && b <= log.last_light).map(|&b| hit - b).collect();
-    let contacts_before: Vec<f64> = contacts_around.iter().copied().filter(|&c| c >= 0.0).collect();
-    let last_contact_before_s = contacts_before.iter().copied().min_by(f64::total_cmp);
+    let contacts = BladeContacts::read(log);
+    let last_contact_before_s = contacts.last_before;
     let beat = is_beat(last_contact_before_s, params.beat_window);
-    let parry = parried(&left, &right, &contacts_before);
+    let parry = parried(&left, &right, &contacts.before);
     let (winner, decided_by) = if let Some((parrier, _)) = parry {
         (parrier, DecidedBy::Parry)
     } else if margin > 0.0 {
@@ -285,24 +266,8 @@ pub fn decide_with(
         (less, DecidedBy::LessGround)
     };
 
-    let blade_contact_before_s = contacts_around.iter().copied().min_by(|a, b| a.abs().total_cmp(&b.abs()));
-    let mut decision = V2Decision {
-        winner: winner.name().into(),
-        confidence: 1.0 / (1.0 + (-margin.abs()).exp()),
-        uncertain: false,
-        explanation: String::new(),
-        doubts: Vec::new(),
-        margin,
-        decided_by,
-        first_light: hit,
-        last_frame_time: t.last().copied(),
-        frame_rate: times.rate(),
-        time_source: times.source(),
-        blade_contact_before_s,
-        last_contact_before_s,
-        left,
-        right,
-    };
+    let confidence = 1.0 / (1.0 + (-margin.abs()).exp());
+    let mut decision = V2Decision::unexplained(Settled { winner, decided_by, margin, confidence }, log, times, &contacts, left, right);
     decision.doubts = decision.doubts_with(params);
     decision.uncertain = !decision.doubts.is_empty();
     let settling_contact = match decided_by {
@@ -311,6 +276,75 @@ pub fn decide_with(
     };
     decision.explanation = explain::explain(winner, &decision, log.last_light - hit, settling_contact);
     Ok(decision)
+}
+
+/// The blade contacts around the first light, in seconds before it (negative: after it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BladeContacts {
+    /// Those from `BLADE_WINDOW_S` before the first light to the last light.
+    pub around: Vec<f64>,
+    /// Those of them at or before the first light.
+    pub before: Vec<f64>,
+    /// The one nearest the first light, before or after.
+    pub nearest: Option<f64>,
+    /// The last one at or before the first light.
+    pub last_before: Option<f64>,
+}
+
+impl BladeContacts {
+    /// The log's contacts around its first light.
+    pub fn read(log: &PhraseLog) -> BladeContacts {
+        let hit = log.first_light;
+        let around: Vec<f64> =
+            log.blade_contacts.iter().filter(|&&b| b >= hit - BLADE_WINDOW_S && b <= log.last_light).map(|&b| hit - b).collect();
+        let before: Vec<f64> = around.iter().copied().filter(|&c| c >= 0.0).collect();
+        let nearest = around.iter().copied().min_by(|a, b| a.abs().total_cmp(&b.abs()));
+        let last_before = before.iter().copied().min_by(f64::total_cmp);
+        BladeContacts { around, before, nearest, last_before }
+    }
+}
+
+/// Who won a call, what settled it, the score margin and the confidence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settled {
+    /// Who gets the touch.
+    pub winner: Side,
+    /// What settled it.
+    pub decided_by: DecidedBy,
+    /// Left score minus right score.
+    pub margin: f64,
+    /// The chance the call is right.
+    pub confidence: f64,
+}
+
+impl V2Decision {
+    /// A time-true call before its doubts and explanation are written.
+    pub fn unexplained(
+        settled: Settled,
+        log: &PhraseLog,
+        times: &FrameTimes,
+        contacts: &BladeContacts,
+        left: FencerFeatures,
+        right: FencerFeatures,
+    ) -> V2Decision {
+        V2Decision {
+            winner: settled.winner.name().into(),
+            confidence: settled.confidence,
+            uncertain: false,
+            explanation: String::new(),
+            doubts: Vec::new(),
+            margin: settled.margin,
+            decided_by: settled.decided_by,
+            first_light: log.first_light,
+            last_frame_time: times.times().last().copied(),
+            frame_rate: times.rate(),
+            time_source: times.source(),
+            blade_contact_before_s: contacts.nearest,
+            last_contact_before_s: contacts.last_before,
+            left,
+            right,
+        }
+    }
 }
 
 /// True when the last contact before the first light (seconds before it) falls in the beat window.

@@ -8,7 +8,7 @@ use crate::frame_times::FrameTimes;
 use crate::kinematics::Keypoints;
 use crate::side::Side;
 use crate::signal::events::PhraseLog;
-use crate::v2::{self, BLADE_WINDOW_S};
+use crate::v2::{self, BladeContacts};
 
 use super::calibration::Fitted;
 
@@ -48,8 +48,7 @@ impl Example<'_> {
 
     /// A blade contact from a second before the first light to the last light.
     fn blade(&self) -> bool {
-        let hit = self.log.first_light;
-        self.log.blade_contacts.iter().any(|&b| b >= hit - BLADE_WINDOW_S && b <= self.log.last_light)
+        BladeContacts::read(self.log).nearest.is_some()
     }
 }
 

@@ -32,15 +32,12 @@ pub use calibration::Calibration;
 use crate::features::{self, FeatureRule, FencerFeatures};
 use crate::frame_times::FrameTimes;
 use crate::kinematics::Keypoints;
-use crate::motion::MAX_GAP_S;
 use crate::side::Side;
 use crate::signal::events::{self, PhraseLog};
-use crate::v2::{DecidedBy, V2Decision, V2Error, BLADE_WINDOW_S, MIN_FPS};
+use crate::v2::{BladeContacts, DecidedBy, Settled, V2Decision, V2Error};
 
 /// Calibrated confidence from which a call is sure.
 pub const SURE_AT: f64 = 0.9;
-/// A fencer seen in less of the last second than this is a doubt.
-pub const MIN_SEEN: f64 = 0.5;
 
 /// How a simultaneous attack with both lights at once is settled by the ground gained in the
 /// last second.
@@ -140,28 +137,9 @@ pub fn decide_with(keypoints: &Keypoints, log: &PhraseLog, times: &FrameTimes, p
     let right = features::measure(&keypoints.right_x, t, hit, Side::Right, &rule);
     let margin = left.score - right.score;
     let (winner, decided_by) = settle(&left, &right, log, params.ground_tie);
-    let contacts_around: Vec<f64> =
-        log.blade_contacts.iter().filter(|&&b| b >= hit - BLADE_WINDOW_S && b <= log.last_light).map(|&b| hit - b).collect();
-    let blade_contact_before_s = contacts_around.iter().copied().min_by(|a, b| a.abs().total_cmp(&b.abs()));
-    let last_contact_before_s = contacts_around.iter().copied().filter(|&c| c >= 0.0).min_by(f64::total_cmp);
-    let confidence = params.calibration.confidence(decided_by, margin.abs(), blade_contact_before_s.is_some());
-    let mut decision = V2Decision {
-        winner: winner.name().into(),
-        confidence,
-        uncertain: false,
-        explanation: String::new(),
-        doubts: Vec::new(),
-        margin,
-        decided_by,
-        first_light: hit,
-        last_frame_time: t.last().copied(),
-        frame_rate: times.rate(),
-        time_source: times.source(),
-        blade_contact_before_s,
-        last_contact_before_s,
-        left,
-        right,
-    };
+    let contacts = BladeContacts::read(log);
+    let confidence = params.calibration.confidence(decided_by, margin.abs(), contacts.nearest.is_some());
+    let mut decision = V2Decision::unexplained(Settled { winner, decided_by, margin, confidence }, log, times, &contacts, left, right);
     decision.doubts = doubts(&decision);
     decision.uncertain = !decision.doubts.is_empty();
     decision.explanation = explain::explain(winner, &decision, log.last_light - hit);
@@ -181,20 +159,6 @@ pub fn doubts(decision: &V2Decision) -> Vec<String> {
             100.0 * SURE_AT
         ));
     }
-    if decision.frame_rate.is_nan() || decision.frame_rate < MIN_FPS {
-        doubts.push(format!("only {:.1} frames per second over the recording", decision.frame_rate));
-    }
-    for (side, f) in [(Side::Left, &decision.left), (Side::Right, &decision.right)] {
-        if f.seen_last_s < MIN_SEEN {
-            doubts.push(format!("{} seen in only {:.0}% of the last second", side.title(), 100.0 * f.seen_last_s));
-        }
-    }
-    match decision.last_frame_time {
-        Some(last) if decision.first_light - last > MAX_GAP_S => {
-            doubts.push(format!("the video ends {:.1} s before the lights", decision.first_light - last));
-        }
-        None => doubts.push("no frames".into()),
-        _ => {}
-    }
+    doubts.extend(decision.video_doubts());
     doubts
 }
