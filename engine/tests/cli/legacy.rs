@@ -81,7 +81,7 @@ fn a_file_it_cannot_read_exits_1_and_a_bad_flag_exits_2() {
         let want = format!("{}: cannot read {}: ", program(), missing.display());
         assert!(stderr.starts_with(&want), "{command:?}: {stderr}");
     }
-    let out = Command::new(crate::BINARY).args(["decide", "--engine", "v3", "--phrases"]).arg(&missing).output().unwrap();
+    let out = Command::new(crate::BINARY).args(["decide", "--engine", "v4", "--phrases"]).arg(&missing).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown engine \"v3\" (available: legacy, v2)"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown engine \"v4\" (available: legacy, v2, v3)"));
 }
