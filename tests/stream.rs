@@ -206,9 +206,9 @@ fn a_stream_chooses_its_engine_by_query() {
     assert_eq!(plain["decision"], plain["decisions"]["legacy"]);
     assert_eq!(plain["decisions"]["v2"], answer["decisions"]["v2"], "the same frames and times give the same v2 call");
     // (A small body: the server answers before reading it.)
-    let unknown = server.request("POST", "/stream?session=engine-bad&engine=v3", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], b"--frame--\r\n");
+    let unknown = server.request("POST", "/stream?session=engine-bad&engine=v4", &[("Content-Type", "multipart/x-mixed-replace; boundary=frame")], b"--frame--\r\n");
     assert_eq!(unknown.status, 400);
-    assert!(unknown.json()["detail"].as_str().unwrap().contains("legacy, v2"));
+    assert!(unknown.json()["detail"].as_str().unwrap().contains("legacy, v2, v3"));
     assert_eq!(server.get("/sessions/engine-bad").status, 404, "no session is made for it");
 }
 
