@@ -51,15 +51,16 @@ pub async fn get_session(state: &Arc<AppState>, id: &str) -> Result<Response<Res
 /// answered with `{"session", "referee_call", "at"}`.
 pub async fn put_call(state: &Arc<AppState>, id: &str, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     let session = known(state, id).await?;
-    let bytes = Limited::new(req.into_body(), CALL_BYTES).collect().await.map_err(|e| {
+    let limited = Limited::new(req.into_body(), CALL_BYTES).collect().await.map_err(|e| {
         if e.is::<http_body_util::LengthLimitError>() {
             ApiError::PayloadTooLarge(format!("a call is at most {CALL_BYTES} bytes: send left, right or none"))
         } else {
             ApiError::BadRequest(format!("the call's body was cut off: {e}"))
         }
     })?;
-    let text = std::str::from_utf8(&bytes.to_bytes()).map(str::to_owned).map_err(|_| ApiError::BadRequest("the call is not UTF-8: send left, right or none".into()))?;
-    let call = RefereeCall { call: Call::parse(&text)?, at: crate::analysis::artifacts::utc_rfc3339(std::time::SystemTime::now()) };
+    let bytes = limited.to_bytes();
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::BadRequest("the call is not UTF-8: send left, right or none".into()))?;
+    let call = RefereeCall { call: Call::parse(text)?, at: crate::analysis::artifacts::utc_rfc3339(std::time::SystemTime::now()) };
     let stored = call.clone();
     on_disk(move || session.set_referee_call(&stored)).await??;
     Ok(json_response(StatusCode::OK, &json!({ "session": id, "referee_call": call.call, "at": call.at })))

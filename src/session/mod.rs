@@ -302,8 +302,8 @@ pub struct Session {
     /// `<output>/<id>`.
     pub dir: PathBuf,
     inner: Mutex<Inner>,
-    /// Its files, under their own lock: held across each write, by the session's own upload
-    /// and log only. Taken before `inner` when both are needed, never while `inner` is held.
+    /// Its files, under their own lock: held across each write, by the session's own upload,
+    /// log and referee's call only. Taken before `inner` when both are needed, never while `inner` is held.
     files: Mutex<FrameStore>,
     progress: watch::Sender<Progress>,
     max_phrase_bytes: u64,
