@@ -142,6 +142,12 @@ impl From<referee_wire::mjpeg::MjpegError> for ApiError {
     }
 }
 
+impl From<referee_store::UnknownCall> for ApiError {
+    fn from(err: referee_store::UnknownCall) -> Self {
+        ApiError::BadRequest(err.to_string())
+    }
+}
+
 impl From<crate::session::SessionError> for ApiError {
     fn from(err: crate::session::SessionError) -> Self {
         use crate::session::SessionError as E;

@@ -28,6 +28,8 @@ pub enum Route {
     Session,
     /// `/sessions/{id}/signal`: its log, PUT whole.
     SessionSignal,
+    /// `/sessions/{id}/call`: the referee's own call, PUT (`left`, `right` or `none`).
+    SessionCall,
     /// `/sessions/{id}/events`: its server-sent events.
     SessionEvents,
     /// `/sessions/{id}/view`: its page.
@@ -64,6 +66,7 @@ pub const ROUTES: &[RouteSpec] = &[
     RouteSpec { route: Route::Sessions, segments: &["sessions"], methods: &[Method::GET], open: false, label: "/sessions" },
     RouteSpec { route: Route::Session, segments: &["sessions", "{id}"], methods: &[Method::GET], open: false, label: "/sessions/{id}" },
     RouteSpec { route: Route::SessionSignal, segments: &["sessions", "{id}", "signal"], methods: &[Method::PUT], open: false, label: "/sessions/{id}/signal" },
+    RouteSpec { route: Route::SessionCall, segments: &["sessions", "{id}", "call"], methods: &[Method::PUT], open: false, label: "/sessions/{id}/call" },
     RouteSpec { route: Route::SessionEvents, segments: &["sessions", "{id}", "events"], methods: &[Method::GET], open: false, label: "/sessions/{id}/events" },
     RouteSpec { route: Route::SessionView, segments: &["sessions", "{id}", "view"], methods: &[Method::GET], open: false, label: "/sessions/{id}/view" },
     RouteSpec {
@@ -172,6 +175,9 @@ mod tests {
         assert_eq!(label_of("/nope/x"), "other");
         assert!(is_open("/health") && is_open("/metrics") && !is_open("/stats") && !is_open("/sessions"));
         assert!(find("/stream").unwrap().allows(&Method::GET) && !find("/stream").unwrap().allows(&Method::PUT));
+        let call = find("/sessions/p-1/call").unwrap();
+        assert_eq!((call.spec.route, call.params.as_slice(), call.spec.label), (Route::SessionCall, &["p-1"][..], "/sessions/{id}/call"));
+        assert!(call.allows(&Method::PUT) && !call.allows(&Method::GET) && !is_open("/sessions/p-1/call"), "PUT only, and behind the token");
         // Every label is its own pattern, and no two rows share a path.
         for spec in ROUTES {
             assert_eq!(spec.label.trim_start_matches('/'), spec.segments.join("/"));

@@ -541,6 +541,7 @@ async fn dispatch(state: &Arc<AppState>, route: Route, params: &[String], req: R
         Route::Stream => Err(ApiError::MethodNotAllowed),
         Route::Session => sessions::get_session(state, param(0)).await,
         Route::SessionSignal => sessions::put_signal(state, param(0), req).await,
+        Route::SessionCall => sessions::put_call(state, param(0), req).await,
         Route::SessionEvents => sessions::events(state, param(0)).await,
         Route::SessionArtifact => sessions::artifact(state, param(0), param(1)).await,
     }

@@ -2,7 +2,8 @@
 //! "recorded" is analysed as it arrives and decided like the same frames posted to /analyze;
 //! curl's chunked upload, ffmpeg's mpjpeg output (no closing boundary, log sent by PUT), the
 //! same through nginx with the shipped config, a cut connection resumed without losing or
-//! doubling a frame, boundary variants, and each error.
+//! doubling a frame, boundary variants, and each error; the referee's own call on a phrase
+//! (`PUT /sessions/{id}/call`) and the engines evaluated against it from the sessions directory.
 
 mod common;
 
@@ -15,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{frame_part, http_request, marker_server, marker_server_with, phrase, render, repo, shared_marker_server, signal_part, ChunkedUpload, Events, HttpResponse, Nginx, Rendered, TempDir};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A whole phrase body with boundary `frame`: every frame, the log if `with_log`, the closing boundary.
 fn whole_body(rendered: &Rendered, with_log: bool) -> Vec<u8> {
@@ -562,4 +563,92 @@ fn idle_undecided_sessions_leave_memory_and_resume_from_disk() {
     assert_eq!(response.json()["stream"]["frames_received"], n);
     assert_eq!(response.json()["stream"]["frames_analysed"], n);
     assert_eq!(response.json()["decision"]["winner"], phrase(10)["legacy_decision"]["winner"]);
+}
+
+#[test]
+fn the_referees_call_is_kept_beside_the_phrase_and_the_engines_are_evaluated_against_it() {
+    // The only test of this binary that gives a call: the shared server's sessions directory
+    // holds one phrase with a call, this one.
+    let out = TempDir::new("stream-call");
+    let server = shared_marker_server();
+    let n = 10; // a short recorded phrase the referee gave to the right
+    let rendered = render(n, out.path());
+    let call = phrase(n)["referee_call"].as_str().unwrap().to_owned();
+    let put = |id: &str, body: &[u8]| server.request("PUT", &format!("/sessions/{id}/call"), &[("Content-Type", "text/plain")], body);
+
+    // Half the phrase on a body left open: a call given while it uploads is stored.
+    let half = rendered.jpegs.len() / 2;
+    let mut upload = ChunkedUpload::start(server.addr, "/stream?session=called", "multipart/x-mixed-replace; boundary=frame");
+    for (i, jpeg) in rendered.jpegs.iter().enumerate().take(half) {
+        upload.send(&frame_part("frame", i, jpeg));
+    }
+    Events::open_when_known(server.addr, "called").wait_for(|p| p["frames_received"].as_u64() >= Some(1));
+    let early = put("called", b"  Left\n");
+    assert_eq!(early.status, 200, "{}", String::from_utf8_lossy(&early.body));
+    let early = early.json();
+    assert_eq!((&early["session"], &early["referee_call"]), (&json!("called"), &json!("left")));
+    assert!(early["at"].as_str().unwrap().ends_with('Z'), "{early}");
+    let uploading = server.get("/sessions/called").json();
+    assert_eq!((&uploading["state"], &uploading["referee_call"]), (&json!("receiving"), &json!("left")), "{uploading}");
+
+    // What is refused, each with a detail, leaving the stored call as it was.
+    for bad in [&b"lefty"[..], b"", b"touch left", b"\xff\xfe"] {
+        let refused = put("called", bad);
+        assert_eq!(refused.status, 400, "{bad:?}");
+        assert!(refused.json()["detail"].is_string(), "{bad:?}");
+    }
+    let too_big = put("called", &[b' '; 200]);
+    assert_eq!(too_big.status, 413);
+    assert!(too_big.json()["detail"].as_str().unwrap().contains("64 bytes"), "{}", too_big.json());
+    let unknown = put("nobody-here", b"left");
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.json()["detail"].is_string());
+    assert_eq!(server.get("/sessions/called/call").status, 405, "the call is PUT, read with the session");
+    assert_eq!(server.get("/sessions/called").json()["referee_call"], "left");
+
+    // The rest of the phrase: decided; the referee's real call then replaces the first one.
+    let answer = finish_phrase(upload, &rendered, half);
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(put("called", call.to_uppercase().as_bytes()).status, 200);
+    let session = server.get("/sessions/called").json();
+    assert_eq!((&session["state"], &session["referee_call"]), (&json!("done"), &json!(call)), "{session}");
+    let listed = server.get("/sessions").json();
+    let row = listed["sessions"].as_array().unwrap().iter().find(|s| s["session"] == "called").expect("listed").clone();
+    assert_eq!(row["referee_call"], json!(call));
+    let log = server.get("/sessions/called/artifacts/signal.txt").body;
+    assert_eq!(log, std::fs::read(&rendered.log).unwrap(), "the log is the box's own, without the call");
+
+    // Both engines evaluated against the call, re-deciding from the stored workbook and frame
+    // times: one phrase, agreeing as the stored decision did.
+    let sessions = server.output.join("sessions");
+    for engine in ["legacy", "v2"] {
+        let run = Command::new(env!("CARGO_BIN_EXE_ai-referee")).args(["evaluate", "--engine", engine, "--sessions"]).arg(&sessions).output().unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(report["errors"], json!([]), "{report}");
+        let overall = &report["in_sample"]["overall"];
+        assert_eq!(overall["n"], 1, "{report}");
+        let stored = &session["result"]["decisions"][engine]["winner"];
+        assert!(stored.is_string(), "{session}");
+        assert_eq!(overall["agree"], usize::from(*stored == json!(call)), "{engine}: stored {stored}, call {call}: {report}");
+    }
+
+    // The same rows exported as phrases.jsonl lines.
+    let export = Command::new(env!("CARGO_BIN_EXE_ai-referee")).args(["export", "--sessions"]).arg(&sessions).output().unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    assert!(String::from_utf8_lossy(&export.stderr).starts_with("1 phrases with a referee call"), "{}", String::from_utf8_lossy(&export.stderr));
+    let rows: Vec<Value> = String::from_utf8(export.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    let keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["id", "signal", "normalisation_constant", "keypoints", "referee_call", "frame_times", "evening", "decisions"]);
+    assert_eq!((&row["id"], &row["referee_call"]), (&json!("called"), &json!(call)));
+    assert_eq!(row["signal"].as_str().unwrap().as_bytes(), log.as_slice());
+    assert_eq!(row["normalisation_constant"], session["result"]["metadata"]["normalisation_constant"]);
+    assert_eq!(row["keypoints"]["left_x"].as_array().unwrap().len(), rendered.jpegs.len());
+    let times: Vec<f64> = row["frame_times"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap()).collect();
+    let sent: Vec<f64> = (0..rendered.jpegs.len()).map(|i| format!("{:.3}", i as f64 / 15.0).parse().unwrap()).collect();
+    assert_eq!(times, sent, "the frames' own X-Timestamps");
+    assert_eq!(row["evening"], phrase(n)["id"].as_str().unwrap()[..8], "the log's own date");
+    assert_eq!(row["decisions"], session["result"]["decisions"]);
 }

@@ -2,17 +2,24 @@
 //! phrase streamed by `referee-client`, the index and the session's page are loaded through the
 //! shipped nginx config at its sub-path (`/referee/`), and what they show is checked in the DOM
 //! the browser built: the session on the index with its winner, the verdict, both engines'
-//! calls, the latest analysed frame and the timeline picture. Screenshots (phone and laptop
-//! sizes) are kept under `target/tmp/view-screenshots/` to look at.
+//! calls, the latest analysed frame and the timeline picture. The referee's call buttons are
+//! clicked in the browser (driven over Chromium's DevTools protocol, a real mouse click at the
+//! button) and the call stored is checked over HTTP and in the pages. Screenshots (phone and
+//! laptop sizes) are kept under `target/tmp/view-screenshots/` to look at.
 
 mod common;
 
 use common::Served;
 
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use common::{http_request, marker_server, phrase, render, Nginx, TempDir};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
 /// Headless Chromium's DOM of `url` once its scripts have run (virtual time lets fetches,
 /// server-sent events and timers complete).
@@ -42,6 +49,146 @@ fn screenshot(url: &str, profile: &Path, dir: &Path, name: &str, (width, height)
     let png = std::fs::read(&file).unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} is not a real screenshot", file.display());
     file
+}
+
+/// Headless Chromium driven over its DevTools protocol (the remote-debugging WebSocket), for
+/// what a DOM dump cannot do: click. Killed on drop.
+struct Browser {
+    child: Child,
+    devtools: WebSocket<TcpStream>,
+    /// The page's DevTools session (commands to the page carry it).
+    page: String,
+    next_id: u64,
+    /// Events seen while waiting for answers (method names), in order.
+    events: Vec<String>,
+}
+
+impl Browser {
+    /// Starts Chromium and loads `url` in its page; returns once the page's load event fired.
+    fn open(url: &str, profile: &Path) -> Browser {
+        let mut child = Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900", "--remote-debugging-port=0"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run chromium (scripts/setup.sh installs Debian's chromium)");
+        // It says where its DevTools listen on stderr, once they do.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let address = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.split_once("DevTools listening on ").map(|(_, a)| a.trim().to_owned()))
+            .expect("chromium's DevTools address on its stderr");
+        std::thread::spawn(move || lines.for_each(drop)); // drained, so chromium never blocks on it
+        let host = address.trim_start_matches("ws://").split('/').next().unwrap().to_owned();
+        let stream = TcpStream::connect(host.as_str()).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        let (devtools, _) = tungstenite::client(address.as_str(), stream).expect("chromium's DevTools socket");
+        let mut browser = Browser { child, devtools, page: String::new(), next_id: 0, events: Vec::new() };
+        let targets = browser.call("Target.getTargets", json!({}));
+        let target = targets["targetInfos"].as_array().unwrap().iter().find(|t| t["type"] == "page").expect("a page")["targetId"].clone();
+        let attached = browser.call("Target.attachToTarget", json!({ "targetId": target, "flatten": true }));
+        browser.page = attached["sessionId"].as_str().unwrap().to_owned();
+        browser.call("Page.enable", json!({}));
+        browser.call("Page.navigate", json!({ "url": url }));
+        browser.wait_event("Page.loadEventFired");
+        browser
+    }
+
+    /// Sends one command (to the page, once attached) and returns its result (panics with its
+    /// error).
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut command = json!({ "id": id, "method": method, "params": params });
+        if !self.page.is_empty() {
+            command["sessionId"] = json!(self.page);
+        }
+        self.devtools.send(Message::text(command.to_string())).unwrap();
+        loop {
+            let message = self.next_message();
+            if message["id"] == id {
+                assert!(message.get("error").is_none(), "{method}: {message}");
+                return message["result"].clone();
+            }
+            if let Some(event) = message["method"].as_str() {
+                self.events.push(event.to_owned());
+            }
+        }
+    }
+
+    /// The next JSON message from the browser.
+    fn next_message(&mut self) -> Value {
+        loop {
+            if let Message::Text(text) = self.devtools.read().expect("DevTools answers") {
+                return serde_json::from_str(text.as_str()).unwrap();
+            }
+        }
+    }
+
+    /// Waits for an event (or finds it among those already seen).
+    fn wait_event(&mut self, name: &str) {
+        if let Some(at) = self.events.iter().position(|e| e == name) {
+            self.events.drain(..=at);
+            return;
+        }
+        while self.next_message()["method"] != name {}
+    }
+
+    /// The value of a script run in the page (a promise is awaited).
+    fn eval(&mut self, script: &str) -> Value {
+        let result = self.call("Runtime.evaluate", json!({ "expression": script, "awaitPromise": true, "returnByValue": true }));
+        assert!(result.get("exceptionDetails").is_none(), "{script}: {result}");
+        result["result"]["value"].clone()
+    }
+
+    /// Waits (on the page's own DOM changes, at most a minute) until `condition`, a script
+    /// expression, is true.
+    fn wait_until(&mut self, condition: &str) {
+        let script = format!(
+            "new Promise(function (resolve, reject) {{
+               var ok = function () {{ return {condition}; }};
+               if (ok()) return resolve(true);
+               var seen = new MutationObserver(function () {{ if (ok()) {{ seen.disconnect(); resolve(true); }} }});
+               seen.observe(document.documentElement, {{ subtree: true, childList: true, attributes: true, characterData: true }});
+               setTimeout(function () {{ seen.disconnect(); reject(new Error('never true: ' + {condition:?})); }}, 60000);
+             }})"
+        );
+        assert_eq!(self.eval(&script), json!(true));
+    }
+
+    /// Clicks the middle of the element `#{id}` with the mouse, as a referee's finger would.
+    fn click(&mut self, id: &str) {
+        let at = self.eval(&format!(
+            "(function () {{ var e = document.getElementById('{id}'); e.scrollIntoView({{ block: 'center' }}); var r = e.getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }})()"
+        ));
+        let (x, y) = (at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+        for kind in ["mouseMoved", "mousePressed", "mouseReleased"] {
+            self.call("Input.dispatchMouseEvent", json!({ "type": kind, "x": x, "y": y, "button": "left", "clickCount": 1 }));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// On a phrase's page (`view_url`, its session done), clicks each of `buttons` in turn and
+/// waits until the page shows that call as stored (read back from `GET /sessions/{id}`).
+fn click_calls(view_url: &str, profile: &Path, buttons: &[(&str, &str)]) {
+    let mut browser = Browser::open(view_url, profile);
+    browser.wait_until("document.getElementById('state').textContent === 'done'");
+    for (button, call) in buttons {
+        browser.click(button);
+        browser.wait_until(&format!("document.getElementById('referee-call').getAttribute('data-call') === '{call}'"));
+        assert_eq!(browser.eval(&format!("document.getElementById('{button}').getAttribute('aria-pressed')")), "true", "{button} is shown pressed");
+    }
 }
 
 /// The text inside the first element with `id="{id}"` (tags stripped).
@@ -125,6 +272,26 @@ fn the_index_and_the_session_page_show_the_phrase_and_its_call() {
         assert_eq!(got.status, 200, "{download}");
     }
 
+    // The referee's call: no call yet; a click on Left stores it, a click on No touch replaces
+    // it, each read back by the page; then the server holds it, and both pages show it.
+    let session = || http_request(nginx.addr, "GET", "/referee/sessions/piste-3", &[], b"").json();
+    assert_eq!(session()["referee_call"], Value::Null, "no call before the referee gives one");
+    assert_eq!(text_of(&view, "call-status"), "No call given yet.");
+    click_calls(&view_url, &profile, &[("call-left", "left")]);
+    assert_eq!(session()["referee_call"], "left", "the click stored the call");
+    click_calls(&view_url, &profile, &[("call-none", "none")]);
+    assert_eq!(session()["referee_call"], "none", "a second click replaces it");
+    let stored = dom(&view_url, &profile);
+    assert!(stored.contains("id=\"call-none\" class=\"call-button none pressed\" data-call=\"none\" aria-pressed=\"true\""), "the stored call is shown pressed:\n{stored}");
+    assert!(stored.contains("aria-pressed=\"false\">Left</button>"), "Left is not pressed any more");
+    assert_eq!(text_of(&stored, "call-status"), "Call stored: No touch.");
+    let index = dom(&base, &profile);
+    let row = &index[index.find("data-session=\"piste-3\"").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("data-call=\"none\"") && row.contains("no touch"), "the index shows the call: {row}");
+    let stored_log = std::fs::read(out.path().join("results/sessions/piste-3/signal.txt")).unwrap();
+    assert_eq!(stored_log, std::fs::read(&rendered.log).unwrap(), "the call is never written into the log");
+
     // Screenshots to look at, phone- and laptop-sized.
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("view-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -168,7 +335,7 @@ fn a_token_guards_everything_but_health_and_a_page_link_signs_the_browser_in() {
     let out = TempDir::new("view-token");
     let server = common::marker_server_with(&out.path().join("results"), &["--token", "s3cret"]);
     assert_eq!(server.get("/health").status, 200, "the health check stays open");
-    for (method, path) in [("GET", "/"), ("GET", "/sessions"), ("GET", "/sessions/p1"), ("GET", "/sessions/p1/view"), ("POST", "/stream"), ("POST", "/analyze"), ("PUT", "/sessions/p1/signal")] {
+    for (method, path) in [("GET", "/"), ("GET", "/sessions"), ("GET", "/sessions/p1"), ("GET", "/sessions/p1/view"), ("POST", "/stream"), ("POST", "/analyze"), ("PUT", "/sessions/p1/signal"), ("PUT", "/sessions/p1/call")] {
         for headers in [vec![], vec![("Authorization", "Bearer s3cre")], vec![("Cookie", "referee_token=wrong")]] {
             let refused = server.request(method, path, &headers, b"");
             assert_eq!(refused.status, 401, "{method} {path} with {headers:?}");
@@ -199,6 +366,10 @@ fn a_token_guards_everything_but_health_and_a_page_link_signs_the_browser_in() {
     assert!(index.contains("data-session=\"locked\""), "the index lists the session once signed in:\n{index}");
     let view = dom(&format!("{}/sessions/locked/view?token=s3cret", server.url()), &profile);
     assert_eq!(text_of(&view, "winner"), phrase(5)["legacy_decision"]["winner"].as_str().unwrap().to_uppercase());
+    // The page's call buttons carry the same sign-in: a click stores the call.
+    click_calls(&format!("{}/sessions/locked/view?token=s3cret", server.url()), &profile, &[("call-right", "right")]);
+    let locked = server.request("GET", "/sessions/locked", &[("Authorization", "Bearer s3cret")], b"").json();
+    assert_eq!(locked["referee_call"], "right");
     let signed = server.request("GET", "/sessions?token=s3cret", &[], b"");
     assert!(signed.header("set-cookie").is_some_and(|c| c.starts_with("referee_token=s3cret;") && c.contains("HttpOnly")));
 }

@@ -1,6 +1,7 @@
 //! The routes on one streamed phrase: `GET /sessions/{id}` (its progress), `PUT
-//! /sessions/{id}/signal` (the log, for a producer that cannot send a text part), `GET
-//! /sessions/{id}/events` (server-sent events) and `GET /sessions/{id}/artifacts/{name}`.
+//! /sessions/{id}/signal` (the log, for a producer that cannot send a text part), `PUT
+//! /sessions/{id}/call` (the referee's own call), `GET /sessions/{id}/events` (server-sent
+//! events) and `GET /sessions/{id}/artifacts/{name}`.
 
 use std::sync::Arc;
 
@@ -14,8 +15,12 @@ use crate::analysis::answer::Artifacts;
 use crate::handlers::{on_disk, RequestBody};
 use crate::error::{json_response, ApiError, ResponseBody};
 use crate::handlers::stream::{stored_pipeline_options, verdict_response};
-use crate::session::{Analysis, Progress, Session, SessionState};
+use crate::session::{shown_call, Analysis, Progress, Session, SessionState};
 use crate::state::AppState;
+use referee_store::{Call, RefereeCall};
+
+/// The most bytes a call's body may have: `left`, `right` or `none`, with room for whitespace.
+const CALL_BYTES: usize = 64;
 
 /// The session `id`, in memory or rebuilt from its files (on the blocking pool); 404 if none.
 pub async fn known(state: &Arc<AppState>, id: &str) -> Result<Arc<Session>, ApiError> {
@@ -23,10 +28,42 @@ pub async fn known(state: &Arc<AppState>, id: &str) -> Result<Arc<Session>, ApiE
     on_disk(move || state.sessions.get(&key)).await?.ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))
 }
 
-/// `GET /sessions/{id}`.
+/// What `GET /sessions/{id}` answers: the progress, then the referee's own call.
+#[derive(serde::Serialize)]
+struct SessionDetail {
+    #[serde(flatten)]
+    progress: Progress,
+    /// `left`, `right` or `none`; null when no call was given.
+    referee_call: Option<Call>,
+}
+
+/// `GET /sessions/{id}`: its progress and `referee_call`.
 pub async fn get_session(state: &Arc<AppState>, id: &str) -> Result<Response<ResponseBody>, ApiError> {
-    let p = known(state, id).await?.progress();
-    Ok(json_response(StatusCode::OK, &serde_json::to_value(p).map_err(|e| ApiError::Internal(e.to_string()))?))
+    let (held, key) = (state.clone(), id.to_owned());
+    let found = on_disk(move || held.sessions.get(&key).map(|s| (shown_call(&s.id, &s.dir), s))).await?;
+    let (referee_call, session) = found.ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))?;
+    let detail = SessionDetail { progress: session.progress(), referee_call };
+    Ok(json_response(StatusCode::OK, &serde_json::to_value(detail).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+/// `PUT /sessions/{id}/call`: the referee's own call on the phrase, `left`, `right` or `none`
+/// (whitespace and case ignored), stored beside it in place of any before, whatever its state;
+/// answered with `{"session", "referee_call", "at"}`.
+pub async fn put_call(state: &Arc<AppState>, id: &str, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
+    let session = known(state, id).await?;
+    let limited = Limited::new(req.into_body(), CALL_BYTES).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            ApiError::PayloadTooLarge(format!("a call is at most {CALL_BYTES} bytes: send left, right or none"))
+        } else {
+            ApiError::BadRequest(format!("the call's body was cut off: {e}"))
+        }
+    })?;
+    let bytes = limited.to_bytes();
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::BadRequest("the call is not UTF-8: send left, right or none".into()))?;
+    let call = RefereeCall { call: Call::parse(text)?, at: crate::analysis::artifacts::utc_rfc3339(std::time::SystemTime::now()) };
+    let stored = call.clone();
+    on_disk(move || session.set_referee_call(&stored)).await??;
+    Ok(json_response(StatusCode::OK, &json!({ "session": id, "referee_call": call.call, "at": call.at })))
 }
 
 /// `PUT /sessions/{id}/signal`: the log for a producer that cannot send a text part; on a

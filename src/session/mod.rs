@@ -200,10 +200,12 @@ pub struct SessionSummary {
     pub engine: Option<String>,
     /// When its files last changed (RFC 3339, UTC).
     pub updated: String,
+    /// The referee's own call (`left`, `right`, `none`), null when none was given.
+    pub referee_call: Option<store::Call>,
 }
 
 impl SessionSummary {
-    fn of(p: &Progress, updated: String) -> SessionSummary {
+    fn of(p: &Progress, updated: String, referee_call: Option<store::Call>) -> SessionSummary {
         let (winner, engine) = winner_and_engine(p.result.as_ref());
         SessionSummary {
             session: p.session.clone(),
@@ -213,17 +215,30 @@ impl SessionSummary {
             winner,
             engine,
             updated,
+            referee_call,
         }
     }
 
     /// From the files alone: the index's lines and the result, if any.
-    fn on_disk(dir: &std::path::Path, session: String, updated: String) -> SessionSummary {
+    fn on_disk(dir: &std::path::Path, session: String, updated: String, referee_call: Option<store::Call>) -> SessionSummary {
         let frames_received = store::stored_frame_count(dir);
         let result = store::stored_result(dir);
         let (winner, engine) = winner_and_engine(result.as_ref());
         let state = state_at_rest(result.is_some(), frames_received == 0 || dir.join(store::UPLOAD_COMPLETE).is_file());
         let frames_analysed = result.as_ref().map(|_| frames_received);
-        SessionSummary { session, state, frames_received, frames_analysed, winner, engine, updated }
+        SessionSummary { session, state, frames_received, frames_analysed, winner, engine, updated, referee_call }
+    }
+}
+
+/// The referee's call stored in a session's directory, for showing it: one that cannot be read
+/// is logged and shown as none given (the phrase's own progress matters more than it).
+pub fn shown_call(id: &str, dir: &std::path::Path) -> Option<store::Call> {
+    match store::RefereeCall::read(dir) {
+        Ok(call) => call.map(|c| c.call),
+        Err(e) => {
+            warn!(session = %id, error = %e, "the referee's call cannot be read");
+            None
+        }
     }
 }
 
@@ -287,8 +302,8 @@ pub struct Session {
     /// `<output>/<id>`.
     pub dir: PathBuf,
     inner: Mutex<Inner>,
-    /// Its files, under their own lock: held across each write, by the session's own upload
-    /// and log only. Taken before `inner` when both are needed, never while `inner` is held.
+    /// Its files, under their own lock: held across each write, by the session's own upload,
+    /// log and referee's call only. Taken before `inner` when both are needed, never while `inner` is held.
     files: Mutex<FrameStore>,
     progress: watch::Sender<Progress>,
     max_phrase_bytes: u64,
@@ -462,6 +477,15 @@ impl Session {
         drop(files);
         self.wake();
         Ok(true)
+    }
+
+    /// Stores the referee's own call on the phrase (`PUT /sessions/{id}/call`), durably and in
+    /// place of any before, beside the log and never in it; whatever the phrase's state (a call
+    /// may come while it uploads). Taken under the files' lock, which orders the session's writes.
+    pub fn set_referee_call(&self, call: &store::RefereeCall) -> Result<(), SessionError> {
+        let _files = self.files();
+        call.save(&self.dir)?;
+        Ok(())
     }
 
     /// Takes the log whole (`PUT /sessions/{id}/signal`); a log the rules refuse is refused

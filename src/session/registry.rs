@@ -201,9 +201,11 @@ impl Sessions {
             .zip(held)
             .map(|((changed, id), session)| {
                 let updated = crate::analysis::artifacts::utc_rfc3339(changed);
+                let dir = self.output.join(&id);
+                let call = super::shown_call(&id, &dir);
                 match session {
-                    Some(session) => SessionSummary::of(&session.progress(), updated),
-                    None => SessionSummary::on_disk(&self.output.join(&id), id, updated),
+                    Some(session) => SessionSummary::of(&session.progress(), updated, call),
+                    None => SessionSummary::on_disk(&dir, id, updated, call),
                 }
             })
             .collect()

@@ -1,8 +1,10 @@
 //! A session's files: the frames as they arrived (`frames.mjpeg`, JPEGs back to back), their
 //! index (`frames.idx`, one JSON line per frame: index, offset, length, timestamp), the log
 //! (`signal.txt`), the mark of a whole upload (`upload.complete`), the client's choices for the
-//! phrase (`choices.json`) and the answer (`analysis_result.json`). The files are the source of truth: a session is rebuilt from them
-//! after a restart, and an index line torn by a crash is cut away, with the frames before it kept.
+//! phrase (`choices.json`), the answer (`analysis_result.json`) and the referee's own call
+//! (`referee_call.json`, never written into the log). The files are the source of truth: a
+//! session is rebuilt from them after a restart, and an index line torn by a crash is cut away,
+//! with the frames before it kept.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -25,6 +27,8 @@ pub const UPLOAD_COMPLETE: &str = "upload.complete";
 pub const RESULT: &str = "analysis_result.json";
 /// What the phrase's first upload chose (engine, frame rate), for deciding it again later.
 pub const CHOICES: &str = "choices.json";
+/// The referee's own call on the phrase (`PUT /sessions/{id}/call`), beside the log, not in it.
+pub const REFEREE_CALL: &str = "referee_call.json";
 
 /// What a phrase's first upload chose, kept beside its frames so that a phrase decided after a
 /// restart or a failure is decided as its client asked, not by the server's defaults of the day.
@@ -49,6 +53,88 @@ impl PhraseChoices {
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec(self).expect("choices always serialise");
         write_durably(&dir.join(CHOICES), &json)
+    }
+}
+
+/// A referee's call on a phrase: the touch to the left or the right fencer, or no touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Call {
+    /// Touch to the left fencer.
+    #[serde(rename = "left")]
+    Left,
+    /// Touch to the right fencer.
+    #[serde(rename = "right")]
+    Right,
+    /// No touch given.
+    #[serde(rename = "none")]
+    NoTouch,
+}
+
+/// A text that is not a call (`left`, `right` or `none`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownCall(pub String);
+
+impl std::fmt::Display for UnknownCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} is not a call: send left, right or none", self.0)
+    }
+}
+
+impl std::error::Error for UnknownCall {}
+
+impl Call {
+    /// Reads `left`, `right` or `none`, whitespace around it and case ignored.
+    pub fn parse(text: &str) -> Result<Call, UnknownCall> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "left" => Ok(Call::Left),
+            "right" => Ok(Call::Right),
+            "none" => Ok(Call::NoTouch),
+            _ => Err(UnknownCall(text.trim().chars().take(32).collect())),
+        }
+    }
+
+    /// Its name: `left`, `right` or `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Call::Left => "left",
+            Call::Right => "right",
+            Call::NoTouch => "none",
+        }
+    }
+
+    /// The fencer it gives the touch to (`left`, `right`), none for no touch.
+    pub fn winner(self) -> Option<&'static str> {
+        (self != Call::NoTouch).then(|| self.name())
+    }
+}
+
+/// The referee's call as stored in a session's directory ([`REFEREE_CALL`]):
+/// `{"call": "left", "at": "2026-12-06T20:58:49Z"}`. A new call replaces the old one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefereeCall {
+    /// The call.
+    pub call: Call,
+    /// When it was given (RFC 3339, UTC).
+    pub at: String,
+}
+
+impl RefereeCall {
+    /// The call stored in `dir`: `Ok(None)` when none was given; an error when the file cannot
+    /// be read or is not a call (`InvalidData`).
+    pub fn read(dir: &Path) -> std::io::Result<Option<RefereeCall>> {
+        match std::fs::read(dir.join(REFEREE_CALL)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} is not a call: {e}", REFEREE_CALL))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores it in `dir`, durably, in place of any call before.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec(self).expect("a call always serialises");
+        write_durably(&dir.join(REFEREE_CALL), &json)
     }
 }
 
@@ -292,6 +378,17 @@ pub fn stored_frame_count(dir: &Path) -> usize {
     std::fs::read(dir.join(INDEX)).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0)
 }
 
+/// The frames a directory's index names, read without changing anything (no repair: an
+/// exporter may read a session a server is writing): every whole record up to the first line
+/// that is not one.
+pub fn read_index(dir: &Path) -> std::io::Result<Vec<FrameRecord>> {
+    let index = std::fs::read(dir.join(INDEX))?;
+    Ok(index
+        .split_inclusive(|&b| b == b'\n')
+        .map_while(|line| line.ends_with(b"\n").then(|| serde_json::from_slice::<FrameRecord>(line).ok()).flatten())
+        .collect())
+}
+
 /// The answer stored in a directory, if any.
 pub fn stored_result(dir: &Path) -> Option<Value> {
     std::fs::read(dir.join(RESULT)).ok().and_then(|b| serde_json::from_slice(&b).ok())
@@ -316,6 +413,46 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+
+    #[test]
+    fn a_call_is_parsed_kept_replaced_and_read_back() {
+        assert_eq!(Call::parse(" Left\n"), Ok(Call::Left));
+        assert_eq!(Call::parse("RIGHT"), Ok(Call::Right));
+        assert_eq!(Call::parse("none"), Ok(Call::NoTouch));
+        for bad in ["", "lefty", "no touch", "1"] {
+            assert!(Call::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Call::parse("middle").unwrap_err().to_string().contains("left, right or none"));
+        assert_eq!((Call::Left.winner(), Call::NoTouch.winner()), (Some("left"), None));
+        let dir = std::env::temp_dir().join(format!("referee-store-call-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(RefereeCall::read(&dir).unwrap(), None, "none given yet");
+        let first = RefereeCall { call: Call::Right, at: "2026-12-06T20:00:00Z".into() };
+        first.save(&dir).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join(REFEREE_CALL)).unwrap(), r#"{"call":"right","at":"2026-12-06T20:00:00Z"}"#);
+        let second = RefereeCall { call: Call::NoTouch, at: "2026-12-06T20:00:05Z".into() };
+        second.save(&dir).unwrap();
+        assert_eq!(RefereeCall::read(&dir).unwrap(), Some(second), "a second call replaces the first");
+        assert!(!dir.join(SIGNAL).exists(), "the call is never written into the log");
+        std::fs::write(dir.join(REFEREE_CALL), b"{\"call\": \"up\"}").unwrap();
+        assert_eq!(RefereeCall::read(&dir).unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_index_is_read_without_repairing_it() {
+        let dir = std::env::temp_dir().join(format!("referee-store-read-index-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let torn = "{\"index\":0,\"offset\":0,\"length\":4,\"timestamp\":0.0}\n{\"index\":1,\"offset\":4,\"length\":4,\"timestamp\":null}\n{\"index\":2,\"off";
+        std::fs::write(dir.join(INDEX), torn).unwrap();
+        let frames = read_index(&dir).unwrap();
+        assert_eq!(frames.iter().map(|r| (r.index, r.timestamp)).collect::<Vec<_>>(), [(0, Some(0.0)), (1, None)]);
+        assert_eq!(std::fs::read_to_string(dir.join(INDEX)).unwrap(), torn, "left as it was");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(read_index(&dir).is_err(), "no index is an error");
+    }
 
     #[test]
     fn a_closed_store_holds_no_file_and_the_next_append_opens_them_again() {
