@@ -618,10 +618,10 @@ fn the_referees_call_is_kept_beside_the_phrase_and_the_engines_are_evaluated_aga
     let log = server.get("/sessions/called/artifacts/signal.txt").body;
     assert_eq!(log, std::fs::read(&rendered.log).unwrap(), "the log is the box's own, without the call");
 
-    // Both engines evaluated against the call, re-deciding from the stored workbook and frame
-    // times: one phrase, agreeing as the stored decision did.
+    // Every engine evaluated against the call, re-deciding from the stored workbook and frame
+    // times: one phrase, agreeing as the stored decision did, on the log's evening.
     let sessions = server.output.join("sessions");
-    for engine in ["legacy", "v2"] {
+    for engine in ["legacy", "v2", "v3"] {
         let run = Command::new(env!("CARGO_BIN_EXE_ai-referee")).args(["evaluate", "--engine", engine, "--sessions"]).arg(&sessions).output().unwrap();
         assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
         let report: Value = serde_json::from_slice(&run.stdout).unwrap();
@@ -631,6 +631,11 @@ fn the_referees_call_is_kept_beside_the_phrase_and_the_engines_are_evaluated_aga
         let stored = &session["result"]["decisions"][engine]["winner"];
         assert!(stored.is_string(), "{session}");
         assert_eq!(overall["agree"], usize::from(*stored == json!(call)), "{engine}: stored {stored}, call {call}: {report}");
+        let bands = report["in_sample"]["reliability"].as_array().unwrap();
+        assert_eq!(bands.iter().map(|b| b["phrases"].as_u64().unwrap()).sum::<u64>(), 1, "{report}");
+        let evenings = report["by_evening"]["evenings"].as_array().unwrap();
+        assert_eq!(evenings.len(), 1, "{report}");
+        assert_eq!(evenings[0][engine], overall["agree"], "{report}");
     }
 
     // The same rows exported as phrases.jsonl lines.

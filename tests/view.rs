@@ -247,15 +247,18 @@ fn the_index_and_the_session_page_show_the_phrase_and_its_call() {
     assert!(row.to_lowercase().contains(&winner), "the index row shows the winner: {row}");
     assert!(row.contains("sessions/piste-3/view"), "the row links to the view: {row}");
 
-    // The session's page: the verdict large, both calls, the frame and the timeline.
+    // The session's page: the verdict large, the three engines' calls, the frame and the timeline.
     let view_url = format!("{base}sessions/piste-3/view");
     let view = dom(&view_url, &profile);
     assert_eq!(text_of(&view, "winner"), winner.to_uppercase());
     assert!(text_of(&view, "engine").to_lowercase().contains("legacy"), "{}", text_of(&view, "engine"));
     let legacy_call = text_of(&view, "legacy-call");
     assert!(legacy_call.contains(phrase(2)["legacy_decision"]["reason"].as_str().unwrap()), "{legacy_call}");
-    let v2_call = text_of(&view, "v2-call");
-    assert!(v2_call.to_lowercase().contains("left") || v2_call.to_lowercase().contains("right"), "{v2_call}");
+    for card in ["v2-call", "v3-call"] {
+        let call = text_of(&view, card);
+        assert!(call.to_lowercase().contains("left") || call.to_lowercase().contains("right"), "{card}: {call}");
+        assert!(call.contains("Confidence "), "{card}: {call}");
+    }
     assert!(view.contains("id=\"latest-frame\""), "the latest analysed frame is shown");
     let timeline = &view[view.find("id=\"timeline\"").expect("the timeline picture")..];
     assert!(timeline.contains("speed left") && timeline.contains("speed right"), "both fencers' speeds are drawn");
