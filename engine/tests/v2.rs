@@ -13,8 +13,8 @@ mod common;
 #[path = "cli/v2.rs"]
 mod cli;
 
-use common::{keypoints, lines, mirrored, mirrored_log, opposite_call};
-use referee_engine::kinematics::{Keypoints, Row};
+use common::{doubled, keypoints, lines, mirrored, mirrored_log, opposite_call};
+use referee_engine::kinematics::Keypoints;
 use referee_engine::frame_times::FrameTimes;
 use referee_engine::v2::{self, V2Decision};
 use referee_engine::signal::events::parse_log;
@@ -74,18 +74,6 @@ fn mirroring_a_phrase_swaps_the_winner() {
     }
     // Logs with only "Simultaneous valid hits" have no light to swap; most have one.
     assert!(lights_swapped >= 60, "only {lights_swapped} logs had a light to swap");
-}
-
-/// The phrase at twice its frame rate: a new frame halfway between each pair, by linear
-/// interpolation (missing where either neighbour is), with the halfway times.
-fn doubled(k: &Keypoints, times: &[f64]) -> (Keypoints, Vec<f64>) {
-    let n = times.len();
-    let mid = |a: &Row, b: &Row| -> Row { std::array::from_fn(|i| 0.5 * (a[i] + b[i])) };
-    let up = |rows: &[Row]| -> Vec<Row> {
-        (0..2 * n - 1).map(|j| if j % 2 == 0 { rows[j / 2] } else { mid(&rows[j / 2], &rows[j / 2 + 1]) }).collect()
-    };
-    let t = (0..2 * n - 1).map(|j| if j % 2 == 0 { times[j / 2] } else { 0.5 * (times[j / 2] + times[j / 2 + 1]) }).collect();
-    (Keypoints { left_x: up(&k.left_x), left_y: up(&k.left_y), right_x: up(&k.right_x), right_y: up(&k.right_y) }, t)
 }
 
 /// Same winner on at least 97 of the 100 phrases at twice the rate. Not all 100: doubling the

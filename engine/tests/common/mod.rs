@@ -185,3 +185,15 @@ pub fn mirrored_log(log: &str) -> String {
         })
         .collect()
 }
+
+/// The phrase at twice its frame rate: a new frame halfway between each pair, by linear
+/// interpolation (missing where either neighbour is), with the halfway times.
+pub fn doubled(k: &Keypoints, times: &[f64]) -> (Keypoints, Vec<f64>) {
+    let n = times.len();
+    let mid = |a: &Row, b: &Row| -> Row { std::array::from_fn(|i| 0.5 * (a[i] + b[i])) };
+    let up = |rows: &[Row]| -> Vec<Row> {
+        (0..2 * n - 1).map(|j| if j % 2 == 0 { rows[j / 2] } else { mid(&rows[j / 2], &rows[j / 2 + 1]) }).collect()
+    };
+    let t = (0..2 * n - 1).map(|j| if j % 2 == 0 { times[j / 2] } else { 0.5 * (times[j / 2] + times[j / 2 + 1]) }).collect();
+    (Keypoints { left_x: up(&k.left_x), left_y: up(&k.left_y), right_x: up(&k.right_x), right_y: up(&k.right_y) }, t)
+}
