@@ -113,15 +113,18 @@ fn figures<'a>(outcomes: impl Iterator<Item = &'a Outcome>) -> Figures {
     }
 }
 
+/// Each phrase with a call: the engine's confidence and whether the referee agreed.
+fn graded(outcomes: &[Outcome]) -> Vec<(f64, bool)> {
+    outcomes.iter().filter_map(|o| Some((o.confidence, *o.call.as_ref()? == o.winner))).collect()
+}
+
 /// Overall and per type: short (first light within 2 s of the start) / long, 15 / 30 fps, and
 /// for `v2` decided by the advance / a dead heat (settled by the lights, a beat or the ground) /
 /// a parry.
 fn report(outcomes: &[Outcome]) -> Value {
-    let graded: Vec<(f64, bool)> =
-        outcomes.iter().filter_map(|o| Some((o.confidence, *o.call.as_ref()? == o.winner))).collect();
     json!({
         "overall": figures(outcomes.iter()),
-        "reliability": by_evening::reliability(&graded),
+        "reliability": by_evening::reliability(&graded(outcomes)),
         "by_type": {
             "short": figures(outcomes.iter().filter(|o| o.short)),
             "long": figures(outcomes.iter().filter(|o| !o.short)),
@@ -205,11 +208,11 @@ fn pct(x: Option<f64>) -> String {
 
 /// The readable table for stderr.
 fn table(title: &str, report: &Value) -> String {
-    let mut s = format!("{title}\n  {:<9} {:>4} {:>9} {:>6} {:>9} {:>9}\n", "type", "n", "agreement", "sure", "sure acc", "coverage");
+    let mut s = format!("{title}\n  {:<12} {:>4} {:>9} {:>6} {:>9} {:>9}\n", "type", "n", "agreement", "sure", "sure acc", "coverage");
     let mut row = |name: &str, f: &Value| {
         let get = |k: &str| f[k].as_f64();
         s.push_str(&format!(
-            "  {:<9} {:>4} {:>9} {:>6} {:>9} {:>9}\n",
+            "  {:<12} {:>4} {:>9} {:>6} {:>9} {:>9}\n",
             name,
             f["n"],
             pct(get("agreement")),
@@ -280,6 +283,8 @@ pub fn run(args: EvaluateArgs) -> Result<(), String> {
     }
     result["in_sample"] = in_sample.clone();
     let mut text = table(&format!("{} on {} phrases (in sample)", args.engine.name(), outcomes.len()), &in_sample);
+    let bands = by_evening::reliability(&graded(&outcomes));
+    text.push_str(&by_evening::reliability_table(&format!("{} reliability (in sample)", args.engine.name()), &bands));
     if let (Some(folds), EngineChoice::V2) = (args.folds, args.engine) {
         let (cv, fitted) = cross_validate(&outcomes, folds, args.sure_target);
         let cv_report = report(&cv);
