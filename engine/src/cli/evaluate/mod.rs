@@ -214,9 +214,9 @@ fn table(title: &str, report: &Value) -> String {
         s.push_str(&format!(
             "  {:<12} {:>4} {:>9} {:>6} {:>9} {:>9}\n",
             name,
-            f["n"],
+            f["n"].as_u64().unwrap_or(0),
             pct(get("agreement")),
-            f["sure"],
+            f["sure"].as_u64().unwrap_or(0),
             pct(get("sure_accuracy")),
             pct(get("coverage"))
         ));
