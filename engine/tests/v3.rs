@@ -40,6 +40,7 @@ fn same_params(a: &V3Params, b: &V3Params) -> bool {
         && a.advance_recent_s == b.advance_recent_s
         && a.counter_penalty == b.counter_penalty
         && a.ground_tie == b.ground_tie
+        && a.rules == b.rules
         && ca.advance.iter().zip(&cb.advance).all(|(x, y)| close(*x, *y))
         && close(ca.second_light, cb.second_light)
         && close(ca.ground, cb.ground)

@@ -348,7 +348,7 @@ impl V2Decision {
 }
 
 /// True when the last contact before the first light (seconds before it) falls in the beat window.
-fn is_beat(last_contact_before_s: Option<f64>, window: Option<(f64, f64)>) -> bool {
+pub(crate) fn is_beat(last_contact_before_s: Option<f64>, window: Option<(f64, f64)>) -> bool {
     matches!((last_contact_before_s, window), (Some(c), Some((lo, hi))) if c >= lo && c <= hi)
 }
 
@@ -356,7 +356,7 @@ fn is_beat(last_contact_before_s: Option<f64>, window: Option<(f64, f64)>) -> bo
 /// blade contact (`contacts_before`: seconds before the first light, within the last second), after
 /// it this fencer's advance ended at least `PARRY_STOP_S` before the light, while the other's
 /// advance went on to the light. `None` when not exactly one fits.
-fn parried(left: &FencerFeatures, right: &FencerFeatures, contacts_before: &[f64]) -> Option<(Side, f64)> {
+pub(crate) fn parried(left: &FencerFeatures, right: &FencerFeatures, contacts_before: &[f64]) -> Option<(Side, f64)> {
     let still_advancing = |f: &FencerFeatures| f.advance_s > 0.0 && f.stopped_before_s.is_some_and(|s| s < PARRY_STOP_S);
     // The latest contact before the fencer's stop, if the fencer stopped.
     let contact_before_stop = |f: &FencerFeatures| {

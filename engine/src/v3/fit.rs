@@ -2,7 +2,7 @@
 //! and the counter-attack's weight from small grids (the most agreement; ties go to v2's values),
 //! the ground tie-break's direction, then the confidence's calibration on the calls that gives.
 
-use super::{settle, Calibration, GroundTie, V3Params};
+use super::{settle, Calibration, GroundTie, Rules, V3Params};
 use crate::features::{self, FencerFeatures};
 use crate::frame_times::FrameTimes;
 use crate::kinematics::Keypoints;
@@ -46,24 +46,30 @@ impl Example<'_> {
         ))
     }
 
-    /// A blade contact from a second before the first light to the last light.
-    fn blade(&self) -> bool {
-        BladeContacts::read(self.log).nearest.is_some()
+    /// The blade contacts around the first light.
+    fn contacts(&self) -> BladeContacts {
+        BladeContacts::read(self.log)
     }
 }
 
-/// The parameters that agree most with `examples`' calls (see the module's doc). With no
-/// examples, v2's windows, the less-ground tie-break and a coin's confidence everywhere.
+/// The parameters that agree most with `examples`' calls (see the module's doc), for the rules
+/// `v3` keeps. With no examples, v2's windows, the less-ground tie-break and a coin's confidence
+/// everywhere.
 pub fn fit(examples: &[Example]) -> V3Params {
+    fit_rules(examples, super::KEPT)
+}
+
+/// [`fit`] for another set of rules (to measure what a rule adds).
+pub fn fit_rules(examples: &[Example], rules: Rules) -> V3Params {
     let coin = Calibration { advance: [0.0, 0.0, 0.0], second_light: 0.5, ground: 0.5 };
     let mut best: Option<(usize, V3Params)> = None;
     for &advance_speed in &ADVANCE_SPEEDS {
         for &advance_recent_s in &ADVANCE_RECENTS {
             for &counter_penalty in &COUNTER_PENALTIES {
-                let params = V3Params { advance_speed, advance_recent_s, counter_penalty, ground_tie: GroundTie::Less, calibration: coin };
+                let params = V3Params { advance_speed, advance_recent_s, counter_penalty, ground_tie: GroundTie::Less, rules, calibration: coin };
                 let measured: Vec<_> = examples.iter().filter_map(|e| Some((e, e.measure(&params)?))).collect();
                 for ground_tie in [GroundTie::Less, GroundTie::More] {
-                    let agree = measured.iter().filter(|(e, (l, r))| settle(l, r, e.log, ground_tie).0 == e.call).count();
+                    let agree = measured.iter().filter(|(e, (l, r))| settle(l, r, e.log, &e.contacts(), ground_tie, rules).0 == e.call).count();
                     if best.as_ref().is_none_or(|(b, _)| agree > *b) {
                         best = Some((agree, V3Params { ground_tie, ..params }));
                     }
@@ -77,6 +83,7 @@ pub fn fit(examples: &[Example]) -> V3Params {
             advance_recent_s: v2::ADVANCE_RECENT_S,
             counter_penalty: v2::COUNTER_PENALTY,
             ground_tie: GroundTie::Less,
+            rules,
             calibration: coin,
         },
         |(_, p)| p,
@@ -85,8 +92,9 @@ pub fn fit(examples: &[Example]) -> V3Params {
         .iter()
         .filter_map(|e| {
             let (l, r) = e.measure(&params)?;
-            let (winner, decided_by) = settle(&l, &r, e.log, params.ground_tie);
-            Some(Fitted { decided_by, margin: (l.score - r.score).abs(), blade: e.blade(), agreed: winner == e.call })
+            let contacts = e.contacts();
+            let (winner, decided_by) = settle(&l, &r, e.log, &contacts, params.ground_tie, params.rules);
+            Some(Fitted { decided_by, margin: (l.score - r.score).abs(), blade: contacts.nearest.is_some(), agreed: winner == e.call })
         })
         .collect();
     params.calibration = Calibration::fit(&calls);

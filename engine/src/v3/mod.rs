@@ -50,6 +50,23 @@ pub enum GroundTie {
     More,
 }
 
+/// Which rules settle a call beside the attack: those `v3` keeps, and those it dropped, for
+/// measuring what each adds by evening (`evaluate`'s `ablations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rules {
+    /// A simultaneous attack with a light order goes to the second light (else to the ground).
+    pub second_light: bool,
+    /// v2's beat: a simultaneous attack with a blade contact `v2::BEAT_WINDOW_S` before the first
+    /// light goes to the first light.
+    pub beat: bool,
+    /// v2's parry: after a blade contact in the last second, the fencer who stopped while the
+    /// other came on gets the touch, whatever the advances.
+    pub parry: bool,
+}
+
+/// The rules `v3` keeps.
+pub const KEPT: Rules = Rules { second_light: true, beat: false, parry: false };
+
 /// Everything v3 fits: how the fencers are measured, the ground tie-break's direction, and the
 /// confidence's calibration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -62,6 +79,8 @@ pub struct V3Params {
     pub counter_penalty: f64,
     /// Direction of the ground tie-break.
     pub ground_tie: GroundTie,
+    /// The rules beside the attack (never fitted: [`KEPT`] unless measuring another set).
+    pub rules: Rules,
     /// Confidence from what settled the call.
     pub calibration: Calibration,
 }
@@ -85,6 +104,7 @@ pub const SHIPPED: V3Params = V3Params {
     advance_recent_s: 0.3,
     counter_penalty: 1.0,
     ground_tie: GroundTie::Less,
+    rules: KEPT,
     calibration: Calibration {
         advance: [0.5107708450550241, 1.0287826093467338, -0.4621233073503426],
         second_light: 0.6363636363636364,
@@ -106,14 +126,27 @@ pub fn decide_log(keypoints: &Keypoints, log: &str, times: Option<FrameTimes>) -
 }
 
 /// What settled a call and who won it, before any confidence: the attack, else the light order,
-/// else the ground.
-pub fn settle(left: &FencerFeatures, right: &FencerFeatures, log: &PhraseLog, ground_tie: GroundTie) -> (Side, DecidedBy) {
+/// else the ground (and v2's parry and beat where `rules` ask for them).
+pub fn settle(
+    left: &FencerFeatures,
+    right: &FencerFeatures,
+    log: &PhraseLog,
+    contacts: &BladeContacts,
+    ground_tie: GroundTie,
+    rules: Rules,
+) -> (Side, DecidedBy) {
     let margin = left.score - right.score;
-    if margin > 0.0 {
+    let parry = if rules.parry { crate::v2::parried(left, right, &contacts.before) } else { None };
+    let beat = rules.beat && crate::v2::is_beat(contacts.last_before, Some(crate::v2::BEAT_WINDOW_S));
+    if let Some((parrier, _)) = parry {
+        (parrier, DecidedBy::Parry)
+    } else if margin > 0.0 {
         (Side::Left, DecidedBy::Advance)
     } else if margin < 0.0 {
         (Side::Right, DecidedBy::Advance)
-    } else if let Some(first) = log.first_light_side {
+    } else if let (true, Some(first)) = (beat, log.first_light_side) {
+        (first, DecidedBy::Beat)
+    } else if let (true, Some(first)) = (rules.second_light, log.first_light_side) {
         (first.other(), DecidedBy::SecondLight)
     } else {
         // The same function of each fencer, so the rule stays symmetric; right only when all is equal.
@@ -136,8 +169,8 @@ pub fn decide_with(keypoints: &Keypoints, log: &PhraseLog, times: &FrameTimes, p
     let left = features::measure(&keypoints.left_x, t, hit, Side::Left, &rule);
     let right = features::measure(&keypoints.right_x, t, hit, Side::Right, &rule);
     let margin = left.score - right.score;
-    let (winner, decided_by) = settle(&left, &right, log, params.ground_tie);
     let contacts = BladeContacts::read(log);
+    let (winner, decided_by) = settle(&left, &right, log, &contacts, params.ground_tie, params.rules);
     let confidence = params.calibration.confidence(decided_by, margin.abs(), contacts.nearest.is_some());
     let mut decision = V2Decision::unexplained(Settled { winner, decided_by, margin, confidence }, log, times, &contacts, left, right);
     decision.doubts = doubts(&decision);

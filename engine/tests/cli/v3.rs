@@ -58,4 +58,12 @@ fn evaluate_prints_the_by_evening_and_reliability_tables() {
     let rules = b["v3_rules"].as_array().unwrap();
     assert_eq!(rules.iter().map(|r| r["phrases"].as_u64().unwrap()).sum::<u64>(), 96);
     assert!(rules.iter().all(|r| r["rule"] != "beat" && r["rule"] != "parry"), "{rules:?}");
+    // Each rule taken away or put back, by evening: the first variant is v3 itself.
+    let ablations = b["ablations"].as_array().unwrap();
+    assert_eq!(ablations.len(), 5);
+    assert_eq!(ablations[0]["agreement"]["agree"], b["overall"]["v3"]["agree"], "{ablations:?}");
+    assert_eq!(ablations[0]["sure"]["sure_agree"], s["sure_agree"]);
+    assert!(ablations.iter().all(|a| a["agreement"]["n"] == 96), "{ablations:?}");
+    let differs = ablations[1..].iter().filter(|a| a["agreement"]["agree"] != ablations[0]["agreement"]["agree"]).count();
+    assert!(differs > 0, "taking a rule away or putting one back changed nothing: {ablations:?}");
 }

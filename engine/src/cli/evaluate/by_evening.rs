@@ -14,7 +14,7 @@ use crate::motion;
 use crate::side::Side;
 use crate::signal::{self, events, lines};
 use crate::v2::{self, DecidedBy, V2Decision};
-use crate::v3::{self, fit, V3Params};
+use crate::v3::{self, fit, Rules, V3Params};
 
 /// The advance-only baseline's window: whoever's hips moved further forward in the half second
 /// before the first light. Fixed, never fitted.
@@ -236,6 +236,8 @@ pub struct ByEvening {
     pub v3_fitted_on_all: V3Params,
     /// What each fold fitted.
     pub folds: Vec<Fold>,
+    /// v3 with each kept rule taken away and each dropped one put back, by evening.
+    pub ablations: Vec<Ablation>,
 }
 
 /// The calls as pairs of references.
@@ -258,6 +260,55 @@ fn rule_rows(calls: &[(&Phrase, &V2Decision)]) -> Vec<RuleRow> {
         .collect()
 }
 
+/// v3 with `rules`, fitted on every evening but `evening`.
+fn fit_without(called: &[&Phrase], evening: &str, rules: Rules) -> V3Params {
+    let train: Vec<fit::Example> = called.iter().filter(|p| p.evening != evening).filter_map(|p| p.example()).collect();
+    fit::fit_rules(&train, rules)
+}
+
+/// What one set of rules does by evening: agreement and sure calls, every fit inside the folds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ablation {
+    /// The rules, in words.
+    pub variant: &'static str,
+    /// Which rules.
+    pub rules: Rules,
+    /// Agreement with the referee, cross-validated by evening.
+    pub agreement: Agreement,
+    /// Its sure calls.
+    pub sure: Sure,
+}
+
+/// The rule sets `evaluate` compares with v3's own: each kept rule taken away, each dropped one
+/// put back.
+const VARIANTS: [(&str, Rules); 5] = [
+    ("v3 as kept: the attack, the second light, the ground", v3::KEPT),
+    ("without the second light (light-order ties to the ground)", Rules { second_light: false, ..v3::KEPT }),
+    ("with v2's beat (its window read off these phrases)", Rules { beat: true, ..v3::KEPT }),
+    ("with v2's parry", Rules { parry: true, ..v3::KEPT }),
+    ("with v2's beat and parry", Rules { beat: true, parry: true, ..v3::KEPT }),
+];
+
+/// Every variant of [`VARIANTS`] cross-validated by evening.
+fn ablations(called: &[&Phrase], evenings: &BTreeSet<&str>) -> Vec<Ablation> {
+    VARIANTS
+        .iter()
+        .map(|&(variant, rules)| {
+            let mut graded = Vec::new();
+            for &evening in evenings {
+                let params = fit_without(called, evening, rules);
+                for p in called.iter().filter(|p| p.evening == evening) {
+                    if let Ok(d) = v3::decide_with(&p.keypoints, &p.log, &p.times, &params) {
+                        graded.push((!d.uncertain, p.call.map(Side::name) == Some(d.winner.as_str())));
+                    }
+                }
+            }
+            let agree = graded.iter().filter(|g| g.1).count();
+            Ablation { variant, rules, agreement: Agreement::of(agree, called.len()), sure: Sure::of(&graded) }
+        })
+        .collect()
+}
+
 /// Evaluates the phrases with a call by evening (see the module's doc).
 pub fn evaluate(phrases: &[Phrase]) -> ByEvening {
     let called: Vec<&Phrase> = phrases.iter().filter(|p| p.call.is_some()).collect();
@@ -268,8 +319,7 @@ pub fn evaluate(phrases: &[Phrase]) -> ByEvening {
     let mut v2_calls: Vec<(&Phrase, V2Decision)> = Vec::new();
     let mut totals = [0usize; 4];
     for &evening in &evenings {
-        let train: Vec<fit::Example> = called.iter().filter(|p| p.evening != evening).filter_map(|p| p.example()).collect();
-        let params = fit::fit(&train);
+        let params = fit_without(&called, evening, v3::KEPT);
         folds.push(Fold { evening: evening.to_owned(), params });
         let mut row = EveningRow { evening: evening.to_owned(), n: 0, legacy: 0, advance_only: 0, v2: 0, v3: 0 };
         for p in called.iter().filter(|p| p.evening == evening) {
@@ -310,6 +360,7 @@ pub fn evaluate(phrases: &[Phrase]) -> ByEvening {
         v3_rules: rule_rows(&refs(&v3_calls)),
         v2_rules: rule_rows(&refs(&v2_calls)),
         v3_fitted_on_all: fit::fit(&all),
+        ablations: ablations(&called, &evenings),
         folds,
     }
 }
@@ -347,6 +398,20 @@ pub fn table(b: &ByEvening) -> String {
             s.push_str(&format!(" {:?} {}/{} ({} evenings);", r.rule, r.agreement.agree, r.phrases, r.evenings));
         }
         s.push('\n');
+    }
+    s.push_str("  v3's rules, each taken away or put back (by evening):\n");
+    for a in &b.ablations {
+        s.push_str(&format!(
+            "    {:<58} {:>3}/{:<3} {}{}; sure {}/{} at {}\n",
+            a.variant,
+            a.agreement.agree,
+            a.agreement.n,
+            pct(a.agreement.agreement),
+            ci(&a.agreement),
+            a.sure.sure_agree,
+            a.sure.sure,
+            pct(a.sure.coverage)
+        ));
     }
     s.push_str(&reliability_table("v3 reliability (cross-validated)", &b.reliability));
     s
