@@ -186,8 +186,7 @@ pub fn read_touch(text: &str) -> Result<Touch, SignalError> {
 /// Fencer 1's and Fencer 2's words on the last `Scores ->` line, as [`parse`] reads them.
 fn last_scores(text: &str) -> (Option<String>, Option<String>) {
     text.lines()
-        .filter(|line| line.contains("Scores ->"))
-        .last()
+        .rfind(|line| line.contains("Scores ->"))
         .map_or((None, None), |line| (word_after(line, "fencer 1:"), word_after(line, "fencer 2:")))
 }
 

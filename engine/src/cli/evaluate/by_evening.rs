@@ -246,7 +246,8 @@ fn refs<'a>(calls: &'a [(&'a Phrase, V2Decision)]) -> Vec<(&'a Phrase, &'a V2Dec
 }
 
 fn rule_rows(calls: &[(&Phrase, &V2Decision)]) -> Vec<RuleRow> {
-    let mut by_rule: BTreeMap<String, (DecidedBy, Vec<(&Phrase, &V2Decision)>)> = BTreeMap::new();
+    type Calls<'a> = Vec<(&'a Phrase, &'a V2Decision)>;
+    let mut by_rule: BTreeMap<String, (DecidedBy, Calls)> = BTreeMap::new();
     for &(p, d) in calls {
         by_rule.entry(format!("{:?}", d.decided_by)).or_insert((d.decided_by, Vec::new())).1.push((p, d));
     }
