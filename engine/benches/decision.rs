@@ -8,7 +8,7 @@ use referee_engine::decision::Engine;
 use referee_engine::kinematics::{normalise, Keypoints, Row};
 use referee_engine::signal;
 use referee_engine::tracker::{Points, Tracker};
-use referee_engine::v2;
+use referee_engine::{v2, v3};
 use referee_engine::frame_times::FrameTimes;
 use referee_engine::signal::events::PhraseLog;
 use referee_engine::signal::events::parse_log;
@@ -65,6 +65,9 @@ fn main() {
     let times = FrameTimes::from_rate(30.0, FRAMES);
     time(&format!("v2 decision, {FRAMES} frames"), 2000, || {
         std::hint::black_box(v2::decide(&keypoints, &log, &times).unwrap());
+    });
+    time(&format!("v3 decision, {FRAMES} frames"), 2000, || {
+        std::hint::black_box(v3::decide(&keypoints, &log, &times).unwrap());
     });
 
     let cases = fixture("tracks.jsonl");
