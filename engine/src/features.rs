@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use crate::kinematics::Row;
+use crate::frame_times::{FrameTimes, TimesError};
+use crate::kinematics::{Keypoints, Row};
 use crate::motion::{self, AdvanceRule};
 use crate::side::Side;
 
@@ -59,6 +60,16 @@ pub struct FencerFeatures {
     pub seen_last_s: f64,
     /// advance / 0.5 s − 1 for a counter-attack.
     pub score: f64,
+}
+
+/// Both fencers' numbers (left, right) at the first light `hit`, as `rule` reads them; refused
+/// unless there is one time per frame.
+pub fn measure_both(keypoints: &Keypoints, times: &FrameTimes, hit: f64, rule: &FeatureRule) -> Result<(FencerFeatures, FencerFeatures), TimesError> {
+    if times.len() != keypoints.frames() {
+        return Err(TimesError(format!("{} times for {} frames", times.len(), keypoints.frames())));
+    }
+    let t = times.times();
+    Ok((measure(&keypoints.left_x, t, hit, Side::Left, rule), measure(&keypoints.right_x, t, hit, Side::Right, rule)))
 }
 
 /// One fencer's numbers from the x rows, the frame times and the first light's time, as `rule` reads them.

@@ -233,13 +233,7 @@ pub fn decide_with(
     times: &FrameTimes,
     params: &V2Params,
 ) -> Result<V2Decision, V2Error> {
-    if times.len() != keypoints.frames() {
-        return Err(V2Error::BadTimes(format!("{} times for {} frames", times.len(), keypoints.frames())));
-    }
-    let t = times.times();
-    let hit = log.first_light;
-    let left = features::measure(&keypoints.left_x, t, hit, Side::Left, &FEATURES);
-    let right = features::measure(&keypoints.right_x, t, hit, Side::Right, &FEATURES);
+    let (left, right) = features::measure_both(keypoints, times, log.first_light, &FEATURES)?;
     let margin = left.score - right.score;
     // Seconds before the first light of each blade contact from a second before it to the last
     // light (negative: after the first light), and those at or before the first light.
@@ -274,7 +268,7 @@ pub fn decide_with(
         DecidedBy::Parry => parry.map(|p| p.1),
         _ => last_contact_before_s,
     };
-    decision.explanation = explain::explain(winner, &decision, log.last_light - hit, settling_contact);
+    decision.explanation = explain::explain(winner, &decision, log.last_light - log.first_light, settling_contact);
     Ok(decision)
 }
 

@@ -35,15 +35,7 @@ pub struct Example<'a> {
 impl Example<'_> {
     /// Both fencers measured with these parameters' windows (`None`: times and frames disagree).
     fn measure(&self, params: &V3Params) -> Option<(FencerFeatures, FencerFeatures)> {
-        if self.times.len() != self.keypoints.frames() {
-            return None;
-        }
-        let rule = params.features();
-        let (t, hit) = (self.times.times(), self.log.first_light);
-        Some((
-            features::measure(&self.keypoints.left_x, t, hit, Side::Left, &rule),
-            features::measure(&self.keypoints.right_x, t, hit, Side::Right, &rule),
-        ))
+        features::measure_both(self.keypoints, self.times, self.log.first_light, &params.features()).ok()
     }
 
     /// The blade contacts around the first light.

@@ -160,14 +160,7 @@ pub fn settle(
 
 /// Decides a double touch with the given parameters.
 pub fn decide_with(keypoints: &Keypoints, log: &PhraseLog, times: &FrameTimes, params: &V3Params) -> Result<V2Decision, V2Error> {
-    if times.len() != keypoints.frames() {
-        return Err(V2Error::BadTimes(format!("{} times for {} frames", times.len(), keypoints.frames())));
-    }
-    let t = times.times();
-    let hit = log.first_light;
-    let rule = params.features();
-    let left = features::measure(&keypoints.left_x, t, hit, Side::Left, &rule);
-    let right = features::measure(&keypoints.right_x, t, hit, Side::Right, &rule);
+    let (left, right) = features::measure_both(keypoints, times, log.first_light, &params.features())?;
     let margin = left.score - right.score;
     let contacts = BladeContacts::read(log);
     let (winner, decided_by) = settle(&left, &right, log, &contacts, params.ground_tie, params.rules);
@@ -175,7 +168,7 @@ pub fn decide_with(keypoints: &Keypoints, log: &PhraseLog, times: &FrameTimes, p
     let mut decision = V2Decision::unexplained(Settled { winner, decided_by, margin, confidence }, log, times, &contacts, left, right);
     decision.doubts = doubts(&decision);
     decision.uncertain = !decision.doubts.is_empty();
-    decision.explanation = explain::explain(winner, &decision, log.last_light - hit);
+    decision.explanation = explain::explain(winner, &decision, log.last_light - log.first_light);
     Ok(decision)
 }
 
