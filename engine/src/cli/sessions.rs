@@ -10,7 +10,6 @@ use clap::Args;
 use referee_store::{self as store, RefereeCall};
 use serde_json::{json, Value};
 
-use crate::kinematics::{Keypoints, Row};
 use crate::workbook;
 
 /// Arguments of `export`.
@@ -122,7 +121,8 @@ fn session_row(dir: &Path, id: &str) -> Result<Option<Value>, RowError> {
         "id": id,
         "signal": signal,
         "normalisation_constant": result["metadata"]["normalisation_constant"],
-        "keypoints": keypoints_json(&keypoints),
+        // NaN (a point not seen) serialises as null, the shape `Keypoints::from_json` reads.
+        "keypoints": serde_json::to_value(&keypoints).map_err(|e| bad(&e.to_string()))?,
         "referee_call": call.call.winner(),
     });
     let times: Option<Vec<f64>> = frames.iter().take(keypoints.frames()).map(|f| f.timestamp).collect();
@@ -141,20 +141,6 @@ fn workbook_path(dir: &Path, named: &Path) -> PathBuf {
         Some(here) if here.is_file() => here,
         _ => named.to_owned(),
     }
-}
-
-/// Keypoints in the JSON shape [`Keypoints::from_json`] reads: per side and axis, one list of
-/// 17 numbers per frame, `null` where a point is missing.
-fn keypoints_json(k: &Keypoints) -> Value {
-    let frames = |rows: &[Row]| -> Value {
-        rows.iter().map(|row| row.iter().map(|&v| if v.is_finite() { json!(v) } else { Value::Null }).collect::<Value>()).collect()
-    };
-    json!({
-        "left_x": frames(&k.left_x),
-        "left_y": frames(&k.left_y),
-        "right_x": frames(&k.right_x),
-        "right_y": frames(&k.right_y),
-    })
 }
 
 /// The evening a phrase belongs to, `YYYYMMDD`: the date of the log's `Phrase N initialized at
@@ -196,6 +182,7 @@ pub fn run_export(args: ExportArgs) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinematics::{Keypoints, Row};
     use referee_store::Call;
 
     const LOG: &str = "Phrase 7 initialized at 2026-12-05 19:40:02\n\

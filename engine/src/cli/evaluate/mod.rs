@@ -143,16 +143,11 @@ fn report(outcomes: &[Outcome]) -> Value {
 fn outcome(p: &by_evening::Phrase, engine: EngineChoice) -> Result<Outcome, String> {
     let short = p.log.time_to_hit() <= v2::SHORT_PHRASE_S;
     let fps30 = p.times.rate() >= FPS30_FROM;
-    let (winner, decision, confidence, sure) = match engine {
-        EngineChoice::Legacy => (p.legacy.clone()?, None, 1.0, true),
-        EngineChoice::V2 | EngineChoice::V3 => {
-            let d = match engine {
-                EngineChoice::V3 => v3::decide(&p.keypoints, &p.log, &p.times),
-                _ => v2::decide(&p.keypoints, &p.log, &p.times),
-            }
-            .map_err(|e| e.to_string())?;
-            (d.winner.clone(), Some(d.clone()), d.confidence, !d.uncertain)
-        }
+    let timed = |decided: Result<V2Decision, v2::V2Error>| decided.map(|d| (d.winner.clone(), d.confidence, !d.uncertain, Some(d))).map_err(|e| e.to_string());
+    let (winner, confidence, sure, decision) = match engine {
+        EngineChoice::Legacy => (p.legacy.clone()?, 1.0, true, None),
+        EngineChoice::V2 => timed(v2::decide(&p.keypoints, &p.log, &p.times))?,
+        EngineChoice::V3 => timed(v3::decide(&p.keypoints, &p.log, &p.times))?,
     };
     Ok(Outcome { id: p.id.clone(), call: p.call.map(|c| c.name().to_owned()), short, fps30, winner, v2: decision, confidence, sure })
 }
