@@ -9,7 +9,8 @@ use crate::timeline::Timeline;
 use crate::tracker::KEYPOINTS;
 use crate::frame_times::FrameTimes;
 use crate::signal::events::{self, PhraseLog};
-use crate::v2;
+use crate::v2::{self, V2Decision, V2Error};
+use crate::v3;
 
 /// A referee's call line as the recorder writes it after the phrase.
 const CALL: &str = "[2026-01-27 21:23:11] Confirmed result winner: Left Fencer (Red Lamp)";
@@ -23,7 +24,10 @@ pub fn check_input(data: &[u8]) {
     }
 }
 
-/// Both parsers on one log, and both engines on what they read from it.
+/// A time-true engine's decision of a read phrase.
+type TimedEngine = fn(&Keypoints, &PhraseLog, &FrameTimes) -> Result<V2Decision, V2Error>;
+
+/// Both parsers on one log, and every engine on what they read from it.
 fn check_text(text: &str, seed: &[u8]) {
     let legacy = signal::parse(text);
     assert_eq!(legacy, signal::parse(text), "signal::parse is not deterministic");
@@ -67,11 +71,14 @@ fn check_text(text: &str, seed: &[u8]) {
     if let Ok(log) = &log {
         let times = FrameTimes::estimate(keypoints.frames(), log);
         assert_eq!(times.len(), keypoints.frames(), "estimated times for every frame");
-        let decision = v2::decide(&keypoints, log, &times).expect("one time per frame decides");
-        assert!(["left", "right"].contains(&decision.winner.as_str()), "v2 winner {:?}", decision.winner);
-        assert!(!decision.confidence.is_nan(), "v2 confidence is NaN for {log:?}");
-        assert!((0.5..=1.0).contains(&decision.confidence), "v2 confidence {}", decision.confidence);
-        assert_eq!(decision.uncertain, !decision.doubts.is_empty());
+        let engines: [(&str, TimedEngine); 2] = [("v2", v2::decide), ("v3", v3::decide)];
+        for (name, decide) in engines {
+            let decision = decide(&keypoints, log, &times).expect("one time per frame decides");
+            assert!(["left", "right"].contains(&decision.winner.as_str()), "{name} winner {:?}", decision.winner);
+            assert!(!decision.confidence.is_nan(), "{name} confidence is NaN for {log:?}");
+            assert!((0.5..=1.0).contains(&decision.confidence), "{name} confidence {}", decision.confidence);
+            assert_eq!(decision.uncertain, !decision.doubts.is_empty());
+        }
     }
 }
 

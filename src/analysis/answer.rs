@@ -1,4 +1,4 @@
-//! The answer to a decided phrase, in the legacy service's shape (with both engines' calls and,
+//! The answer to a decided phrase, in the legacy service's shape (with every engine's calls and,
 //! for streamed phrases, the stream's counters), saved as `analysis_result.json` before it is
 //! returned, and the phrase's timeline beside it. Nothing here knows HTTP.
 
@@ -41,7 +41,7 @@ pub struct PhraseAnswer {
     pub artifact_dir: String,
     /// Seconds from the request (or the stream's start) to the answer.
     pub wall_time_seconds: f64,
-    /// Whose call `decision` is: `legacy` or `v2`.
+    /// Whose call `decision` is: `legacy`, `v2` or `v3`.
     pub engine: String,
     /// Every engine's call.
     pub decisions: Decisions,

@@ -375,7 +375,7 @@ impl PhrasePipeline {
         self.options.dir.join(format!("{}_{suffix}", self.options.stem))
     }
 
-    /// Normalises, decides with both engines and writes the workbook; closes the videos.
+    /// Normalises, decides with every engine and writes the workbook; closes the videos.
     pub fn finish(mut self, log: &ScoringLog) -> Result<PhraseOutcome, PipelineError> {
         self.flush()?;
         let times = self.frame_times();

@@ -1,7 +1,7 @@
 //! The piste view: the pages a referee or a tournament director opens on a tablet, a phone or
 //! the camera laptop. `GET /` lists the sessions (newest first, refreshed live), `GET
 //! /sessions/{id}/view` follows one phrase (frames in and analysed, the latest analysed frame
-//! with the skeletons, then the verdict, both engines' calls, the timeline and the downloads).
+//! with the skeletons, then the verdict, the three engines' calls, the timeline and the downloads).
 //! The pages are embedded in the binary, use relative URLs only (so they work behind a proxy at
 //! a sub-path) and load nothing from outside (a venue may be offline); their data comes from
 //! the JSON routes.

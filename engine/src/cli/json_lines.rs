@@ -1,5 +1,5 @@
 //! The engine's JSON-lines tools, one JSON line out per line in: `decide` (phrases, or one
-//! phrase from a log and a keypoints workbook; `--engine legacy` or `v2`), `parse-signal` and
+//! phrase from a log and a keypoints workbook; `--engine legacy`, `v2` or `v3`), `parse-signal` and
 //! `track`. A bad line gives an `error` line, never a stop.
 
 use std::io::{BufRead, BufReader, Write};
