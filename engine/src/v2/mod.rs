@@ -238,38 +238,79 @@ pub fn decide_with(
     // Seconds before the first light of each blade contact from a second before it to the last
     // light (negative: after the first light), and those at or before the first light.
     let contacts = BladeContacts::read(log);
-    let last_contact_before_s = contacts.last_before;
-    let beat = is_beat(last_contact_before_s, params.beat_window);
-    let parry = parried(&left, &right, &contacts.before);
-    let (winner, decided_by) = if let Some((parrier, _)) = parry {
-        (parrier, DecidedBy::Parry)
-    } else if margin > 0.0 {
-        (Side::Left, DecidedBy::Advance)
-    } else if margin < 0.0 {
-        (Side::Right, DecidedBy::Advance)
-    } else if let (true, Some(first)) = (beat, log.first_light_side) {
-        // A dead heat with a beat just before the lights: the one who hit first after it.
-        (first, DecidedBy::Beat)
-    } else if let Some(first) = log.first_light_side {
-        // A dead heat (both advancing since the video began, as a rule): the second light.
-        (first.other(), DecidedBy::SecondLight)
-    } else {
-        // Both lights at once too: the one who gained less ground. Both tie-breaks are the same
-        // function of each fencer, so the rule stays symmetric; right only when all is equal.
-        let less = if left.gain_last_s < right.gain_last_s { Side::Left } else { Side::Right };
-        (less, DecidedBy::LessGround)
-    };
+    let how = Settling { second_light: true, beat_window: params.beat_window, parry: true, ground: GroundTie::Less };
+    let (winner, decided_by, parry_contact) = settle(&left, &right, log, &contacts, &how);
 
     let confidence = 1.0 / (1.0 + (-margin.abs()).exp());
     let mut decision = V2Decision::unexplained(Settled { winner, decided_by, margin, confidence }, log, times, &contacts, left, right);
     decision.doubts = decision.doubts_with(params);
     decision.uncertain = !decision.doubts.is_empty();
     let settling_contact = match decided_by {
-        DecidedBy::Parry => parry.map(|p| p.1),
-        _ => last_contact_before_s,
+        DecidedBy::Parry => parry_contact,
+        _ => contacts.last_before,
     };
     decision.explanation = explain::explain(winner, &decision, log.last_light - log.first_light, settling_contact);
     Ok(decision)
+}
+
+/// How a simultaneous attack with both lights at once is settled by the ground gained in the
+/// last second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroundTie {
+    /// The fencer who gained less ground.
+    Less,
+    /// The fencer who gained more ground.
+    More,
+}
+
+/// Which rules settle a call beside the attack (the longer unbroken advance).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settling {
+    /// A dead heat with a light order goes to the second light.
+    pub second_light: bool,
+    /// A dead heat whose last blade contact came this long before the first light (least, most;
+    /// seconds) goes to the first light (a beat); `None`: no beat.
+    pub beat_window: Option<(f64, f64)>,
+    /// After a blade contact, the fencer who stopped while the other came on gets the touch,
+    /// whatever the advances (a parry).
+    pub parry: bool,
+    /// Both lights at once: to the fencer who gained less, or more, ground.
+    pub ground: GroundTie,
+}
+
+/// Who gets the touch and what settled it, in order: a parry, the attack (the higher score), a
+/// beat, the second light, the ground; and for a parry, the contact it followed (seconds
+/// before the first light). Each rule is the same function of each fencer, so the call is
+/// symmetric: right only when all is equal.
+pub fn settle(
+    left: &FencerFeatures,
+    right: &FencerFeatures,
+    log: &PhraseLog,
+    contacts: &BladeContacts,
+    how: &Settling,
+) -> (Side, DecidedBy, Option<f64>) {
+    let margin = left.score - right.score;
+    let parry = if how.parry { parried(left, right, &contacts.before) } else { None };
+    let beat = is_beat(contacts.last_before, how.beat_window);
+    if let Some((parrier, contact)) = parry {
+        (parrier, DecidedBy::Parry, Some(contact))
+    } else if margin > 0.0 {
+        (Side::Left, DecidedBy::Advance, None)
+    } else if margin < 0.0 {
+        (Side::Right, DecidedBy::Advance, None)
+    } else if let (true, Some(first)) = (beat, log.first_light_side) {
+        // A dead heat with a beat just before the lights: the one who hit first after it.
+        (first, DecidedBy::Beat, None)
+    } else if let (true, Some(first)) = (how.second_light, log.first_light_side) {
+        // A dead heat (both advancing since the video began, as a rule): the second light.
+        (first.other(), DecidedBy::SecondLight, None)
+    } else {
+        match how.ground {
+            GroundTie::Less => (if left.gain_last_s < right.gain_last_s { Side::Left } else { Side::Right }, DecidedBy::LessGround, None),
+            GroundTie::More => (if left.gain_last_s > right.gain_last_s { Side::Left } else { Side::Right }, DecidedBy::MoreGround, None),
+        }
+    }
 }
 
 /// The blade contacts around the first light, in seconds before it (negative: after it).
@@ -342,7 +383,7 @@ impl V2Decision {
 }
 
 /// True when the last contact before the first light (seconds before it) falls in the beat window.
-pub(crate) fn is_beat(last_contact_before_s: Option<f64>, window: Option<(f64, f64)>) -> bool {
+fn is_beat(last_contact_before_s: Option<f64>, window: Option<(f64, f64)>) -> bool {
     matches!((last_contact_before_s, window), (Some(c), Some((lo, hi))) if c >= lo && c <= hi)
 }
 
@@ -350,7 +391,7 @@ pub(crate) fn is_beat(last_contact_before_s: Option<f64>, window: Option<(f64, f
 /// blade contact (`contacts_before`: seconds before the first light, within the last second), after
 /// it this fencer's advance ended at least `PARRY_STOP_S` before the light, while the other's
 /// advance went on to the light. `None` when not exactly one fits.
-pub(crate) fn parried(left: &FencerFeatures, right: &FencerFeatures, contacts_before: &[f64]) -> Option<(Side, f64)> {
+fn parried(left: &FencerFeatures, right: &FencerFeatures, contacts_before: &[f64]) -> Option<(Side, f64)> {
     let still_advancing = |f: &FencerFeatures| f.advance_s > 0.0 && f.stopped_before_s.is_some_and(|s| s < PARRY_STOP_S);
     // The latest contact before the fencer's stop, if the fencer stopped.
     let contact_before_stop = |f: &FencerFeatures| {

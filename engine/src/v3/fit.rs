@@ -2,7 +2,8 @@
 //! and the counter-attack's weight from small grids (the most agreement; ties go to v2's values),
 //! the ground tie-break's direction, then the confidence's calibration on the calls that gives.
 
-use super::{settle, Calibration, GroundTie, Rules, V3Params};
+use super::{Calibration, Rules, V3Params};
+use crate::v2::{settle, GroundTie};
 use crate::features::{self, FencerFeatures};
 use crate::frame_times::FrameTimes;
 use crate::kinematics::Keypoints;
@@ -61,7 +62,8 @@ pub fn fit_rules(examples: &[Example], rules: Rules) -> V3Params {
                 let params = V3Params { advance_speed, advance_recent_s, counter_penalty, ground_tie: GroundTie::Less, rules, calibration: coin };
                 let measured: Vec<_> = examples.iter().filter_map(|e| Some((e, e.measure(&params)?))).collect();
                 for ground_tie in [GroundTie::Less, GroundTie::More] {
-                    let agree = measured.iter().filter(|(e, (l, r))| settle(l, r, e.log, &e.contacts(), ground_tie, rules).0 == e.call).count();
+                    let how = V3Params { ground_tie, ..params }.settling();
+                    let agree = measured.iter().filter(|(e, (l, r))| settle(l, r, e.log, &e.contacts(), &how).0 == e.call).count();
                     if best.as_ref().is_none_or(|(b, _)| agree > *b) {
                         best = Some((agree, V3Params { ground_tie, ..params }));
                     }
@@ -85,7 +87,7 @@ pub fn fit_rules(examples: &[Example], rules: Rules) -> V3Params {
         .filter_map(|e| {
             let (l, r) = e.measure(&params)?;
             let contacts = e.contacts();
-            let (winner, decided_by) = settle(&l, &r, e.log, &contacts, params.ground_tie, params.rules);
+            let (winner, decided_by, _) = settle(&l, &r, e.log, &contacts, &params.settling());
             Some(Fitted { decided_by, margin: (l.score - r.score).abs(), blade: contacts.nearest.is_some(), agreed: winner == e.call })
         })
         .collect();

@@ -29,26 +29,14 @@ pub mod fit;
 use serde::Serialize;
 
 pub use calibration::Calibration;
-use crate::features::{self, FeatureRule, FencerFeatures};
+use crate::features::{self, FeatureRule};
 use crate::frame_times::FrameTimes;
 use crate::kinematics::Keypoints;
-use crate::side::Side;
 use crate::signal::events::{self, PhraseLog};
-use crate::v2::{BladeContacts, DecidedBy, Settled, V2Decision, V2Error};
+use crate::v2::{settle, BladeContacts, DecidedBy, GroundTie, Settled, Settling, V2Decision, V2Error, BEAT_WINDOW_S};
 
 /// Calibrated confidence from which a call is sure.
 pub const SURE_AT: f64 = 0.9;
-
-/// How a simultaneous attack with both lights at once is settled by the ground gained in the
-/// last second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroundTie {
-    /// The fencer who gained less ground.
-    Less,
-    /// The fencer who gained more ground.
-    More,
-}
 
 /// Which rules settle a call beside the attack: those `v3` keeps, and those it dropped, for
 /// measuring what each adds by evening (`evaluate`'s `ablations`).
@@ -86,6 +74,16 @@ pub struct V3Params {
 }
 
 impl V3Params {
+    /// How these parameters settle a call beside the attack.
+    pub fn settling(&self) -> Settling {
+        Settling {
+            second_light: self.rules.second_light,
+            beat_window: self.rules.beat.then_some(BEAT_WINDOW_S),
+            parry: self.rules.parry,
+            ground: self.ground_tie,
+        }
+    }
+
     /// The fencers' measuring rule these parameters give (v2's windows otherwise).
     pub fn features(&self) -> FeatureRule {
         let mut rule = crate::v2::FEATURES;
@@ -125,45 +123,12 @@ pub fn decide_log(keypoints: &Keypoints, log: &str, times: Option<FrameTimes>) -
     decide(keypoints, &log, &times)
 }
 
-/// What settled a call and who won it, before any confidence: the attack, else the light order,
-/// else the ground (and v2's parry and beat where `rules` ask for them).
-pub fn settle(
-    left: &FencerFeatures,
-    right: &FencerFeatures,
-    log: &PhraseLog,
-    contacts: &BladeContacts,
-    ground_tie: GroundTie,
-    rules: Rules,
-) -> (Side, DecidedBy) {
-    let margin = left.score - right.score;
-    let parry = if rules.parry { crate::v2::parried(left, right, &contacts.before) } else { None };
-    let beat = rules.beat && crate::v2::is_beat(contacts.last_before, Some(crate::v2::BEAT_WINDOW_S));
-    if let Some((parrier, _)) = parry {
-        (parrier, DecidedBy::Parry)
-    } else if margin > 0.0 {
-        (Side::Left, DecidedBy::Advance)
-    } else if margin < 0.0 {
-        (Side::Right, DecidedBy::Advance)
-    } else if let (true, Some(first)) = (beat, log.first_light_side) {
-        (first, DecidedBy::Beat)
-    } else if let (true, Some(first)) = (rules.second_light, log.first_light_side) {
-        (first.other(), DecidedBy::SecondLight)
-    } else {
-        // The same function of each fencer, so the rule stays symmetric; right only when all is equal.
-        let left_less = left.gain_last_s < right.gain_last_s;
-        match ground_tie {
-            GroundTie::Less => (if left_less { Side::Left } else { Side::Right }, DecidedBy::LessGround),
-            GroundTie::More => (if left.gain_last_s > right.gain_last_s { Side::Left } else { Side::Right }, DecidedBy::MoreGround),
-        }
-    }
-}
-
 /// Decides a double touch with the given parameters.
 pub fn decide_with(keypoints: &Keypoints, log: &PhraseLog, times: &FrameTimes, params: &V3Params) -> Result<V2Decision, V2Error> {
     let (left, right) = features::measure_both(keypoints, times, log.first_light, &params.features())?;
     let margin = left.score - right.score;
     let contacts = BladeContacts::read(log);
-    let (winner, decided_by) = settle(&left, &right, log, &contacts, params.ground_tie, params.rules);
+    let (winner, decided_by, _) = settle(&left, &right, log, &contacts, &params.settling());
     let confidence = params.calibration.confidence(decided_by, margin.abs(), contacts.nearest.is_some());
     let mut decision = V2Decision::unexplained(Settled { winner, decided_by, margin, confidence }, log, times, &contacts, left, right);
     decision.doubts = doubts(&decision);
