@@ -1,6 +1,6 @@
 //! `evaluate`: how often an engine agrees with the referee's recorded call, with the
 //! call's own lines stripped from each log before deciding; overall, per phrase type, when sure,
-//! with the reliability of its confidence; by evening for every engine ([`by_evening`]); and (for
+//! with the reliability of its confidence; by evening for every engine (`by_evening.rs`); and (for
 //! `v2`, `--folds`) cross-validated over what it fits, the sure margin and the beat window.
 
 use std::io::{BufRead, BufReader};
