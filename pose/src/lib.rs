@@ -5,9 +5,12 @@
 //! This module owns every tensor of the pose side and knows nothing of OpenCV or HTTP, so the
 //! same code runs on a GPU machine that has libtorch alone.
 
+pub mod local;
+pub mod openvino;
 pub mod scheduler;
 pub mod triton;
 
+pub use local::{load_local, LocalPose, PoseRuntime};
 pub use scheduler::{PoseBackend, PoseScheduler, SchedulerSettings, SchedulerStats, Ticket};
 
 use std::path::{Path, PathBuf};
@@ -193,6 +196,56 @@ impl DeviceChoice {
     }
 }
 
+/// The number format pose computes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// 32-bit floats: the `.pt`'s own results (the default).
+    #[default]
+    F32,
+    /// bfloat16 where the CPU has it (AVX512-BF16, AMX): about twice as fast on such a CPU, and
+    /// keypoints that move by around a pixel, so never chosen unless asked for.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = PoseError;
+    fn from_str(s: &str) -> Result<Self, PoseError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(PoseError::Device(format!("unknown pose precision {other:?} (use f32 or bf16)"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+/// Which way pose runs, for logs, `/health` and `/stats`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PosePath {
+    /// `libtorch`, `openvino` or `triton`.
+    pub runtime: &'static str,
+    /// The number format.
+    pub precision: Precision,
+    /// `cpu`, `cuda:0`, or the remote server's address.
+    pub device: String,
+    /// The CPU threads the forward pass uses, where this process runs it on a CPU.
+    pub threads: Option<usize>,
+}
+
+impl serde::Serialize for Precision {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// How the model lays out its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputLayout {
@@ -233,6 +286,9 @@ pub enum PoseError {
     /// A remote pose backend (Triton) cannot be reached or does not answer in time.
     #[error("the pose backend is unavailable: {0}")]
     Unavailable(String),
+    /// A pose runtime (OpenVINO) cannot be loaded, or failed in a call.
+    #[error("{0}")]
+    Runtime(String),
 }
 
 /// A loaded, checked YOLO-pose TorchScript on its device.
@@ -409,7 +465,7 @@ fn blank_batch(batch: i64, frame: Letterbox, device: Device) -> Tensor {
 }
 
 /// One frame's output → its detections in frame pixels.
-fn decode(layout: OutputLayout, output: &Tensor, frame: &Letterbox) -> Vec<PoseDetection> {
+pub(crate) fn decode(layout: OutputLayout, output: &Tensor, frame: &Letterbox) -> Vec<PoseDetection> {
     // Rows of [x1|cx, y1|cy, x2|w, y2|h, score, (class,) 51 keypoint values].
     let rows = match layout {
         OutputLayout::Raw => output.transpose(0, 1),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tch::Tensor;
 
-use crate::{InputShape, Letterbox, PoseDetection, PoseError, PoseModel};
+use crate::{InputShape, Letterbox, PoseDetection, PoseError, PoseModel, PosePath, Precision};
 
 /// What runs pose on a batch of letterboxed frames.
 pub trait PoseBackend: Send + Sync + 'static {
@@ -26,6 +26,8 @@ pub trait PoseBackend: Send + Sync + 'static {
     fn detect(&self, inputs: &[Tensor], frames: &[Letterbox]) -> Result<Vec<Vec<PoseDetection>>, PoseError>;
     /// A short name for logs and `/health` (e.g. `local cpu`).
     fn describe(&self) -> String;
+    /// Which runtime, precision and device run pose.
+    fn pose_path(&self) -> PosePath;
 }
 
 impl PoseBackend for PoseModel {
@@ -43,6 +45,16 @@ impl PoseBackend for PoseModel {
             tch::Device::Cuda(i) => format!("cuda:{i}"),
             other => format!("{other:?}").to_lowercase(),
         })
+    }
+
+    fn pose_path(&self) -> PosePath {
+        let device = match self.device() {
+            tch::Device::Cpu => "cpu".to_owned(),
+            tch::Device::Cuda(i) => format!("cuda:{i}"),
+            other => format!("{other:?}").to_lowercase(),
+        };
+        let threads = (self.device() == tch::Device::Cpu).then(|| tch::get_num_threads().max(1) as usize);
+        PosePath { runtime: "libtorch", precision: Precision::F32, device, threads }
     }
 }
 
@@ -126,6 +138,7 @@ pub struct PoseScheduler {
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     input_shape: InputShape,
     description: String,
+    path: PosePath,
     settings: SchedulerSettings,
     counters: Arc<SchedulerCounters>,
 }
@@ -146,12 +159,12 @@ impl PoseScheduler {
         };
         let (queue, jobs) = mpsc::sync_channel(settings.queue_capacity);
         let counters = Arc::new(SchedulerCounters::default());
-        let (input_shape, description) = (backend.input_shape(), backend.describe());
+        let (input_shape, description, path) = (backend.input_shape(), backend.describe(), backend.pose_path());
         let worker_counters = counters.clone();
         let thread = std::thread::Builder::new()
             .name("pose-scheduler".into())
             .spawn(move || run_batches(backend, jobs, settings, &worker_counters))?;
-        Ok(PoseScheduler { queue, thread: std::sync::Mutex::new(Some(thread)), input_shape, description, settings, counters })
+        Ok(PoseScheduler { queue, thread: std::sync::Mutex::new(Some(thread)), input_shape, description, path, settings, counters })
     }
 
     /// Stops the batching thread once the frames queued before this call are answered, and
@@ -177,6 +190,11 @@ impl PoseScheduler {
     /// The backend, in a few words.
     pub fn describe(&self) -> &str {
         &self.description
+    }
+
+    /// Which runtime, precision and device the backend runs pose on.
+    pub fn pose_path(&self) -> &PosePath {
+        &self.path
     }
 
     /// How batches are formed.
@@ -337,6 +355,9 @@ mod tests {
         }
         fn describe(&self) -> String {
             "recorder".into()
+        }
+        fn pose_path(&self) -> crate::PosePath {
+            crate::PosePath { runtime: "recorder", precision: crate::Precision::F32, device: "test".into(), threads: None }
         }
     }
 

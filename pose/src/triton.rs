@@ -371,6 +371,10 @@ impl PoseBackend for TritonPose {
     fn describe(&self) -> String {
         self.describe.clone()
     }
+
+    fn pose_path(&self) -> crate::PosePath {
+        crate::PosePath { runtime: "triton", precision: crate::Precision::F32, device: self.settings.url.clone(), threads: None }
+    }
 }
 
 #[cfg(test)]
