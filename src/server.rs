@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use referee_pose::triton::TritonPose;
-use referee_pose::{DeviceChoice, PoseBackend, PoseError, PoseModel, PoseScheduler, SchedulerSettings};
+use referee_pose::{DeviceChoice, PoseBackend, PoseError, PoseRuntime, PoseScheduler, Precision, SchedulerSettings};
 use crate::config::ServeConfig;
 use crate::error::{ApiError, ResponseBody};
 use crate::handlers::{analyze, health, sessions, stream, view, websocket, RequestBody};
@@ -368,12 +368,18 @@ fn spawn_model_loader(state: Arc<AppState>, device: DeviceChoice, failed: onesho
     })
 }
 
-/// The model in this process, loaded and warmed up.
+/// The model in this process, on the runtime and precision asked for, loaded and warmed up.
 fn load_local(state: &AppState, device: DeviceChoice) -> Result<Arc<dyn PoseBackend>, PoseError> {
-    let model = PoseModel::load(&state.config.model, device)?;
-    let ms = model.warm_up(WARM_UP_ROUNDS)?;
-    info!(device = ?model.device(), layout = ?model.layout(), warm_forward_ms = format!("{ms:.1}"), "local model loaded");
-    Ok(Arc::new(model))
+    let runtime: PoseRuntime = state.config.pose_runtime.parse()?;
+    let precision: Precision = state.config.pose_precision.parse()?;
+    let local = referee_pose::load_local(&state.config.model, device, runtime, precision, WARM_UP_ROUNDS)?;
+    if let Some(why) = &local.fallback {
+        warn!(%why, "pose on libtorch, not OpenVINO");
+    }
+    let path = local.backend.pose_path();
+    info!(runtime = path.runtime, precision = %path.precision, device = %path.device, threads = ?path.threads,
+          warm_forward_ms = format!("{:.1}", local.warm_forward_ms), "local model loaded");
+    Ok(local.backend)
 }
 
 /// How often Triton's readiness is checked (and, until it first answers, connection retried).

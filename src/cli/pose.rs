@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::analysis::frames::{Frame, FrameSource};
 use crate::analysis::letterbox::letterbox;
-use referee_pose::{DeviceChoice, PoseModel};
+use referee_pose::{load_local, DeviceChoice, PoseRuntime, Precision};
 use tch::Tensor;
 
 /// Arguments of `ai-referee pose`.
@@ -20,6 +20,14 @@ pub struct PoseArgs {
     /// Where pose runs: auto, cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Which runtime runs pose: `auto` (OpenVINO on a CPU when the model's IR is beside it, else
+    /// libtorch), `libtorch` or `openvino`.
+    #[arg(long, env = "REFEREE_POSE_RUNTIME", default_value = "auto")]
+    pub pose_runtime: String,
+    /// The number format: `f32` (the `.pt`'s own results) or `bf16` (OpenVINO on CPUs with
+    /// AVX512-BF16 or AMX: faster, keypoints moved by about a pixel).
+    #[arg(long, env = "REFEREE_POSE_PRECISION", default_value = "f32")]
+    pub pose_precision: String,
     /// Frames per forward pass.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -36,8 +44,13 @@ pub struct PoseArgs {
 /// "height", "detections"}` per frame on stdout; timings go to stderr.
 pub fn run(args: PoseArgs) -> Result<(), String> {
     let device: DeviceChoice = args.device.parse().map_err(|e| format!("{e}"))?;
-    let model = PoseModel::load(&args.model, device).map_err(|e| e.to_string())?;
-    model.warm_up(2).map_err(|e| e.to_string())?;
+    let runtime: PoseRuntime = args.pose_runtime.parse().map_err(|e| format!("{e}"))?;
+    let precision: Precision = args.pose_precision.parse().map_err(|e| format!("{e}"))?;
+    let local = load_local(&args.model, device, runtime, precision, 2).map_err(|e| e.to_string())?;
+    if let Some(why) = &local.fallback {
+        eprintln!("pose: libtorch, not OpenVINO: {why}");
+    }
+    let model = local.backend;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let batch_size = args.batch.max(1);
@@ -87,9 +100,9 @@ pub fn run(args: PoseArgs) -> Result<(), String> {
     }
     if frames_done > 0 {
         eprintln!(
-            "pose: {frames_done} frames, {:.1} ms/frame (letterbox + forward + NMS) on {:?}",
+            "pose: {frames_done} frames, {:.1} ms/frame (letterbox + forward + NMS) on {}",
             seconds * 1e3 / frames_done as f64,
-            model.device()
+            model.describe()
         );
     }
     Ok(())

@@ -17,7 +17,12 @@ pub fn health(state: &AppState) -> Response<ResponseBody> {
         "model_path": state.config.model.display().to_string(),
         "model_loaded": loaded,
     });
-    // The legacy's three keys exactly, unless pose runs elsewhere: then which, and whether it answers.
+    // The legacy's three keys, then how pose runs once it does: the runtime and the precision.
+    if let Some(pose) = pose {
+        body["pose_runtime"] = pose.pose_path().runtime.into();
+        body["pose_precision"] = pose.pose_path().precision.to_string().into();
+    }
+    // Where pose runs elsewhere: which, and whether it answers.
     if state.config.pose_backend == "triton" {
         body["pose_backend"] = "triton".into();
         body["pose_backend_url"] = state.config.triton_url.clone().into();
@@ -26,7 +31,7 @@ pub fn health(state: &AppState) -> Response<ResponseBody> {
     json_response(StatusCode::OK, &body)
 }
 
-/// `GET /stats`: `{"pose": {"backend", "max_batch", "batch_wait_ms", "stats": {"backlog", ...}}
+/// `GET /stats`: `{"pose": {"backend", "path": {"runtime", "precision", "device", "threads"}, "max_batch", "batch_wait_ms", "stats": {"backlog", ...}}
 /// | null, "analysis": {...}}`.
 pub fn stats(state: &AppState) -> Response<ResponseBody> {
     let mut body = json!({ "pose": null });
@@ -34,6 +39,7 @@ pub fn stats(state: &AppState) -> Response<ResponseBody> {
         let settings = pose.settings();
         body["pose"] = json!({
             "backend": pose.describe(),
+            "path": pose.pose_path(),
             "max_batch": settings.max_batch,
             "batch_wait_ms": settings.batch_wait.as_secs_f64() * 1e3,
             "stats": pose.stats(),
