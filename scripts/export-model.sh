@@ -7,18 +7,66 @@
 # 640x384), exactly as Ultralytics' `predict` does for the `.pt`, so its detections equal the
 # `.pt`'s. `--fixed` exports the classic 640x640 model instead (frames padded to the square; its
 # detections differ from the `.pt`'s on non-square frames).
-# Usage: scripts/export-model.sh [--fixed] WEIGHTS.pt [OUT.torchscript]
+# `--openvino` exports the same network as an OpenVINO IR directory instead (any input shape, fp32
+# weights), which `--pose-runtime openvino` (and `auto` on a CPU) runs: OUT defaults to
+# WEIGHTS_openvino_model/, the directory the server looks for beside the TorchScript.
+# Usage: scripts/export-model.sh [--fixed | --openvino] WEIGHTS.pt [OUT]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FIXED=0
-if [ "${1:-}" = "--fixed" ]; then FIXED=1; shift; fi
-[ $# -ge 1 ] || { echo "usage: $0 [--fixed] WEIGHTS.pt [OUT.torchscript]" >&2; exit 2; }
+FORMAT=torchscript
+case "${1:-}" in
+  --fixed) FIXED=1; shift ;;
+  --openvino) FORMAT=openvino; shift ;;
+esac
+[ $# -ge 1 ] || { echo "usage: $0 [--fixed | --openvino] WEIGHTS.pt [OUT]" >&2; exit 2; }
 WEIGHTS="$1"
-OUT="${2:-${WEIGHTS%.pt}.torchscript}"
+if [ "$FORMAT" = openvino ]; then
+  OUT="${2:-${WEIGHTS%.pt}_openvino_model}"
+else
+  OUT="${2:-${WEIGHTS%.pt}.torchscript}"
+fi
 [ -f "$WEIGHTS" ] || { echo "export-model: $WEIGHTS does not exist" >&2; exit 2; }
 [ -f "$ROOT/scripts/env.sh" ] || { echo "export-model: run scripts/setup.sh first" >&2; exit 1; }
 # shellcheck source=/dev/null
 . "$ROOT/scripts/env.sh"
+if [ "$FORMAT" = openvino ]; then
+  python - "$WEIGHTS" "$OUT" <<'PY'
+import os, shutil, sys, tempfile
+import numpy as np
+import openvino as ov
+from ultralytics import YOLO
+
+weights, out = sys.argv[1], sys.argv[2].rstrip("/")
+work = tempfile.mkdtemp(prefix="export-model-")
+copy = os.path.join(work, os.path.basename(weights))
+shutil.copy(weights, copy)
+model = YOLO(copy)
+if model.task != "pose":
+    sys.exit(f"export-model: {weights} is a {model.task} model, not a pose model")
+# fp32 weights (half=False): the runtime's precision is chosen when the server compiles it.
+exported = model.export(format="openvino", imgsz=640, dynamic=True, half=False, verbose=False)
+stem = os.path.splitext(os.path.basename(weights))[0]
+# The IR's files take the directory's stem, as the server reads <dir>/<stem>.xml.
+part = out + ".part"
+shutil.rmtree(part, ignore_errors=True)
+shutil.move(exported, part)
+shutil.rmtree(out, ignore_errors=True)
+os.replace(part, out)
+shutil.rmtree(work, ignore_errors=True)
+
+core = ov.Core()
+xml = os.path.join(out, stem + ".xml")
+net = core.read_model(xml)
+for h, w, cells in ((640, 640, 8400), (384, 640, 48 * 80 + 24 * 40 + 12 * 20)):
+    net.reshape([1, 3, h, w])
+    y = core.compile_model(net, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(np.zeros((1, 3, h, w), np.float32))[0]
+    if list(y.shape) != [1, 56, cells]:
+        sys.exit(f"export-model: {xml} gives {list(y.shape)} for {w}x{h}, expected [1, 56, {cells}]")
+print(f"export-model: wrote {out}/ (OpenVINO IR {stem}.xml, any multiple of 32, fp32)", file=sys.stderr)
+PY
+  exit 0
+fi
 python - "$WEIGHTS" "$OUT" "$FIXED" <<'PY'
 import os, shutil, sys, tempfile
 import torch

@@ -38,6 +38,7 @@ if ! cmp -s scripts/requirements.txt "$STAMP" 2>/dev/null; then
   cp scripts/requirements.txt "$STAMP"
 fi
 TORCH_LIB="$(.venv/bin/python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+OPENVINO_LIB="$(.venv/bin/python -c 'import os, openvino; print(os.path.join(os.path.dirname(openvino.__file__), "libs"))')"
 
 # --- scripts/env.sh ----------------------------------------------------------------------------
 ENV_FILE="scripts/env.sh"
@@ -46,7 +47,8 @@ export LIBTORCH_USE_PYTORCH=1
 export PATH=\"$ROOT/.venv/bin:\$PATH\"
 export LD_LIBRARY_PATH=\"$TORCH_LIB\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\"
 export YOLO_CONFIG_DIR=\"$ROOT/.cache/ultralytics\"
-export YOLO_OFFLINE=1"
+export YOLO_OFFLINE=1
+export REFEREE_OPENVINO_LIB=\"$OPENVINO_LIB\""
 if [ "$(cat "$ENV_FILE" 2>/dev/null)" != "$ENV_TEXT" ]; then
   printf '%s\n' "$ENV_TEXT" > "$ENV_FILE"
 fi
@@ -87,6 +89,14 @@ export_model() { # OUT [--fixed]
 }
 export_model models/yolo11n-pose.torchscript
 export_model models/yolo11n-pose-640.torchscript --fixed
+# The same network as an OpenVINO IR (fp32, any shape): the CPU's fast path (--pose-runtime).
+export_model models/yolo11n-pose_openvino_model --openvino
+# Ultralytics' own OpenVINO and ONNX exports, the CPU peers scripts/bench.sh times beside ours.
+if [ ! -d models/peers/yolo11n-pose_openvino_model ] || [ ! -f models/peers/yolo11n-pose.onnx ]; then
+  say "exporting Ultralytics' OpenVINO and ONNX peers to models/peers"
+  python scripts/bench/export_peers.py models/yolo11n-pose.pt models/peers >.cache/export-peers.log 2>&1 \
+    || { cat .cache/export-peers.log >&2; exit 1; }
+fi
 
 # The marker model that finds the keypoints `ai-referee render` paints (recorded phrases).
 if [ ! models/marker-pose.torchscript -nt scripts/make-marker-model.py ]; then
