@@ -28,6 +28,10 @@ RESPONSE_TIMEOUT_S = 900.0
 
 _PR_SET_PDEATHSIG = 1
 
+# The REFEREE_* variables a server keeps from the caller's environment: where its tools and
+# libraries are (scripts/env.sh sets them), not how it runs.
+LOCATIONS = ("REFEREE_FFMPEG", "REFEREE_FFPROBE", "REFEREE_OPENVINO_LIB")
+
 
 def die_with_parent():
     """Runs in a child before exec: it gets SIGKILL if the driver dies, however it dies."""
@@ -57,7 +61,7 @@ class Server:
         self.binary_mtime = os.path.getmtime(binary)  # the build this server runs, should it be rebuilt meanwhile
         run_env = dict(os.environ if env is None else env)
         run_env.pop("RUST_LOG", None)  # would override --log-level and could hide the lines awaited
-        for key in [k for k in run_env if k.startswith("REFEREE_") and k not in ("REFEREE_FFMPEG", "REFEREE_FFPROBE")]:
+        for key in [k for k in run_env if k.startswith("REFEREE_") and k not in LOCATIONS]:
             run_env.pop(key)  # the flags say what a run is; a stray setting in the caller's shell must not change it
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=run_env, preexec_fn=die_with_parent)
@@ -70,6 +74,7 @@ class Server:
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
         self.addr = None
+        self.health = None  # /health's JSON once it said the model is loaded
 
     def _read_stderr(self):
         for raw in self.proc.stderr:
@@ -109,6 +114,7 @@ class Server:
         status, body = get_json(self.addr, "/health")
         if status != 200 or body.get("model_loaded") is not True:
             raise BenchError(f"{self.name}: /health after 'model ready' says {status} {body}")
+        self.health = body
         return self
 
     def rss_mb(self):

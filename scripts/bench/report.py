@@ -24,6 +24,13 @@ def _failed(part):
     return None
 
 
+def _cell(text, limit=160):
+    """A message fit for one table cell: its first line, shortened, without pipes."""
+    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    line = line.replace("|", "/")
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
 def goal_lines(results):
     lines = []
     for g in results["goals"]:
@@ -93,7 +100,10 @@ def markdown(r):
         f"| command | `{r['command']}` |",
         f"| machine | {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable), {m['ram_gb']} GB RAM, "
         f"Linux {m['kernel']}, no GPU |",
-        f"| software | Python {sw['python']}, torch {sw['torch']}, Ultralytics {sw['ultralytics']} |",
+        f"| software | Python {sw['python']}, torch {sw['torch']}, Ultralytics {sw['ultralytics']}"
+        + (f", OpenVINO {sw['openvino']} (CPU default precision {sw.get('openvino_cpu_default_precision')})"
+           if sw.get("openvino") else "")
+        + (f", ONNX Runtime {sw['onnxruntime']}" if sw.get("onnxruntime") else "") + " |",
         f"| runs | {runs} |",
         f"| 1-minute load average | {load_text} (at the start and after each section: other work on the machine "
         "shows here and adds noise) |",
@@ -136,28 +146,76 @@ def markdown(r):
         out.append(failed)
     else:
         t = pose["threads"]
+        default = pose.get("default_path") or {}
         out += [
             _HEAD,
-            _row("ours, ms/frame", pose["ours_ms_per_frame"], 1),
-            _row("Ultralytics predict of the `.pt`, ms/frame", pose["ultralytics_ms_per_frame"], 1),
-            _row("speedup (Ultralytics ms / ours ms)", pose["speedup"], 2, "×"),
+            _row(f"ours, default path ({default.get('name', '–')}), ms/frame", pose["ours_ms_per_frame"], 1),
         ]
+        for name, path in (pose.get("paths") or {}).items():
+            if "error" in path:
+                out.append(f"| ours, {name}, ms/frame | failed: {_cell(path['error'])} | | | |")
+            else:
+                same = " (the default path's runs)" if default.get("key") == name else ""
+                out.append(_row(f"ours, {name}: `{path['flags']}`{same}, ms/frame", path["ms_per_frame"], 1))
+        peers = pose.get("peers") or {}
+        labels = {"ultralytics_pt": "Ultralytics predict of the `.pt`",
+                  "ultralytics_openvino": "Ultralytics predict of its OpenVINO export",
+                  "ultralytics_onnx": "Ultralytics predict of its ONNX export"}
+        if peers:
+            for name, peer in peers.items():
+                label = labels.get(name, name)
+                if "inference_precision" in peer:
+                    label += f" ({peer['inference_precision']})"
+                if "error" in peer:
+                    out.append(f"| {label}, ms/frame | failed: {_cell(peer['error'])} | | | |")
+                else:
+                    out.append(_row(f"{label}, ms/frame", peer["ms_per_frame"], 1))
+        else:
+            out.append(_row("Ultralytics predict of the `.pt`, ms/frame", pose["ultralytics_ms_per_frame"], 1))
+        out.append(_row("speedup against the `.pt` (its ms / ours)", pose["speedup"], 2, "×"))
+        if pose.get("speedup_vs_fastest_export"):
+            out.append(_row(f"speedup against the fastest export, {pose['fastest_export']} (its ms / ours)",
+                            pose["speedup_vs_fastest_export"], 2, "×"))
         own = pose.get("ultralytics_own_threads")
         if own:
             out += [
-                _row(f"Ultralytics with its own thread choice ({own['threads']}), ms/frame", own["ms_per_frame"], 1),
+                _row(f"Ultralytics `.pt` with its own thread choice ({own['threads']}), ms/frame", own["ms_per_frame"], 1),
                 _row("speedup against that", own["speedup"], 2, "×"),
             ]
+        parity = pose.get("parity") or {}
+        rows = [(name, against, p) for name, entry in parity.items() for against, p in entry.items()]
+        rows += [(name, "vs_ultralytics_pt", peer["parity_vs_ultralytics_pt"])
+                 for name, peer in peers.items() if "parity_vs_ultralytics_pt" in peer]
+        if rows:
+            out += ["", f"Parity (the bar: {pose.get('parity_bar', '')}):", "",
+                    "| output | against | frames with another count | unmatched people | keypoints, max px | "
+                    "p99 px | meets the bar |", "|---|---|---|---|---|---|---|"]
+            for name, against, p in rows:
+                out.append(f"| {name} | {against[3:]} | {p['frames_count_differs']} of {p['frames']} | "
+                           f"{p['unmatched']} | {_num(p['keypoint_px_max'], 3)} | {_num(p['keypoint_px_p99'], 3)} | "
+                           f"{'yes' if p['meets_bar'] else '**no**'} |")
         out += [
             "",
             f"- Frames: the first {pose['frames']} frames of `data/demo.mp4` scaled to {pose['frame_size']} by "
-            "ffmpeg and stored as PNG, so both read the very same pixels; decoding is timed by neither.",
-            f"- Ours: {pose['ours']}.",
-            f"- Ultralytics: {pose['ultralytics']}.",
-            f"- Threads: {t['ours']} for ours, {t['ultralytics']} for Ultralytics ({t['setting']}; {t['note']}).",
+            "ffmpeg and stored as PNG, so all read the very same pixels; decoding is timed by none.",
+            f"- Ours: {pose['ours']}."
+            + (f" Default path: {default['name']} (\"{default['described_as']}\"), timed {default['timed']}."
+               if default else ""),
+            f"- Ultralytics: {pose['ultralytics']}."
+            + (f" Exports: {pose['ultralytics_exports']}." if pose.get("ultralytics_exports") else ""),
+            f"- Threads: {t['ours']} for ours, {t['ultralytics']} for Ultralytics"
+            + (f", runtimes of the peers {', '.join(f'{k} {v}' for k, v in t['peers'].items())}" if t.get("peers") else "")
+            + f" ({t['setting']}; {t['note']}).",
             f"- People found per frame (a check that both did the same work): ours {pose['people_per_frame']['ours']}, "
             f"Ultralytics {pose['people_per_frame']['ultralytics']}.",
         ]
+        ov = peers.get("ultralytics_openvino") or {}
+        if ov.get("inference_precision"):
+            out.append(f"- Ultralytics runs its OpenVINO export at OpenVINO's default CPU precision, which here is "
+                       f"**{ov['inference_precision']}** (it asks for none; OpenVINO picks bf16 on CPUs with "
+                       "AVX512-BF16 or AMX), so that peer is not an f32 run.")
+        if default.get("note"):
+            out.append(f"- **Note:** {default['note']}.")
 
     v = r.get("verdict_after_last_byte")
     out += ["", "## Verdict after the last byte: `/stream` vs `/analyze`", ""]
@@ -172,10 +230,15 @@ def markdown(r):
             _row("ratio (stream / analyze)", v["ratio"], 3, "×"),
             _row("`/stream`, the clip at its own 30 fps, s", v["stream_30fps_s"], 2),
             _row("`/stream` 15 fps, as the server reports it, s", v["stream_server_reported_s"], 2),
+        ]
+        if v.get("stream_30fps_1280x720_s"):
+            out.append(_row("`/stream`, the clip scaled to 1280×720 at 30 fps, s", v["stream_30fps_1280x720_s"], 2))
+        out += [
             "",
             f"- Clip: {v['clip']}; log: {v['log']}; model: {v['model']}; "
             f"server with fisheye {'on (the production default)' if v['fisheye'] else 'off'}.",
-            f"- `/stream`: {v['stream']}. At 30 fps: {v['stream_30fps']}.",
+            f"- `/stream`: {v['stream']}. At 30 fps: {v['stream_30fps']}."
+            + (f" At 1280×720: {v['stream_30fps_1280x720']}." if v.get("stream_30fps_1280x720") else ""),
             f"- `/analyze`: {v['analyze']}.",
             f"- Measured: {v['measured']}, by the client.",
             "- One server for this section and the next, started once and warmed by a short untimed stream.",
