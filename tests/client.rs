@@ -166,7 +166,8 @@ fn legacy_analyze_and_health_and_exit_codes() {
     assert!(health.status.success());
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["model_loaded"], true);
     let keys: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("  \"")).map(|l| l.split('"').next().unwrap()).collect();
-    assert_eq!(keys, ["model_loaded", "model_path", "status"], "sorted, indented by two:\n{text}");
+    // The legacy's three keys, and which runtime and precision run pose.
+    assert_eq!(keys, ["model_loaded", "model_path", "pose_precision", "pose_runtime", "status"], "sorted, indented by two:\n{text}");
 
     let analysed = client(&["analyze", &url, &avi, &log, "--no-overlay", "--include-keypoints"]);
     let v = verdict(&analysed);
