@@ -209,19 +209,19 @@ impl OpenVinoPose {
 
     /// One frame's raw output (`[56 × candidates]`, row-major) for a `[h, w, 3]` uint8 RGB input.
     fn forward_one(&self, rgb: &[u8], shape: (i64, i64)) -> Result<Vec<f32>, PoseError> {
-        self.with_compiled(shape, |c| {
-            fill_input(&mut c.latency, rgb, shape)?;
-            c.latency.infer().map_err(|e| ov_error("infer", e))?;
-            read_output(&c.latency)
-        })
+        self.with_compiled(shape, |c| infer_alone(c, rgb, shape))
     }
 
     /// Several frames of one shape, spread over the streams: each round starts one frame per
-    /// stream and waits for them all.
+    /// stream and waits for them all; a frame left over alone gets every thread.
     fn forward_many(&self, frames: &[Vec<u8>], shape: (i64, i64)) -> Result<Vec<Vec<f32>>, PoseError> {
         self.with_compiled(shape, |c| {
             let mut outputs = Vec::with_capacity(frames.len());
             for round in frames.chunks(c.streams.len()) {
+                if let [alone] = round {
+                    outputs.push(infer_alone(c, alone, shape)?);
+                    continue;
+                }
                 for (request, rgb) in c.streams.iter_mut().zip(round) {
                     fill_input(request, rgb, shape)?;
                     request.infer_async().map_err(|e| ov_error("infer", e))?;
@@ -242,6 +242,13 @@ impl OpenVinoPose {
             Ok(outputs)
         })
     }
+}
+
+/// One frame through the request that has every thread.
+fn infer_alone(compiled: &mut Compiled, rgb: &[u8], shape: (i64, i64)) -> Result<Vec<f32>, PoseError> {
+    fill_input(&mut compiled.latency, rgb, shape)?;
+    compiled.latency.infer().map_err(|e| ov_error("infer", e))?;
+    read_output(&compiled.latency)
 }
 
 /// Writes a `[h, w, 3]` uint8 RGB frame into the request's `[1, 3, h, w]` float input, in 0..1,
