@@ -464,42 +464,80 @@ fn blank_batch(batch: i64, frame: Letterbox, device: Device) -> Tensor {
     Tensor::zeros([batch, 3, h, w], (Kind::Float, device))
 }
 
-/// One frame's output → its detections in frame pixels.
+/// One frame's output → its detections in frame pixels. An output on the CPU is read into memory
+/// whole and decoded there; one on a GPU is filtered there first, so that only the candidates
+/// come back.
 pub(crate) fn decode(layout: OutputLayout, output: &Tensor, frame: &Letterbox) -> Vec<PoseDetection> {
+    if output.device() == Device::Cpu {
+        let output = output.to_kind(Kind::Float).contiguous();
+        let n = output.numel();
+        let mut flat = vec![0f32; n];
+        output.copy_data(&mut flat, n);
+        return decode_slice(layout, &flat, frame);
+    }
     // Rows of [x1|cx, y1|cy, x2|w, y2|h, score, (class,) 51 keypoint values].
     let rows = match layout {
         OutputLayout::Raw => output.transpose(0, 1),
         OutputLayout::EndToEnd => output.shallow_clone(),
     };
-    let score_col = 4;
-    let keep = rows.select(1, score_col).gt(CONFIDENCE as f64);
+    let keep = rows.select(1, SCORE).gt(CONFIDENCE as f64);
     let rows = rows.index_select(0, &keep.nonzero().squeeze_dim(1)).to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
     let n = rows.size()[0] as usize;
     let width = rows.size()[1] as usize;
     let mut flat = vec![0f32; n * width];
     rows.copy_data(&mut flat, n * width);
+    let candidates = flat.chunks_exact(width).map(|row| candidate(layout, |c| row[c])).collect();
+    finish(layout, candidates, frame)
+}
+
+/// The score's place among a candidate's values.
+const SCORE: i64 = 4;
+
+/// One frame's output as floats in memory → its detections in frame pixels: `[56 × N]`
+/// channel-major (raw) or `[N × 57]` (end-to-end), as the model lays it out.
+pub(crate) fn decode_slice(layout: OutputLayout, output: &[f32], frame: &Letterbox) -> Vec<PoseDetection> {
+    let score = SCORE as usize;
+    let candidates = match layout {
+        OutputLayout::Raw => {
+            let n = output.len() / RAW_CHANNELS as usize;
+            let value = |channel: usize, anchor: usize| output[channel * n + anchor];
+            // In anchor order, as the model gives them: the sort below is stable.
+            (0..n).filter(|&a| value(score, a) > CONFIDENCE).map(|a| candidate(layout, |c| value(c, a))).collect()
+        }
+        OutputLayout::EndToEnd => output
+            .chunks_exact(END_TO_END_VALUES as usize)
+            .filter(|row| row[score] > CONFIDENCE)
+            .map(|row| candidate(layout, |c| row[c]))
+            .collect(),
+    };
+    finish(layout, candidates, frame)
+}
+
+/// One candidate from its values (`value(i)`: the i-th of box, score, (class,) keypoints), in
+/// model-input pixels.
+fn candidate(layout: OutputLayout, value: impl Fn(usize) -> f32) -> PoseDetection {
+    let bbox = match layout {
+        OutputLayout::Raw => {
+            let (cx, cy, w, h) = (value(0), value(1), value(2), value(3));
+            [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
+        }
+        OutputLayout::EndToEnd => [value(0), value(1), value(2), value(3)],
+    };
     let keypoint_start = match layout {
         OutputLayout::Raw => 5,
         OutputLayout::EndToEnd => 6,
     };
-    let mut candidates: Vec<PoseDetection> = flat
-        .chunks_exact(width)
-        .map(|row| {
-            let bbox = match layout {
-                OutputLayout::Raw => {
-                    let (cx, cy, w, h) = (row[0], row[1], row[2], row[3]);
-                    [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
-                }
-                OutputLayout::EndToEnd => [row[0], row[1], row[2], row[3]],
-            };
-            let mut keypoints = [[0f32; 3]; KEYPOINTS];
-            for (k, point) in keypoints.iter_mut().enumerate() {
-                let base = keypoint_start + 3 * k;
-                *point = [row[base], row[base + 1], row[base + 2]];
-            }
-            PoseDetection { bbox, score: row[score_col as usize], keypoints }
-        })
-        .collect();
+    let mut keypoints = [[0f32; 3]; KEYPOINTS];
+    for (k, point) in keypoints.iter_mut().enumerate() {
+        let base = keypoint_start + 3 * k;
+        *point = [value(base), value(base + 1), value(base + 2)];
+    }
+    PoseDetection { bbox, score: value(SCORE as usize), keypoints }
+}
+
+/// Candidates (in the model's order) → the frame's detections: best first, NMS (raw output),
+/// capped, mapped back to frame pixels and clipped.
+fn finish(layout: OutputLayout, mut candidates: Vec<PoseDetection>, frame: &Letterbox) -> Vec<PoseDetection> {
     // Best first; a stable sort keeps the model's order among equal scores.
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
     candidates.truncate(MAX_NMS_CANDIDATES);
