@@ -30,72 +30,67 @@ fi
 [ -f "$ROOT/scripts/env.sh" ] || { echo "export-model: run scripts/setup.sh first" >&2; exit 1; }
 # shellcheck source=/dev/null
 . "$ROOT/scripts/env.sh"
-if [ "$FORMAT" = openvino ]; then
-  python - "$WEIGHTS" "$OUT" <<'PY'
+MODE=dynamic
+[ "$FORMAT" = openvino ] && MODE=openvino
+((FIXED)) && MODE=fixed
+python - "$WEIGHTS" "$OUT" "$MODE" <<'PY'
 import os, shutil, sys, tempfile
-import numpy as np
-import openvino as ov
 from ultralytics import YOLO
 
-weights, out = sys.argv[1], sys.argv[2].rstrip("/")
-work = tempfile.mkdtemp(prefix="export-model-")
-copy = os.path.join(work, os.path.basename(weights))
-shutil.copy(weights, copy)
-model = YOLO(copy)
-if model.task != "pose":
-    sys.exit(f"export-model: {weights} is a {model.task} model, not a pose model")
-# fp32 weights (half=False): the runtime's precision is chosen when the server compiles it.
-exported = model.export(format="openvino", imgsz=640, dynamic=True, half=False, verbose=False)
-stem = os.path.splitext(os.path.basename(weights))[0]
-# The IR's files take the directory's stem, as the server reads <dir>/<stem>.xml.
-part = out + ".part"
-shutil.rmtree(part, ignore_errors=True)
-shutil.move(exported, part)
-shutil.rmtree(out, ignore_errors=True)
-os.replace(part, out)
-shutil.rmtree(work, ignore_errors=True)
-
-core = ov.Core()
-xml = os.path.join(out, stem + ".xml")
-net = core.read_model(xml)
-for h, w, cells in ((640, 640, 8400), (384, 640, 48 * 80 + 24 * 40 + 12 * 20)):
-    net.reshape([1, 3, h, w])
-    y = core.compile_model(net, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(np.zeros((1, 3, h, w), np.float32))[0]
-    if list(y.shape) != [1, 56, cells]:
-        sys.exit(f"export-model: {xml} gives {list(y.shape)} for {w}x{h}, expected [1, 56, {cells}]")
-print(f"export-model: wrote {out}/ (OpenVINO IR {stem}.xml, any multiple of 32, fp32)", file=sys.stderr)
-PY
-  exit 0
-fi
-python - "$WEIGHTS" "$OUT" "$FIXED" <<'PY'
-import os, shutil, sys, tempfile
-import torch
-from ultralytics import YOLO
-
-weights, out, fixed = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+weights, out, mode = sys.argv[1], sys.argv[2].rstrip("/"), sys.argv[3]
 # Ultralytics writes the export beside the weights: work on a copy so that two exports of the
-# same weights (fixed and dynamic) never race for one file name.
+# same weights (fixed, dynamic, OpenVINO) never race for one file name.
 work = tempfile.mkdtemp(prefix="export-model-")
 copy = os.path.join(work, os.path.basename(weights))
 shutil.copy(weights, copy)
 model = YOLO(copy)
 if model.task != "pose":
     sys.exit(f"export-model: {weights} is a {model.task} model, not a pose model")
-exported = model.export(format="torchscript", imgsz=640, dynamic=not fixed, verbose=False)
+if mode == "openvino":
+    # fp32 weights (half=False): the runtime's precision is chosen when the server compiles it.
+    exported = model.export(format="openvino", imgsz=640, dynamic=True, half=False, verbose=False)
+else:
+    exported = model.export(format="torchscript", imgsz=640, dynamic=mode == "dynamic", verbose=False)
+# Whole or not at all: the export lands beside its final name, then takes it.
+shutil.rmtree(out + ".part", ignore_errors=True)
 shutil.move(exported, out + ".part")
+if os.path.isdir(out):
+    shutil.rmtree(out)
 os.replace(out + ".part", out)
 shutil.rmtree(work, ignore_errors=True)
+CELLS_640x384 = 48 * 80 + 24 * 40 + 12 * 20
+
+if mode == "openvino":
+    import numpy as np
+    import openvino as ov
+
+    # The IR's files take the weights' stem, as the server reads <dir>/<stem>.xml.
+    stem = os.path.splitext(os.path.basename(weights))[0]
+    xml = os.path.join(out, stem + ".xml")
+    core = ov.Core()
+    net = core.read_model(xml)
+    for h, w, cells in ((640, 640, 8400), (384, 640, CELLS_640x384)):
+        net.reshape([1, 3, h, w])
+        y = core.compile_model(net, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(np.zeros((1, 3, h, w), np.float32))[0]
+        if list(y.shape) != [1, 56, cells]:
+            sys.exit(f"export-model: {xml} gives {list(y.shape)} for {w}x{h}, expected [1, 56, {cells}]")
+    print(f"export-model: wrote {out}/ (OpenVINO IR {stem}.xml, any multiple of 32, fp32)", file=sys.stderr)
+    sys.exit(0)
+
+import torch
+
 
 def shape(h, w):
     y = torch.jit.load(out)(torch.zeros(1, 3, h, w))
     y = y[0] if isinstance(y, (list, tuple)) else y
     return list(y.shape)
 
+
 square = shape(640, 640)
 if square[:2] != [1, 56]:
     sys.exit(f"export-model: {out} gives {square}, expected [1, 56, N]")
-if not fixed and shape(384, 640) != [1, 56, 48 * 80 + 24 * 40 + 12 * 20]:
+if mode == "dynamic" and shape(384, 640) != [1, 56, CELLS_640x384]:
     sys.exit(f"export-model: {out} does not take a 640x384 input")
-kind = "640x640 only" if fixed else "any multiple of 32"
+kind = "640x640 only" if mode == "fixed" else "any multiple of 32"
 print(f"export-model: wrote {out} (input {kind}; output {square} at 640x640)", file=sys.stderr)
 PY

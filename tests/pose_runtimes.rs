@@ -148,8 +148,8 @@ fn tracked(frames: &[Value], dir: &Path, name: &str) -> Value {
 /// Every recorded phrase's log decided on these tracks, by each engine: `{engine: [decision per
 /// phrase]}`.
 fn decisions(normalised: &Value, dir: &Path, name: &str) -> Vec<(String, Vec<Value>)> {
-    let phrases = repo().join("../shared/data/phrases.jsonl");
-    let phrases = if phrases.is_file() { phrases } else { repo().join("tests/fixtures/signals.jsonl") };
+    // The 100 recorded phrases (the same as ../shared/data/phrases.jsonl).
+    let phrases = repo().join("tests/fixtures/phrases.jsonl");
     let rows: Vec<Value> = std::fs::read_to_string(&phrases).unwrap().lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
     let file = dir.join(format!("{name}-phrases.jsonl"));
     let mut text = String::new();
@@ -173,6 +173,7 @@ fn decisions(normalised: &Value, dir: &Path, name: &str) -> Vec<(String, Vec<Val
             assert!(out.status.success(), "decide --engine {engine}: {}", String::from_utf8_lossy(&out.stderr));
             let answers: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
             assert_eq!(answers.len(), rows.len(), "one answer per phrase");
+            assert_eq!(rows.len(), 100, "every recorded phrase");
             (engine.to_string(), answers)
         })
         .collect()

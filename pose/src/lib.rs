@@ -441,10 +441,7 @@ pub fn probe(forward: impl Fn(&Tensor) -> Result<Tensor, PoseError>, device: Dev
 pub fn detect_in_batches(inputs: &[Tensor], frames: &[Letterbox], layout: OutputLayout, forward: impl Fn(&Tensor) -> Result<Tensor, PoseError>) -> Result<Vec<Vec<PoseDetection>>, PoseError> {
     assert_eq!(inputs.len(), frames.len(), "one geometry per input");
     let mut detections = Vec::with_capacity(inputs.len());
-    let mut start = 0;
-    while start < inputs.len() {
-        let shape = frames[start].input_size();
-        let end = start + frames[start..].iter().take_while(|f| f.input_size() == shape).count();
+    for std::ops::Range { start, end } in same_shape_runs(frames) {
         let batch = Tensor::stack(&inputs[start..end], 0).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
         let output = forward(&batch)?;
         if output.size().first() != Some(&((end - start) as i64)) {
@@ -453,9 +450,21 @@ pub fn detect_in_batches(inputs: &[Tensor], frames: &[Letterbox], layout: Output
         for (i, frame) in frames[start..end].iter().enumerate() {
             detections.push(decode(layout, &output.get(i as i64), frame));
         }
-        start = end;
     }
     Ok(detections)
+}
+
+/// The frames' index ranges, in order, each of frames of one input shape: what one forward pass
+/// takes.
+pub(crate) fn same_shape_runs(frames: &[Letterbox]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let shape = frames.get(start)?.input_size();
+        let end = start + frames[start..].iter().take_while(|f| f.input_size() == shape).count();
+        let run = start..end;
+        start = end;
+        Some(run)
+    })
 }
 
 /// A blank `[batch, 3, h, w]` input of `frame`'s input shape.

@@ -305,16 +305,13 @@ impl PoseBackend for OpenVinoPose {
     fn detect(&self, inputs: &[Tensor], frames: &[Letterbox]) -> Result<Vec<Vec<PoseDetection>>, PoseError> {
         assert_eq!(inputs.len(), frames.len(), "one geometry per input");
         let mut detections = Vec::with_capacity(inputs.len());
-        let mut start = 0;
-        while start < inputs.len() {
+        for std::ops::Range { start, end } in crate::same_shape_runs(frames) {
             let shape = frames[start].input_size();
-            let end = start + frames[start..].iter().take_while(|f| f.input_size() == shape).count();
             let rgb: Vec<Vec<u8>> = inputs[start..end].iter().map(frame_bytes).collect::<Result<_, _>>()?;
             let outputs = if rgb.len() == 1 { vec![self.forward_one(&rgb[0], shape)?] } else { self.forward_many(&rgb, shape)? };
             for (output, frame) in outputs.iter().zip(&frames[start..end]) {
                 detections.push(crate::decode_slice(OutputLayout::Raw, output, frame));
             }
-            start = end;
         }
         Ok(detections)
     }
