@@ -387,6 +387,15 @@ impl PoseModel {
         self.device
     }
 
+    /// The device as logs and `/stats` name it: `cpu`, `cuda:0`.
+    pub fn device_name(&self) -> String {
+        match self.device {
+            Device::Cpu => "cpu".to_owned(),
+            Device::Cuda(i) => format!("cuda:{i}"),
+            other => format!("{other:?}").to_lowercase(),
+        }
+    }
+
     /// The output layout found at load time.
     pub fn layout(&self) -> OutputLayout {
         self.layout
@@ -421,8 +430,7 @@ pub fn probe(forward: impl Fn(&Tensor) -> Result<Tensor, PoseError>, device: Dev
     // A fixed-shape export fails on (or mis-sizes) another shape; a dynamic one gives one
     // candidate per cell of each stride's grid.
     let wide = Letterbox::fit(1280, 720, InputShape::Minimal);
-    let (w, h) = wide.input_size();
-    let cells: i64 = [8, 16, 32].iter().map(|s| (w / s) * (h / s)).sum();
+    let cells = anchors_for(wide);
     let input = match forward(&blank_batch(1, wide, device)).map(|out| out.size()) {
         Ok(shape) => match (layout, shape.as_slice()) {
             (OutputLayout::Raw, [1, _, n]) if *n == cells => InputShape::Minimal,
@@ -465,6 +473,12 @@ pub(crate) fn same_shape_runs(frames: &[Letterbox]) -> impl Iterator<Item = std:
         start = end;
         Some(run)
     })
+}
+
+/// The candidates a raw output has for `frame`'s input: one per cell of each stride's grid.
+pub(crate) fn anchors_for(frame: Letterbox) -> i64 {
+    let (w, h) = frame.input_size();
+    [8, 16, 32].iter().map(|s| (w / s) * (h / s)).sum()
 }
 
 /// A blank `[batch, 3, h, w]` input of `frame`'s input shape.

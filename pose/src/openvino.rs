@@ -133,17 +133,12 @@ impl OpenVinoPose {
         };
         let wide = Letterbox::fit(1280, 720, InputShape::Minimal);
         let (w, h) = wide.input_size();
-        let cells: i64 = [8, 16, 32].iter().map(|s| (w / s) * (h / s)).sum();
+        let cells = crate::anchors_for(wide);
         let output = backend.forward_one(&vec![0u8; (w * h * 3) as usize], (w, h))?;
         if output.len() as i64 != RAW_CHANNELS * cells {
             return Err(PoseError::NotPoseModel { path: xml.to_owned(), shape: vec![1, output.len() as i64 / cells.max(1), cells] });
         }
         Ok(backend)
-    }
-
-    /// The IR file.
-    pub fn path(&self) -> &Path {
-        &self.xml
     }
 
     /// Runs `rounds` forward passes on blank input of a 16:9 frame's shape, then as many through
@@ -181,19 +176,13 @@ impl OpenVinoPose {
         let shape = PartialShape::new_static(4, &[1, 3, h, w]).map_err(|e| ov_error("shape", e))?;
         model.reshape_single_input(&shape).map_err(|e| ov_error(&format!("the IR does not take a {w}x{h} input"), e))?;
         let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
-        let precision = match self.precision {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-        };
+        let precision = self.precision.to_string();
         let threads = self.threads.to_string();
         let set = |core: &mut Core, key: RwPropertyKey, value: &str| {
             core.set_property(&DeviceType::CPU, &key, value).map_err(|e| ov_error(&format!("CPU property {value}"), e))
         };
-        set(&mut core, RwPropertyKey::HintInferencePrecision, precision)?;
+        set(&mut core, RwPropertyKey::HintInferencePrecision, &precision)?;
         set(&mut core, RwPropertyKey::InferenceNumThreads, &threads)?;
-        // Unpinned: pose shares the cores with decoding and correcting frames, and a thread tied
-        // to a core waits for it while the other is free (measured here: 30 fps 720p phrases
-        // decided 0.1-0.3 s sooner after the last byte, pose 1-5% faster per frame).
         // Unpinned: pose shares the cores with decoding and correcting frames, and a thread tied
         // to a core waits for it while the other is free (measured here: a 30 fps 720p phrase
         // decided 0.1 s sooner after the last byte on average, one frame at a time 1 ms faster).
@@ -307,7 +296,7 @@ impl PoseBackend for OpenVinoPose {
         let mut detections = Vec::with_capacity(inputs.len());
         for std::ops::Range { start, end } in crate::same_shape_runs(frames) {
             let shape = frames[start].input_size();
-            let rgb: Vec<Vec<u8>> = inputs[start..end].iter().map(frame_bytes).collect::<Result<_, _>>()?;
+            let rgb: Vec<Vec<u8>> = inputs[start..end].iter().map(frame_bytes).collect();
             let outputs = if rgb.len() == 1 { vec![self.forward_one(&rgb[0], shape)?] } else { self.forward_many(&rgb, shape)? };
             for (output, frame) in outputs.iter().zip(&frames[start..end]) {
                 detections.push(crate::decode_slice(OutputLayout::Raw, output, frame));
@@ -326,12 +315,12 @@ impl PoseBackend for OpenVinoPose {
 }
 
 /// A letterboxed `[h, w, 3]` uint8 tensor's bytes.
-fn frame_bytes(input: &Tensor) -> Result<Vec<u8>, PoseError> {
+fn frame_bytes(input: &Tensor) -> Vec<u8> {
     let input = input.to_device(tch::Device::Cpu).to_kind(tch::Kind::Uint8).contiguous();
     let n = input.numel();
     let mut bytes = vec![0u8; n];
     input.copy_data(&mut bytes, n);
-    Ok(bytes)
+    bytes
 }
 
 #[cfg(test)]

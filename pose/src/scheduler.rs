@@ -40,21 +40,12 @@ impl PoseBackend for PoseModel {
     }
 
     fn describe(&self) -> String {
-        format!("local {}", match self.device() {
-            tch::Device::Cpu => "cpu".to_owned(),
-            tch::Device::Cuda(i) => format!("cuda:{i}"),
-            other => format!("{other:?}").to_lowercase(),
-        })
+        format!("local {}", self.device_name())
     }
 
     fn pose_path(&self) -> PosePath {
-        let device = match self.device() {
-            tch::Device::Cpu => "cpu".to_owned(),
-            tch::Device::Cuda(i) => format!("cuda:{i}"),
-            other => format!("{other:?}").to_lowercase(),
-        };
         let threads = (self.device() == tch::Device::Cpu).then(|| tch::get_num_threads().max(1) as usize);
-        PosePath { runtime: "libtorch", precision: Precision::F32, device, threads }
+        PosePath { runtime: "libtorch", precision: Precision::F32, device: self.device_name(), threads }
     }
 }
 

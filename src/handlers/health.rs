@@ -18,9 +18,9 @@ pub fn health(state: &AppState) -> Response<ResponseBody> {
         "model_loaded": loaded,
     });
     // The legacy's three keys, then how pose runs once it does: the runtime and the precision.
-    if let Some(pose) = pose {
-        body["pose_runtime"] = pose.pose_path().runtime.into();
-        body["pose_precision"] = pose.pose_path().precision.to_string().into();
+    if let Some(path) = pose.map(|p| p.pose_path()) {
+        body["pose_runtime"] = path.runtime.into();
+        body["pose_precision"] = path.precision.to_string().into();
     }
     // Where pose runs elsewhere: which, and whether it answers.
     if state.config.pose_backend == "triton" {
