@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{default_model, http_request, repo, serve_until_exit, Server, TempDir};
+use common::{as_track_case, default_model, http_request, repo, serve_until_exit, track, Server, TempDir};
 use serde_json::{json, Value};
 
 /// The demo clip at 1280×720, encoded once (near-lossless) so that every run decodes the same
@@ -131,18 +131,7 @@ impl Drift {
 
 /// The clip's detections through the tracker (`ai-referee track`): the normalised keypoints.
 fn tracked(frames: &[Value], dir: &Path, name: &str) -> Value {
-    let detections: Vec<Value> = frames
-        .iter()
-        .map(|f| Value::Array(f["detections"].as_array().unwrap().iter().map(|d| Value::Array(d["keypoints"].as_array().unwrap().iter().map(|p| json!([p[0], p[1]])).collect())).collect()))
-        .collect();
-    let case = json!({"id": name, "frame_width": 1280, "frame_height": 720, "detections": detections});
-    let cases = dir.join(format!("{name}-case.jsonl"));
-    std::fs::write(&cases, format!("{case}\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ai-referee")).args(["track", "--cases"]).arg(&cases).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(answer.get("error").is_none(), "{name}'s detections are trackable: {answer}");
-    answer["normalised"].clone()
+    track(&as_track_case(frames, None), dir, name)["normalised"].clone()
 }
 
 /// Every recorded phrase's log decided on these tracks, by each engine: `{engine: [decision per

@@ -18,9 +18,9 @@ use ai_referee::analysis::frames::decode_jpeg;
 use referee_engine::kinematics::{Keypoints, Row};
 use referee_engine::tracker::{is_valid, keypoint_box, Points, KEYPOINTS};
 use referee_engine::workbook::read_workbook;
-use common::{default_model, phrase, pt_weights, repo, venv_python, Server, TempDir};
+use common::{as_track_case, default_model, phrase, pt_weights, repo, track, venv_python, Server, TempDir};
 use opencv::prelude::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 fn demo_video() -> PathBuf {
     let video = repo().join("data/demo.mp4");
@@ -106,46 +106,6 @@ fn pt_detections(dir: &Path) -> Vec<Value> {
     let frames: Vec<Value> = std::fs::read_to_string(&reference).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(frames.len(), 230);
     frames
-}
-
-/// The detections as the `track` tool's input: per frame, each detection's 17 points as
-/// `keypoints.xy` gives them. With `masked_under`, points under that visibility become (0, 0),
-/// as Ultralytics before 8.4 (and our old `pose::VISIBLE`) did: only to show what that rule costs.
-fn as_track_case(frames: &[Value], masked_under: Option<f64>) -> Value {
-    let detections: Vec<Value> = frames
-        .iter()
-        .map(|f| {
-            f["detections"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| {
-                    let points: Vec<Value> = d["keypoints"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|p| match masked_under {
-                            Some(threshold) if p[2].as_f64().unwrap() < threshold => json!([0.0, 0.0]),
-                            _ => json!([p[0], p[1]]),
-                        })
-                        .collect();
-                    Value::Array(points)
-                })
-                .collect()
-        })
-        .collect();
-    json!({"id": "demo", "frame_width": frames[0]["width"], "frame_height": frames[0]["height"], "detections": detections})
-}
-
-/// Runs `ai-referee track` on one case: its answer (`tracks`, `normalised`).
-fn track(case: &Value, dir: &Path, name: &str) -> Value {
-    let cases = dir.join(format!("{name}.jsonl"));
-    std::fs::write(&cases, format!("{case}\n")).unwrap();
-    let tracked = Command::new(env!("CARGO_BIN_EXE_ai-referee")).args(["track", "--cases"]).arg(&cases).output().unwrap();
-    assert!(tracked.status.success(), "{}", String::from_utf8_lossy(&tracked.stderr));
-    let answer: Value = serde_json::from_slice(&tracked.stdout).unwrap();
-    assert!(answer.get("error").is_none(), "the .pt's detections are trackable: {answer}");
-    answer
 }
 
 /// NaN cells of a workbook's four sheets (left x, left y, right x, right y).

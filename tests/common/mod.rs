@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -733,4 +733,45 @@ impl<T: Served + ?Sized> Served for &T {
     fn address(&self) -> SocketAddr {
         (**self).address()
     }
+}
+
+/// The detections as the `track` tool's input: per frame, each detection's 17 points as
+/// `keypoints.xy` gives them. With `masked_under`, points under that visibility become (0, 0),
+/// as Ultralytics before 8.4 (and our old `pose::VISIBLE`) did: only to show what that rule costs.
+pub fn as_track_case(frames: &[Value], masked_under: Option<f64>) -> Value {
+    let detections: Vec<Value> = frames
+        .iter()
+        .map(|f| {
+            f["detections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    let points: Vec<Value> = d["keypoints"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| match masked_under {
+                            Some(threshold) if p[2].as_f64().unwrap() < threshold => json!([0.0, 0.0]),
+                            _ => json!([p[0], p[1]]),
+                        })
+                        .collect();
+                    Value::Array(points)
+                })
+                .collect()
+        })
+        .collect();
+    json!({"id": "demo", "frame_width": frames[0]["width"], "frame_height": frames[0]["height"], "detections": detections})
+}
+
+/// Runs `ai-referee track` on one case (written to `dir/<name>.jsonl`): its answer (`tracks`,
+/// `normalised`).
+pub fn track(case: &Value, dir: &Path, name: &str) -> Value {
+    let cases = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&cases, format!("{case}\n")).unwrap();
+    let tracked = Command::new(env!("CARGO_BIN_EXE_ai-referee")).args(["track", "--cases"]).arg(&cases).output().unwrap();
+    assert!(tracked.status.success(), "{}", String::from_utf8_lossy(&tracked.stderr));
+    let answer: Value = serde_json::from_slice(&tracked.stdout).unwrap();
+    assert!(answer.get("error").is_none(), "{name}'s detections are trackable: {answer}");
+    answer
 }
