@@ -310,11 +310,10 @@ def section_pose(ctx):
         raise BenchError(f"libtorch takes {ours_threads} threads under OMP_NUM_THREADS={ctx.threads}")
     help_text = subprocess.run([ctx.binary, "pose", "--help"], capture_output=True, text=True).stdout
     has_paths = re.search(r"--pose-runtime\b", help_text) is not None
-    thread_flags = ["--pose-threads", str(ctx.threads)] if re.search(r"--pose-threads\b", help_text) else []
     script = os.path.join(ctx.root, "scripts/bench/ultralytics_pose.py")
 
     def ours(flags, folder=frames_dir, expected=frames):
-        out = subprocess.run([ctx.binary, "pose", "--device", "cpu", "--model", ctx.model, *thread_flags, *flags,
+        out = subprocess.run([ctx.binary, "pose", "--device", "cpu", "--model", ctx.model, *flags,
                               folder], env=env, capture_output=True, text=True, preexec_fn=referee.die_with_parent)
         lines = POSE_LINE.findall(out.stderr)
         what = " ".join(["ai-referee pose", *flags])
@@ -482,8 +481,7 @@ def section_pose(ctx):
         "frames": frames,
         "frame_size": "1280x720",
         "threads": {
-            "setting": f"OMP_NUM_THREADS={ctx.threads} and MKL_NUM_THREADS={ctx.threads} for every process"
-                       + (f", and {' '.join(thread_flags)} for ours" if thread_flags else ""),
+            "setting": f"OMP_NUM_THREADS={ctx.threads} and MKL_NUM_THREADS={ctx.threads} for every process",
             "ours": ours_threads,
             "ultralytics": sorted(pt_threads)[0] if len(pt_threads) == 1 else sorted(pt_threads),
             "peers": {name: runtimes[name].get("threads") for name in runtimes},
