@@ -3,12 +3,11 @@
 //! the backend is made (never linked: a binary without OpenVINO beside it still runs libtorch).
 //!
 //! Frames are letterboxed and decoded exactly as for libtorch ([`crate::detect_in_batches`]'s
-//! input, [`crate::decode`]): only the forward pass moves. Each input shape is compiled once, in
-//! two forms: one request using every thread for a lone frame (latency), and one request per
-//! stream for frames that queued up together (throughput), so that an idle piste gets its frame
-//! back soonest and a backlog drains fastest.
+//! input, [`crate::decode`]): only the forward pass moves. Each input shape (the last few used)
+//! is compiled once, in two forms: one request using every thread for a lone frame (latency),
+//! and one request per stream for frames that queued up together (throughput), so that an idle
+//! piste gets its frame back soonest and a backlog drains fastest.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -68,6 +67,42 @@ pub fn ir_for(model: &Path) -> PathBuf {
     model.with_file_name(format!("{stem}_openvino_model")).join(format!("{stem}.xml"))
 }
 
+/// Input shapes whose compiled forms are kept. Every frame size a client sends letterboxes to
+/// one of some forty shapes, each compiled twice (tens of MB): only the most recently used are
+/// kept, so memory follows the pistes served, not the sizes clients try.
+const SHAPES_KEPT: usize = 4;
+
+/// The values kept for the last `capacity` input shapes used, the most recent last.
+struct RecentShapes<T> {
+    kept: Vec<((i64, i64), T)>,
+    capacity: usize,
+}
+
+impl<T> RecentShapes<T> {
+    fn new(capacity: usize) -> RecentShapes<T> {
+        RecentShapes { kept: Vec::new(), capacity: capacity.max(1) }
+    }
+
+    /// The value for `shape`, made by `make` if it is not kept; the least recently used goes
+    /// when one more would pass the capacity.
+    fn get_or_try_insert<E>(&mut self, shape: (i64, i64), make: impl FnOnce() -> Result<T, E>) -> Result<&mut T, E> {
+        match self.kept.iter().position(|(s, _)| *s == shape) {
+            Some(at) => {
+                let entry = self.kept.remove(at);
+                self.kept.push(entry);
+            }
+            None => {
+                let value = make()?;
+                if self.kept.len() == self.capacity {
+                    self.kept.remove(0);
+                }
+                self.kept.push((shape, value));
+            }
+        }
+        Ok(&mut self.kept.last_mut().expect("pushed above").1)
+    }
+}
+
 /// One input shape's compiled forms.
 struct Compiled {
     /// Every thread on one frame.
@@ -83,7 +118,7 @@ pub struct OpenVinoPose {
     xml: PathBuf,
     precision: Precision,
     threads: usize,
-    compiled: Mutex<HashMap<(i64, i64), Compiled>>,
+    compiled: Mutex<RecentShapes<Compiled>>,
 }
 
 impl std::fmt::Debug for OpenVinoPose {
@@ -129,7 +164,7 @@ impl OpenVinoPose {
             xml: xml.to_owned(),
             precision,
             threads: threads.max(1),
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(RecentShapes::new(SHAPES_KEPT)),
         };
         let wide = Letterbox::fit(1280, 720, InputShape::Minimal);
         let (w, h) = wide.input_size();
@@ -160,14 +195,10 @@ impl OpenVinoPose {
     }
 
     /// Runs `f` on the compiled forms for an input of `(width, height)`, compiling them first
-    /// if this shape is new.
+    /// if this shape is not among the last few used.
     fn with_compiled<T>(&self, shape: (i64, i64), f: impl FnOnce(&mut Compiled) -> Result<T, PoseError>) -> Result<T, PoseError> {
         let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
-        if !compiled.contains_key(&shape) {
-            let forms = self.compile(shape)?;
-            compiled.insert(shape, forms);
-        }
-        f(compiled.get_mut(&shape).expect("compiled above"))
+        f(compiled.get_or_try_insert(shape, || self.compile(shape))?)
     }
 
     /// Compiles the IR for one input shape, in both forms.
@@ -326,6 +357,25 @@ fn frame_bytes(input: &Tensor) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_most_recently_used_shapes_are_kept() {
+        let mut made = Vec::new();
+        let mut shapes = RecentShapes::new(2);
+        for shape in [(640, 384), (384, 640), (640, 384), (640, 640), (384, 640), (640, 384)] {
+            let value = shapes.get_or_try_insert(shape, || -> Result<(i64, i64), ()> {
+                made.push(shape);
+                Ok(shape)
+            });
+            assert_eq!(*value.unwrap(), shape);
+        }
+        // 640x384 was used again before 640x640 came, so 384x640 went; then 640x384 went.
+        assert_eq!(made, [(640, 384), (384, 640), (640, 640), (384, 640), (640, 384)]);
+        assert_eq!(shapes.kept.len(), 2);
+        // A shape that fails to be made is not kept.
+        assert!(shapes.get_or_try_insert((32, 640), || Err::<(i64, i64), _>("no")).is_err());
+        assert_eq!(shapes.kept.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [(384, 640), (640, 384)]);
+    }
 
     #[test]
     fn an_openvino_error_is_told_by_its_reason() {
